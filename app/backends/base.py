@@ -1,0 +1,64 @@
+"""The seam between the hub and where messages live.
+
+A backend stores each room's history and carries each room's events to every process
+that has clients in that room. The hub never knows which backend it holds: it subscribes
+to the rooms its clients are in, publishes what they say, and fans out whatever the
+backend delivers, its own clients' messages included, so one process and many behave alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.messages import Message
+    from app.settings import Settings
+
+Deliver = Callable[[str, str, "Message | None"], None]
+"""`deliver(room, event_json, message)`: one event for a room; `message` is set for chat messages."""
+
+
+class BackendError(Exception):
+    """The backend could not do what was asked (store a message, read history)."""
+
+
+class Backend(ABC):
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.settings = settings
+        self._deliver: Deliver | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        """Connect, migrate or whatever the backend needs; then events go to `deliver`."""
+        self._deliver = deliver
+
+    async def stop(self) -> None:
+        """Let go of every resource; nothing is delivered afterwards."""
+        self._deliver = None
+
+    @abstractmethod
+    async def subscribe(self, room: str) -> list[Message]:
+        """From now on, deliver `room`'s events to this process.
+
+        Returns the room's latest messages (at most `settings.welcome_history`, oldest
+        first); every message after them is delivered, none before them.
+        """
+
+    @abstractmethod
+    async def unsubscribe(self, room: str) -> None:
+        """This process has no client left in `room`."""
+
+    @abstractmethod
+    def publish(self, room: str, name: str, text: str) -> asyncio.Future[Message]:
+        """Give the message an id and a time, store it, then deliver it to every subscriber.
+
+        Returns at once, so a sender's next message can be read while this one is stored;
+        the future settles when the message is stored, or fails with `BackendError`.
+        """
+
+    @abstractmethod
+    def announce(self, room: str, event: str) -> None:
+        """Deliver an event that is not stored (presence) to every subscriber of `room`."""

@@ -1,0 +1,57 @@
+"""`memory://`: history in this process's memory, bounded per room; one process only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from app.backends.base import Backend
+from app.messages import Message, now_ms
+from app.settings import Settings
+
+
+class _RoomLog:
+    __slots__ = ("last_id", "messages")
+
+    def __init__(self, limit: int) -> None:
+        self.messages: deque[Message] = deque(maxlen=limit)
+        self.last_id = 0
+
+
+class MemoryBackend(Backend):
+    """Keeps the latest `settings.history_limit` messages of every room; lost on restart."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        super().__init__(url, settings)
+        self._logs: dict[str, _RoomLog] = {}
+        self._subscribed: set[str] = set()
+
+    def _log(self, room: str) -> _RoomLog:
+        log = self._logs.get(room)
+        if log is None:
+            log = self._logs[room] = _RoomLog(self.settings.history_limit)
+        return log
+
+    async def subscribe(self, room: str) -> list[Message]:
+        self._subscribed.add(room)
+        messages = self._log(room).messages
+        count = min(len(messages), self.settings.welcome_history)
+        return [messages[i] for i in range(len(messages) - count, len(messages))]
+
+    async def unsubscribe(self, room: str) -> None:
+        self._subscribed.discard(room)
+
+    def publish(self, room: str, name: str, text: str) -> asyncio.Future[Message]:
+        log = self._log(room)
+        log.last_id += 1
+        message = Message(room, log.last_id, name, text, now_ms())
+        log.messages.append(message)
+        if self._deliver is not None and room in self._subscribed:
+            self._deliver(room, message.json, message)
+        stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        stored.set_result(message)
+        return stored
+
+    def announce(self, room: str, event: str) -> None:
+        if self._deliver is not None and room in self._subscribed:
+            self._deliver(room, event, None)

@@ -1,0 +1,85 @@
+"""The `/ws` endpoint: a thin adapter from Starlette's WebSocket to the hub's `Client`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.endpoints import WebSocketEndpoint
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
+
+from app.client import Client, ConnectionClosed
+from app.hub import Hub, NameTaken
+from app.names import InvalidName
+from app.origins import origin_allowed
+from app.protocol import CloseCode
+from app.settings import Settings
+
+
+class _Socket:
+    """`app.client.Connection` over a Starlette WebSocket."""
+
+    __slots__ = ("_websocket",)
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+
+    async def send_text(self, data: str) -> None:
+        try:
+            await self._websocket.send({"type": "websocket.send", "text": data})
+        except (WebSocketDisconnect, WebSocketDisconnected) as exc:
+            raise ConnectionClosed from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        try:
+            await self._websocket.close(code, reason)
+        except (WebSocketDisconnect, WebSocketDisconnected) as exc:
+            raise ConnectionClosed from exc
+
+
+class ChatEndpoint(WebSocketEndpoint):
+    """`wss://HOST/ws?room=ROOM&name=NAME`: one person in one room."""
+
+    encoding = None  # frames go to the client as they are: it owns decoding and its limits
+
+    client: Client | None = None
+    _cut_off = False
+
+    async def dispatch(self) -> None:
+        try:
+            await super().dispatch()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._cut_off or task is None or task.uncancel():
+                raise
+            # The peer would not take its close: ending here lets the server drop the socket.
+
+    async def on_connect(self, websocket: WebSocket) -> None:
+        hub: Hub = websocket.state.hub
+        settings: Settings = websocket.state.settings
+        if not origin_allowed(websocket.headers, settings.allowed_origins):
+            await websocket.close(CloseCode.POLICY_VIOLATION)  # before accept: an HTTP 403
+            return
+        await websocket.accept()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def cut_off() -> None:
+            self._cut_off = True
+            task.cancel()
+
+        params = websocket.query_params
+        try:
+            self.client = await hub.join(_Socket(websocket), cut_off, params.get("room"), params.get("name"))
+        except InvalidName as exc:
+            await websocket.close(CloseCode.INVALID_NAME, str(exc))
+        except NameTaken as exc:
+            await websocket.close(CloseCode.NAME_TAKEN, str(exc))
+
+    async def on_receive(self, websocket: WebSocket, data: Any) -> None:
+        if self.client is not None:
+            await self.client.receive(data)
+
+    async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+        if self.client is not None:
+            await self.client.finished()

@@ -1,0 +1,53 @@
+"""The ASGI application: `create_app(settings)` and the module-level `app` uvicorn serves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from app.backends import create_backend
+from app.endpoint import ChatEndpoint
+from app.hub import Hub
+from app.pages import STATIC_DIR, health, index
+from app.security import SecurityHeaders
+from app.settings import Settings
+from app.shutdown import close_clients_before_exit
+
+
+class State(TypedDict):
+    hub: Hub
+    settings: Settings
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The chat app; without `settings`, they come from the `CHAT_*` environment variables."""
+    settings = settings if settings is not None else Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        hub = Hub(create_backend(settings.backend_url, settings), settings)
+        await hub.start()
+        restore_signals = close_clients_before_exit(hub, settings.close_timeout)
+        try:
+            yield {"hub": hub, "settings": settings}
+        finally:
+            restore_signals()
+            await hub.stop()
+
+    routes = [
+        Route("/", index, name="index"),
+        Route("/r/{room}", index, name="room"),
+        Route("/healthz", health, name="health"),
+        WebSocketRoute("/ws", ChatEndpoint, name="ws"),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], lifespan=lifespan)
+
+
+app = create_app()

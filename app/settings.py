@@ -1,0 +1,94 @@
+"""One frozen `Settings`, read from `CHAT_*` environment variables.
+
+Every field is a setting a user may change; its environment variable is the field's name in
+upper case with the `CHAT_` prefix (`rate_limit` -> `CHAT_RATE_LIMIT`). README.md,
+"Configuration", lists them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ENV_PREFIX = "CHAT_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Where the `chatroom` command listens, and its certificate.
+    host: str = "127.0.0.1"
+    port: int = 8443
+    certfile: str = "certs/cert.pem"
+    keyfile: str = "certs/key.pem"
+
+    # Where history lives and how messages reach every process (see app/backends).
+    backend_url: str = "memory://"
+    # Messages kept per room by the memory backend.
+    history_limit: int = 1000
+    # Messages a newcomer receives in its welcome.
+    welcome_history: int = 100
+
+    # Per-connection limits (docs/protocol.md gives each one's close code).
+    max_message_bytes: int = 4096
+    rate_limit: float = 5.0  # messages per second; 0 switches rate limiting off
+    rate_burst: int = 10
+    flood_strikes: int = 10  # rejected messages, decaying at one per second, before close 1008
+    queue_size: int = 256  # frames waiting for one client before it counts as too slow
+    close_timeout: float = 5.0  # seconds a close may take before the connection is cut
+
+    # Browser origins allowed besides the server's own (comma-separated in the environment).
+    allowed_origins: tuple[str, ...] = ()
+
+    # Protocol pings: a peer that does not answer within interval + timeout is dropped.
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `CHAT_*` variables (default: the process environment), then `overrides`."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + field.name.upper())
+            if raw is not None:
+                values[field.name] = _parse(field.name, field.type, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        for name in ("history_limit", "welcome_history", "max_message_bytes", "rate_burst", "queue_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.welcome_history > self.history_limit:
+            raise ValueError(
+                f"welcome_history ({self.welcome_history}) cannot exceed history_limit ({self.history_limit})"
+            )
+        if self.rate_limit < 0:
+            raise ValueError(f"rate_limit must be 0 (off) or positive, got {self.rate_limit}")
+
+    def to_env(self) -> dict[str, str]:
+        """The `CHAT_*` variables that reproduce these settings in another process."""
+        env = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            text = ",".join(value) if isinstance(value, tuple) else str(value)
+            env[ENV_PREFIX + field.name.upper()] = text
+        return env
+
+
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    variable = ENV_PREFIX + name.upper()
+    kind = str(kind)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{variable}: expected a number, but got {raw!r}") from None
+    if kind.startswith("tuple"):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    return raw

@@ -1,0 +1,84 @@
+"""A real Chromium (Debian's, via Playwright's executable_path) against a real server over TLS."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+
+from tests.conftest import Certificates
+from tests.servers import Server, free_port, run_server, uvicorn_command
+
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+# The flags a sandboxed, offline machine needs: no background traffic that would be refused.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (scripts/test does)")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def server(certificates: Certificates, tmp_path: Path) -> Iterator[Server]:
+    port = free_port()
+    with run_server(uvicorn_command(port, certificates.cert, certificates.key), port, tmp_path) as server:
+        yield server
+
+
+@dataclass
+class Tabs:
+    """Pages opened on the server; every console error or uncaught exception is recorded."""
+
+    browser: Browser
+    server: Server
+    errors: list[str] = field(default_factory=list)
+    pages: list[Page] = field(default_factory=list)
+
+    def open(self, path: str = "/", **options: object) -> Page:
+        context = self.browser.new_context(ignore_https_errors=True, **options)  # type: ignore[arg-type]
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                self.errors.append(f"console: {message.text}")
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        page.on("dialog", lambda dialog: self.errors.append(f"dialog: {dialog.message}"))
+        page.goto(f"{self.server.origin}{path}")
+        self.pages.append(page)
+        return page
+
+
+@pytest.fixture
+def tabs(browser: Browser, server: Server) -> Iterator[Tabs]:
+    tabs = Tabs(browser, server)
+    yield tabs
+    for page in tabs.pages:
+        page.context.close()
+    assert tabs.errors == []

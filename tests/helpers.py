@@ -1,0 +1,61 @@
+"""Test helpers: read the newline-separated events of a TestClient WebSocket one at a time."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.testclient import TestClient, WebSocketTestSession
+
+from app.main import create_app
+from app.settings import Settings
+
+Event = dict[str, Any]
+
+
+class Events:
+    """A TestClient WebSocket read event by event, whatever frames the server chose to batch."""
+
+    def __init__(self, websocket: WebSocketTestSession) -> None:
+        self.websocket = websocket
+        self._pending: deque[Event] = deque()
+        self.frames = 0
+        self.welcome: Event = {}
+
+    def next(self) -> Event:
+        while not self._pending:
+            frame = self.websocket.receive_text()
+            self.frames += 1
+            self._pending.extend(json.loads(line) for line in frame.split("\n"))
+        return self._pending.popleft()
+
+    def next_of(self, kind: str) -> Event:
+        """The next event of type `kind`, skipping others (presence, say)."""
+        while True:
+            event = self.next()
+            if event["type"] == kind:
+                return event
+
+    def send(self, event: Event) -> None:
+        self.websocket.send_text(json.dumps(event))
+
+    def say(self, text: str) -> None:
+        self.send({"type": "message", "text": text})
+
+
+def app_with(**overrides: Any) -> Starlette:
+    return create_app(Settings(**overrides))
+
+
+@contextmanager
+def chat(client: TestClient, query: str = "", **headers: str) -> Iterator[Events]:
+    """A connection to /ws?QUERY, already past its welcome (in `events.welcome`)."""
+    with client.websocket_connect(f"/ws?{query}", headers=headers) as websocket:
+        events = Events(websocket)
+        events.welcome = events.next()
+        assert events.welcome["type"] == "welcome", events.welcome
+        yield events

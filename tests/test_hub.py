@@ -1,0 +1,141 @@
+"""The core with plain asyncio, no web framework: fan-out, slow clients, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from app.backends.memory import MemoryBackend
+from app.client import Client
+from app.hub import Hub
+from app.protocol import CloseCode
+from app.settings import Settings
+from tests.fakes import FakeConnection
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def start_hub(**overrides: Any) -> Hub:
+    settings = Settings(rate_limit=0, **overrides)
+    hub = Hub(MemoryBackend("memory://", settings), settings)
+    await hub.start()
+    return hub
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    hub = await start_hub(queue_size=8, close_timeout=0.5)
+    yield hub
+    await hub.stop()
+
+
+async def join(hub: Hub, name: str, connection: FakeConnection, room: str = "lobby") -> Client:
+    client = await hub.join(connection, connection.abort, room, name)
+    await connection.wait_for(lambda c: c.frames)  # its welcome
+    return client
+
+
+def say(client: Client, text: str) -> None:
+    hub = client.hub
+    hub.publish(client, text)
+
+
+async def test_everything_said_reaches_every_client_in_order(hub: Hub) -> None:
+    connections = [FakeConnection() for _ in range(5)]
+    clients = [await join(hub, f"c{number}", connection) for number, connection in enumerate(connections)]
+    for number in range(100):
+        say(clients[number % 5], str(number))
+        if number % 7 == 0:
+            await asyncio.sleep(0)  # let some flushes happen in between
+    expected = [str(number) for number in range(100)]
+    for connection in connections:
+        await connection.wait_for(lambda c: len(c.messages()) == 100)
+        assert connection.messages() == expected
+
+
+async def test_a_burst_goes_out_as_one_frame_per_client(hub: Hub) -> None:
+    ann, bob = FakeConnection(), FakeConnection()
+    sender = await join(hub, "ann", ann)
+    await join(hub, "bob", bob)
+    await asyncio.sleep(0.2)  # the join has reached ann
+    frames_before = len(bob.frames)
+    for number in range(50):
+        say(sender, str(number))
+    await bob.wait_for(lambda c: len(c.messages()) == 50)
+    assert len(bob.frames) == frames_before + 1
+
+
+async def test_a_slow_client_is_dropped_and_the_others_receive_everything(hub: Hub) -> None:
+    fast, slow = FakeConnection(), FakeConnection()
+    sender = await join(hub, "fast", fast)
+    laggard = await join(hub, "slow", slow)
+    slow.stall()
+    for number in range(200):
+        say(sender, str(number))
+        await asyncio.sleep(0)  # one flush per message: the stalled client's queue fills up
+    await fast.wait_for(lambda c: len(c.messages()) == 200)
+    assert fast.messages() == [str(number) for number in range(200)]
+    assert laggard.closing
+    assert laggard.close_code == CloseCode.TRY_AGAIN_LATER
+    assert "slow" not in laggard.room.members
+    await fast.wait_for(lambda c: {"type": "leave", "name": "slow"} in c.events)
+    await asyncio.wait_for(slow.aborted.wait(), 2)  # the close could not be written: it was cut off
+    await laggard.finished()
+    assert laggard.queue.qsize() == 0  # its backlog was let go
+
+
+async def test_a_slow_client_that_catches_up_gets_its_close_code(hub: Hub) -> None:
+    sender_connection, slow = FakeConnection(), FakeConnection()
+    sender = await join(hub, "ann", sender_connection)
+    laggard = await join(hub, "slow", slow)
+    slow.stall()
+    for number in range(20):
+        say(sender, str(number))
+        await asyncio.sleep(0)
+    assert laggard.close_code == CloseCode.TRY_AGAIN_LATER
+    slow._flowing.set()
+    await slow.wait_for(lambda c: c.close_code is not None)
+    assert slow.close_code == CloseCode.TRY_AGAIN_LATER
+    assert not slow.aborted.is_set()
+
+
+async def test_stop_closes_every_client_with_1001_after_what_was_queued(hub: Hub) -> None:
+    connections = [FakeConnection() for _ in range(3)]
+    clients = [await join(hub, f"c{number}", connection) for number, connection in enumerate(connections)]
+    say(clients[0], "last words")
+    await hub.stop()
+    for connection in connections:
+        assert connection.close_code == CloseCode.GOING_AWAY
+        assert connection.messages() == ["last words"]
+    assert not hub.rooms
+
+
+async def test_an_empty_room_is_let_go(hub: Hub) -> None:
+    connection = FakeConnection()
+    client = await join(hub, "ann", connection, room="attic")
+    assert "attic" in hub.rooms
+    client.close(CloseCode.NORMAL, "bye")
+    await client.finished()
+    assert "attic" not in hub.rooms
+    again = FakeConnection()
+    await join(hub, "bob", again, room="attic")  # and can be opened again
+    assert hub.rooms["attic"].members.keys() == {"bob"}
+
+
+def test_the_core_imports_no_web_framework() -> None:
+    code = (
+        "import sys, app.hub, app.client, app.protocol, app.limits, app.names, app.messages, app.backends.memory\n"
+        "web = sorted(name for name in sys.modules if name.split('.')[0] in {'starlette', 'uvicorn', 'jinja2'})\n"
+        "assert not web, web"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)

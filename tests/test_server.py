@@ -1,0 +1,237 @@
+"""Against real servers over TLS: uvicorn as the README runs it, and the `chatroom` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import ssl
+import stat
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from app.protocol import CloseCode
+from tests.conftest import Certificates
+from tests.servers import Server, chatroom_command, client_context, free_port, run_server, uvicorn_command
+
+pytestmark = pytest.mark.anyio
+
+Event = dict[str, Any]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def uvicorn_server(certificates: Certificates, tmp_path: Path) -> Iterator[Server]:
+    port = free_port()
+    command = uvicorn_command(port, certificates.cert, certificates.key)
+    with run_server(command, port, tmp_path, env={"CHAT_RATE_LIMIT": "0"}) as server:
+        yield server
+
+
+class Peer:
+    """A websockets client that reads events one at a time."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self._pending: list[Event] = []
+
+    async def next(self, timeout: float = 10) -> Event:
+        while not self._pending:
+            frame = await asyncio.wait_for(self.connection.recv(), timeout)
+            assert isinstance(frame, str)
+            self._pending.extend(json.loads(line) for line in frame.split("\n"))
+        return self._pending.pop(0)
+
+    async def next_of(self, kind: str, timeout: float = 10) -> Event:
+        while (event := await self.next(timeout))["type"] != kind:
+            pass
+        return event
+
+    async def say(self, text: str) -> None:
+        await self.connection.send(json.dumps({"type": "message", "text": text}))
+
+
+async def open_peer(server: Server, query: str, cafile: Path, **kwargs: Any) -> Peer:
+    connection = await connect(server.url(query), ssl=client_context(cafile), open_timeout=10, **kwargs)
+    peer = Peer(connection)
+    assert (await peer.next())["type"] == "welcome"
+    return peer
+
+
+async def test_chat_over_wss_with_uvicorn(uvicorn_server: Server, certificates: Certificates) -> None:
+    ann = await open_peer(uvicorn_server, "name=ann", certificates.ca, origin=uvicorn_server.origin)
+    bob = await open_peer(uvicorn_server, "name=bob", certificates.ca)
+    await ann.say("over TLS")
+    assert (await bob.next_of("message"))["text"] == "over TLS"
+    assert (await ann.next_of("message"))["text"] == "over TLS"
+    await ann.connection.close()
+    await bob.connection.close()
+
+
+async def test_a_cross_site_handshake_gets_403(uvicorn_server: Server, certificates: Certificates) -> None:
+    with pytest.raises(Exception, match="403"):
+        await connect(
+            uvicorn_server.url("name=eve"),
+            ssl=client_context(certificates.ca),
+            origin="https://evil.example",  # type: ignore[arg-type]
+        )
+
+
+async def test_sigterm_closes_every_client_with_1001_and_exits_cleanly(
+    uvicorn_server: Server, certificates: Certificates
+) -> None:
+    peers = [await open_peer(uvicorn_server, f"name=p{number}", certificates.ca) for number in range(3)]
+    await peers[0].say("before the end")
+    for peer in peers:
+        assert (await peer.next_of("message"))["text"] == "before the end"
+    uvicorn_server.process.send_signal(signal.SIGTERM)
+    for peer in peers:
+        await asyncio.wait_for(peer.connection.wait_closed(), 10)
+        assert peer.connection.close_code == CloseCode.GOING_AWAY
+    # Uvicorn re-raises the signal once it has shut down cleanly, so SIGTERM is the exit status.
+    assert await asyncio.to_thread(uvicorn_server.stop) in (0, -signal.SIGTERM)
+    log = uvicorn_server.output
+    assert "Application shutdown complete" in log
+    assert "Traceback" not in log
+    assert "ERROR" not in log
+    assert "Task was destroyed" not in log
+
+
+@pytest.fixture
+def chatroom_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Extra CHAT_* variables for `chatroom_server`; parametrise indirectly to change them."""
+    return getattr(request, "param", {})
+
+
+@pytest.fixture
+def chatroom_server(tmp_path: Path, chatroom_env: dict[str, str]) -> Iterator[Server]:
+    port = free_port()
+    certs = tmp_path / "certs"
+    command = chatroom_command(port, certs / "cert.pem", certs / "key.pem")
+    env = {"CHAT_RATE_LIMIT": "0", "CHAT_PING_INTERVAL": "0.5", "CHAT_PING_TIMEOUT": "0.5", "CHAT_CLOSE_TIMEOUT": "1"}
+    with run_server(command, port, tmp_path, env={**env, **chatroom_env}) as server:
+        yield server
+
+
+async def test_chatroom_creates_a_certificate_and_serves_wss(chatroom_server: Server, tmp_path: Path) -> None:
+    cert, key = tmp_path / "certs" / "cert.pem", tmp_path / "certs" / "key.pem"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert f"https://127.0.0.1:{chatroom_server.port}/" in chatroom_server.read_log()
+    peer = await open_peer(chatroom_server, "name=ann", cert)  # the certificate verifies for 127.0.0.1
+    await peer.say("hello")
+    assert (await peer.next_of("message"))["text"] == "hello"
+    await peer.connection.close()
+
+
+def tls_client(cert: Path, version: ssl.TLSVersion) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(cert))
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this client offer old versions
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # offering them is the point
+        context.minimum_version = version
+        context.maximum_version = version
+    return context
+
+
+def handshake(port: int, context: ssl.SSLContext) -> str | None:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        return tls.version()
+
+
+async def test_chatroom_offers_tls_1_2_and_newer_only(chatroom_server: Server, tmp_path: Path) -> None:
+    cert = tmp_path / "certs" / "cert.pem"
+    assert (
+        await asyncio.to_thread(handshake, chatroom_server.port, tls_client(cert, ssl.TLSVersion.TLSv1_2)) == "TLSv1.2"
+    )
+    for old in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+        with pytest.raises(ssl.SSLError):
+            await asyncio.to_thread(handshake, chatroom_server.port, tls_client(cert, old))
+
+
+async def test_chatroom_refuses_an_oversized_frame_with_1009(chatroom_server: Server, tmp_path: Path) -> None:
+    peer = await open_peer(chatroom_server, "name=ann", tmp_path / "certs" / "cert.pem")
+    await peer.connection.send(json.dumps({"type": "message", "text": "x" * 5000}))
+    await asyncio.wait_for(peer.connection.wait_closed(), 10)
+    assert peer.connection.close_code == CloseCode.MESSAGE_TOO_BIG
+
+
+@pytest.fixture
+async def silent_peer(chatroom_server: Server, tmp_path: Path) -> AsyncIterator[ssl.SSLSocket]:
+    """Completes the WebSocket handshake as `mute`, then never reads or answers anything."""
+    context = client_context(tmp_path / "certs" / "cert.pem")
+
+    def open_socket() -> ssl.SSLSocket:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up quickly
+        raw.connect(("127.0.0.1", chatroom_server.port))
+        tls = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        tls.sendall(
+            b"GET /ws?name=mute HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert tls.recv(12) == b"HTTP/1.1 101"
+        return tls
+
+    tls = await asyncio.to_thread(open_socket)
+    yield tls
+    tls.close()
+
+
+async def test_a_vanished_peer_is_reaped_by_pings(
+    chatroom_server: Server, silent_peer: ssl.SSLSocket, tmp_path: Path
+) -> None:
+    watcher = await open_peer(chatroom_server, "name=watcher", tmp_path / "certs" / "cert.pem")
+    # Pings every 0.5 s, 0.5 s to answer (CHAT_PING_*): the mute peer is gone within seconds.
+    assert await watcher.next_of("leave", timeout=10) == {"type": "leave", "name": "mute"}
+    await watcher.connection.close()
+
+
+@pytest.mark.parametrize("chatroom_env", [{"CHAT_PING_INTERVAL": "60"}], indirect=True)
+async def test_a_reader_that_stops_reading_is_dropped_and_nobody_waits_for_it(
+    chatroom_server: Server, silent_peer: ssl.SSLSocket, tmp_path: Path
+) -> None:
+    cert = tmp_path / "certs" / "cert.pem"
+    sender = await open_peer(chatroom_server, "name=sender", cert)
+    reader = await open_peer(chatroom_server, "name=reader", cert)
+    count, padding = 2000, "y" * 3000  # 6 MB: more than the kernel buffers for the mute peer
+    received: list[int] = []
+    left: list[str] = []
+
+    async def read() -> None:
+        while len(received) < count or "mute" not in left:
+            event = await reader.next(timeout=20)
+            if event["type"] == "message":
+                received.append(int(event["text"].split()[0]))
+            elif event["type"] == "leave":
+                left.append(event["name"])
+
+    async def drain(peer: Peer) -> None:  # the sender reads its echoes, or it would be too slow too
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in peer.connection:
+                pass
+
+    reading, draining = asyncio.ensure_future(read()), asyncio.ensure_future(drain(sender))
+    for number in range(count):
+        await sender.say(f"{number} {padding}")
+        await asyncio.sleep(0)
+    await asyncio.wait_for(reading, 30)
+    assert received == list(range(count))
+    assert left == ["mute"]  # dropped for its full queue: pings are a minute apart here
+    await sender.connection.close()
+    await reader.connection.close()
+    await draining
