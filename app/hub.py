@@ -34,8 +34,9 @@ class NameTaken(Exception):
 class Room:
     """The members of one room in this process, and the events on their way to them."""
 
-    def __init__(self, name: str, recent_size: int) -> None:
+    def __init__(self, name: str, epoch: str, recent_size: int) -> None:
         self.name = name
+        self.epoch = epoch
         # Everyone holding a name here, in the order they came; `clients` get every frame.
         self.members: dict[str, Client] = {}
         self.clients: dict[str, Client] = {}
@@ -78,7 +79,7 @@ class Room:
         history = [message.json for message in self.recent]
         history.extend(message.json for message in self._messages)
         online = [member.name for member in self.members.values()]
-        client.push(welcome_event(client.name, self.name, online, history[-self.recent_size :]))
+        client.push(welcome_event(client.name, self.name, self.epoch, online, history[-self.recent_size :]))
         if self._events:
             self._newcomers.append((client, len(self._events)))
         else:
@@ -202,7 +203,7 @@ class Hub:
     async def _open(self, name: str) -> Room:
         room = self.rooms.get(name)
         if room is None:
-            room = self.rooms[name] = Room(name, self.settings.welcome_history)
+            room = self.rooms[name] = Room(name, self.backend.epoch, self.settings.welcome_history)
             self._spawn(self._subscribe(room))
         if not room.opened.done():
             room.waiting += 1

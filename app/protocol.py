@@ -101,7 +101,7 @@ def leave_event(name: str) -> str:
     return dumps({"type": "leave", "name": name})
 
 
-def welcome_event(name: str, room: str, online: list[str], history: list[str]) -> str:
+def welcome_event(name: str, room: str, epoch: str, online: list[str], history: list[str]) -> str:
     """The first event of every connection; `history` holds message events already serialised."""
-    head = dumps({"type": "welcome", "name": name, "room": room, "online": online})
+    head = dumps({"type": "welcome", "name": name, "room": room, "epoch": epoch, "online": online})
     return f'{head[:-1]},"history":[{",".join(history)}]}}'

@@ -73,6 +73,15 @@ def test_the_welcome_replays_only_the_latest_messages() -> None:
             assert [message["text"] for message in bob.welcome["history"]] == ["7", "8", "9"]
 
 
+def test_the_welcome_names_the_epoch_of_the_history(client: TestClient) -> None:
+    with chat(client, "name=ann") as ann, chat(client, "name=bob&room=other") as bob:
+        assert isinstance(ann.welcome["epoch"], str)
+        assert ann.welcome["epoch"]
+        assert ann.welcome["epoch"] == bob.welcome["epoch"]
+    with TestClient(app_with()) as restarted, chat(restarted, "name=ann") as again:
+        assert again.welcome["epoch"] != ann.welcome["epoch"]  # memory:// forgets: a new epoch
+
+
 def test_rooms_are_isolated(client: TestClient) -> None:
     with chat(client, "name=ann&room=red") as ann, chat(client, "name=bob&room=blue") as bob:
         ann.say("in red")

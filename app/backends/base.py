@@ -9,6 +9,7 @@ backend delivers, its own clients' messages included, so one process and many be
 from __future__ import annotations
 
 import asyncio
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -30,6 +31,9 @@ class Backend(ABC):
         self.url = url
         self.settings = settings
         self._deliver: Deliver | None = None
+        # Names this history's lifetime: message ids are comparable only within one epoch.
+        # A backend whose history can be lost (memory://) starts a new one each time.
+        self.epoch = secrets.token_hex(8)
 
     async def start(self, deliver: Deliver) -> None:
         """Connect, migrate or whatever the backend needs; then events go to `deliver`."""
