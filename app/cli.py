@@ -9,11 +9,15 @@ import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import uvicorn
 
 from app.devcert import ensure_dev_certificate
 from app.settings import Settings
+
+# Backends whose rooms live in one process: workers would each have their own chat.
+SINGLE_PROCESS_BACKENDS = ("memory", "sqlite")
 
 
 def tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
@@ -47,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings.from_env(
         host=args.host, port=args.port, certfile=args.cert, keyfile=args.key, backend_url=args.backend
     )
+    if args.workers > 1 and urlsplit(settings.backend_url).scheme in SINGLE_PROCESS_BACKENDS:
+        sys.exit(
+            f"chatroom: {settings.backend_url} serves one process; for --workers {args.workers}, "
+            "share a backend between them: --backend redis://HOST:PORT/DB"
+        )
     certfile, keyfile = Path(settings.certfile), Path(settings.keyfile)
     if ensure_dev_certificate(certfile, keyfile, settings.host):
         print(f"chatroom: created a self-signed development certificate in {certfile.parent}/", flush=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from app.limits import Strikes, TokenBucket
-from app.protocol import CloseCode, ErrorCode, ProtocolError, SendMessage, error_event, parse
+from app.protocol import MAX_BATCH, CloseCode, ErrorCode, ProtocolError, RequestHistory, SendMessage, error_event, parse
 
 if TYPE_CHECKING:
     from app.hub import Hub, Room
@@ -30,6 +30,7 @@ class Connection(Protocol):
 
 
 _WAKE = ""  # queued only to wake the writer; real frames are never empty
+_TOO_SLOW = "Too slow: fell too far behind the room"
 
 
 def utf8_length_over(text: str, limit: int) -> bool:
@@ -66,6 +67,14 @@ class Client:
         self.key = key
         self.settings = settings
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.queue_size)
+        self.queued = 0  # characters in `queue`
+        # Pacing (see Room.drained): over `_high` queued characters this client holds up its
+        # room's senders until it is back under `_low`; `blocked_since` is when its socket
+        # stopped taking data, if it has.
+        self._high = settings.queue_bytes // 4
+        self._low = settings.queue_bytes // 16
+        self.lagging = False
+        self.blocked_since: float | None = None
         self._connection = connection
         self._abort_connection = abort
         self._loop = asyncio.get_running_loop()
@@ -74,6 +83,7 @@ class Client:
         self._strikes = Strikes(settings.flood_strikes, now)
         self.close_code: int | None = None
         self._close_reason = ""
+        self._held: list[str] | None = None  # frames that must wait for a welcome still being read
         self._deadline: asyncio.TimerHandle | None = None
         self._writer = self._loop.create_task(self._write(), name=f"chatroom writer {room.name}/{name}")
 
@@ -82,13 +92,42 @@ class Client:
         return self.close_code is not None
 
     def push(self, frame: str) -> None:
-        """Queue a frame for this client, or close it as too slow if its queue is full."""
+        """Queue a frame for this client, or close it as too slow if its queue is full.
+
+        Full means `queue_size` frames, or `queue_bytes` characters: frames carry batches, so
+        the count alone would let one slow client hold on to a lot.
+        """
         if self.close_code is not None:
+            return
+        if self._held is not None:
+            self._held.append(frame)
+            if len(self._held) > self.settings.queue_size:
+                self.close(CloseCode.TRY_AGAIN_LATER, _TOO_SLOW)
+            return
+        queued = self.queued + len(frame)
+        if queued > self.settings.queue_bytes and self.queued:
+            self.close(CloseCode.TRY_AGAIN_LATER, _TOO_SLOW)
             return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            self.close(CloseCode.TRY_AGAIN_LATER, "Too slow: fell too far behind the room")
+            self.close(CloseCode.TRY_AGAIN_LATER, _TOO_SLOW)
+            return
+        self.queued = queued
+        if queued > self._high and not self.lagging:
+            self.lagging = True
+            self.room.lagging(self)
+
+    def hold(self) -> None:
+        """Keep frames back until `release`: the welcome has to be read from history first."""
+        self._held = []
+
+    def release(self, welcome: str) -> None:
+        """Queue the welcome, then every frame held back while it was being prepared."""
+        held, self._held = self._held or [], None
+        self.push(welcome)
+        for frame in held:
+            self.push(frame)
 
     async def receive(self, data: str | bytes) -> None:
         """Handle one frame from the peer."""
@@ -106,10 +145,16 @@ class Client:
         except ProtocolError as exc:
             self.push(error_event(exc.code, exc.detail))
             return
+        if self._bucket is not None and not self._allowed():
+            return
         if isinstance(command, SendMessage):
-            if self._bucket is not None and not self._allowed():
-                return
             self.hub.publish(self, command.text)
+            if self.room.waiting_on or self.hub.backend.backlogged:
+                # Read nothing more from this sender until the room and the backend keep up:
+                # the backlog stays in its TCP window instead of in our queues.
+                await self.hub.keep_pace(self)
+        elif isinstance(command, RequestHistory):
+            await self.hub.send_history(self, command.before, command.limit)
 
     def _allowed(self) -> bool:
         assert self._bucket is not None
@@ -120,8 +165,12 @@ class Client:
             self.close(CloseCode.POLICY_VIOLATION, "Flooding: kept sending over the rate limit")
         else:
             limit = f"{self._bucket.rate:g} messages a second, bursts of {self._bucket.burst}"
-            self.push(error_event(ErrorCode.RATE_LIMITED, f"Slow down: at most {limit}; not sent"))
+            self.push(error_event(ErrorCode.RATE_LIMITED, f"Slow down: at most {limit}; request refused"))
         return False
+
+    def stalled(self, now: float) -> bool:
+        """Whether the socket has taken nothing for `stall_timeout`: the peer is not reading."""
+        return self.blocked_since is not None and now - self.blocked_since >= self.settings.stall_timeout
 
     def close(self, code: int, reason: str) -> None:
         """Leave the room now and close the connection once what is queued has been written.
@@ -134,13 +183,24 @@ class Client:
         self._close_reason = reason
         self.hub.leave(self)
         if code == CloseCode.TRY_AGAIN_LATER:
-            _clear(self.queue)  # it cannot catch up; it resumes from history when it returns
+            self._clear()  # it cannot catch up; it resumes from history when it returns
         try:
             self.queue.put_nowait(_WAKE)
         except asyncio.QueueFull:
-            _clear(self.queue)
+            self._clear()
             self.queue.put_nowait(_WAKE)
         self._deadline = self._loop.call_later(self.settings.close_timeout, self._cut_off)
+
+    def _clear(self) -> None:
+        while self.queue.qsize():
+            self.queue.get_nowait()
+        self._drained(0)
+
+    def _drained(self, queued: int) -> None:
+        self.queued = queued
+        if self.lagging and queued <= self._low:
+            self.lagging = False
+            self.room.caught_up(self)
 
     def _cut_off(self) -> None:
         self._deadline = None
@@ -161,7 +221,7 @@ class Client:
             self._deadline.cancel()
             self._deadline = None
         self._writer.cancel()
-        _clear(self.queue)
+        self._clear()
         try:
             await self._writer
         except asyncio.CancelledError:
@@ -173,26 +233,32 @@ class Client:
     async def _write(self) -> None:
         queue = self.queue
         send = self._connection.send_text
+        carried: str | None = None  # taken from the queue, but for the next frame
         try:
             while True:
-                frame = await queue.get()
+                frame = carried if carried is not None else await queue.get()
+                carried = None
+                size = len(frame)
                 if queue.qsize():
                     frames = [frame]
                     while queue.qsize():
-                        frames.append(queue.get_nowait())
+                        following = queue.get_nowait()
+                        if size + len(following) >= MAX_BATCH:
+                            carried = following
+                            break
+                        frames.append(following)
+                        size += len(following)
                     frame = "\n".join([part for part in frames if part])
+                self._drained(self.queued - size)
                 if frame:
+                    self.blocked_since = self._loop.time()
                     await send(frame)
-                if self.close_code is not None and not queue.qsize():
+                    self.blocked_since = None
+                if self.close_code is not None and carried is None and not queue.qsize():
                     break
             await self._connection.close(self.close_code, self._close_reason)
         except ConnectionClosed:
             pass
-
-
-def _clear(queue: asyncio.Queue[str]) -> None:
-    while queue.qsize():
-        queue.get_nowait()
 
 
 __all__ = ["Client", "Connection", "ConnectionClosed", "ProtocolError"]

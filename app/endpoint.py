@@ -10,9 +10,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 
 from app.client import Client, ConnectionClosed
 from app.hub import Hub, NameTaken
-from app.names import InvalidName
 from app.origins import origin_allowed
-from app.protocol import CloseCode
+from app.protocol import BadRequest, CloseCode
 from app.settings import Settings
 
 
@@ -70,8 +69,15 @@ class ChatEndpoint(WebSocketEndpoint):
 
         params = websocket.query_params
         try:
-            self.client = await hub.join(_Socket(websocket), cut_off, params.get("room"), params.get("name"))
-        except InvalidName as exc:
+            self.client = await hub.join(
+                _Socket(websocket),
+                cut_off,
+                params.get("room"),
+                params.get("name"),
+                since=params.get("since"),
+                epoch=params.get("epoch"),
+            )
+        except BadRequest as exc:
             await websocket.close(CloseCode.INVALID_NAME, str(exc))
         except NameTaken as exc:
             await websocket.close(CloseCode.NAME_TAKEN, str(exc))

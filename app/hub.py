@@ -11,11 +11,23 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.client import Client, Connection
 from app.names import DEFAULT_ROOM, clean_name, clean_room, guest_name, name_key
-from app.protocol import CloseCode, ErrorCode, error_event, join_event, leave_event, welcome_event
+from app.protocol import (
+    MAX_ID,
+    BadRequest,
+    CloseCode,
+    ErrorCode,
+    error_event,
+    frames_of,
+    history_event,
+    join_event,
+    leave_event,
+    welcome_event,
+)
 
 if TYPE_CHECKING:
     from app.backends.base import Backend
@@ -29,6 +41,16 @@ PRESENCE_DELAY = 0.1  # seconds a join or leave may wait to share a frame with o
 
 class NameTaken(Exception):
     """The screen name is already online in the room."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """A resuming client's welcome is waiting for history: the messages after `after`, up to
+    `upto` (what the room had when the client came), and who was online then."""
+
+    after: int
+    upto: int
+    online: list[str]
 
 
 class Room:
@@ -50,6 +72,10 @@ class Room:
         self._newcomers: list[tuple[Client, int]] = []
         self._flush: asyncio.Handle | None = None
         self._flush_soon = False
+        # Members far behind (Client.lagging): senders wait until they catch up (`drained`).
+        self._lagging: set[Client] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def empty(self) -> bool:
@@ -73,20 +99,70 @@ class Room:
         elif self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(PRESENCE_DELAY, self.flush)
 
-    def admit(self, client: Client) -> None:
-        """Make `client` a member and queue its welcome, which already covers pending events."""
+    def admit(self, client: Client, since: int | None, replay_limit: int, stale: bool = False) -> Resume | None:
+        """Make `client` a member and queue its welcome, which covers the pending events.
+
+        Without `since`, the welcome holds the latest messages (with `gap` set if the client
+        resumes from a `stale` epoch). With it, the messages after `since`: when this room's
+        recent messages do not reach back that far, the client is held and a `Resume`
+        returned, saying what the hub must read from the backend.
+        """
         self.members[client.key] = client
-        history = [message.json for message in self.recent]
-        history.extend(message.json for message in self._messages)
         online = [member.name for member in self.members.values()]
-        client.push(welcome_event(client.name, self.name, self.epoch, online, history[-self.recent_size :]))
+        known = [*self.recent, *self._messages]
+        if since is None:
+            client.push(self.welcome(client, online, known[-self.recent_size :], gap=True if stale else None))
+        elif not known or known[0].id <= since or len(self.recent) < self.recent_size:
+            # Everything after `since` is here: the backend had no more when we subscribed.
+            newer = [message for message in known if message.id > since]
+            client.push(self.welcome(client, online, newer[-replay_limit:], gap=len(newer) > replay_limit))
+            since = None
+        else:
+            client.hold()
         if self._events:
             self._newcomers.append((client, len(self._events)))
         else:
             self.clients[client.key] = client
+        return None if since is None else Resume(since, known[-1].id, online)
+
+    def welcome(self, client: Client, online: list[str], history: list[Message], gap: bool | None = None) -> str:
+        return welcome_event(client.name, self.name, self.epoch, online, [message.json for message in history], gap)
+
+    @property
+    def waiting_on(self) -> bool:
+        """Whether a member is so far behind that senders should wait for it."""
+        return bool(self._lagging)
+
+    def lagging(self, client: Client) -> None:
+        self._lagging.add(client)
+        self._flowing.clear()
+
+    def caught_up(self, client: Client) -> None:
+        self._lagging.discard(client)
+        if not self._lagging:
+            self._flowing.set()
+
+    async def drained(self, stall_timeout: float) -> None:
+        """Wait until no member is far behind.
+
+        A member that falls behind because the server is busy, or because it reads slowly,
+        slows the senders down to its pace; one whose socket took nothing for
+        `stall_timeout` has stopped reading and is closed, so the room goes on without it.
+        """
+        loop = asyncio.get_running_loop()
+        while self._lagging:
+            try:
+                async with asyncio.timeout(stall_timeout):
+                    await self._flowing.wait()
+            except TimeoutError:
+                now = loop.time()
+                for client in tuple(self._lagging):
+                    if client.stalled(now):
+                        client.close(CloseCode.TRY_AGAIN_LATER, "Too slow: stopped reading")
 
     def remove(self, client: Client) -> bool:
         """Take the client out; False if it was not a member (already gone)."""
+        self.caught_up(client)
         if self.members.get(client.key) is not client:
             return False
         del self.members[client.key]
@@ -105,14 +181,15 @@ class Room:
             self.recent.extend(self._messages)
             self._messages = []
         if events:
-            frame = events[0] if len(events) == 1 else "\n".join(events)
-            for client in tuple(self.clients.values()):
-                client.push(frame)
+            clients = tuple(self.clients.values())
+            for frame in frames_of(events):
+                for client in clients:
+                    client.push(frame)
         if self._newcomers:
             for client, covered in self._newcomers:
                 if self.members.get(client.key) is client:
-                    if covered < len(events):
-                        client.push("\n".join(events[covered:]))
+                    for frame in frames_of(events[covered:]) if covered < len(events) else ():
+                        client.push(frame)
                     self.clients[client.key] = client
             self._newcomers = []
 
@@ -156,13 +233,19 @@ class Hub:
         abort: Callable[[], None],
         room_name: str | None,
         name: str | None,
+        since: str | None = None,
+        epoch: str | None = None,
     ) -> Client:
         """Put a connection in a room under a screen name; its welcome is its first frame.
 
-        Raises `InvalidName` or `NameTaken`; without `name`, a guest name is chosen.
+        `since` (the last message id the client saw) asks for exactly the messages after it,
+        provided `epoch`, when given, is this history's: ids of another epoch mean nothing here.
+        Raises `BadRequest` (`InvalidName` for names) or `NameTaken`; without `name`, a guest
+        name is chosen.
         """
         room_key = clean_room(room_name) if room_name is not None else DEFAULT_ROOM
         wanted = clean_name(name) if name is not None else None
+        last_seen = _parse_since(since)
         room = await self._open(room_key)
         if wanted is None:
             wanted = guest_name()
@@ -174,8 +257,36 @@ class Hub:
             raise NameTaken(f"{wanted!r} is already online in {room_key!r}")
         client = Client(self, room, wanted, key, connection, abort, self.settings)
         self.backend.announce(room.name, join_event(wanted))  # to those already there
-        room.admit(client)
+        stale = last_seen is not None and epoch is not None and epoch != room.epoch
+        resume = room.admit(client, None if stale else last_seen, self.settings.replay_limit, stale=stale)
+        if resume is not None:
+            await self._resume(client, resume)
         return client
+
+    async def _resume(self, client: Client, resume: Resume) -> None:
+        room = client.room
+        try:
+            messages, gap = await self.backend.since(room.name, resume.after, resume.upto, self.settings.replay_limit)
+        except Exception:
+            logger.exception("could not read the history of %s for %s", room.name, client.name)
+            messages, gap = list(room.recent), True  # the latest we have; the client pages for the rest
+        client.release(room.welcome(client, resume.online, messages, gap))
+
+    async def keep_pace(self, client: Client) -> None:
+        """Hold a sender back while the backend or its room cannot keep up."""
+        await self.backend.ready()
+        await client.room.drained(self.settings.stall_timeout)
+
+    async def send_history(self, client: Client, before: int | None, limit: int) -> None:
+        """Answer a `history` request: the page of messages before `before`."""
+        room = client.room
+        try:
+            messages, more = await self.backend.history(room.name, before, limit)
+        except Exception:
+            logger.exception("could not read the history of %s", room.name)
+            client.push(error_event(ErrorCode.UNAVAILABLE, "History cannot be read right now; try again"))
+            return
+        client.push(history_event(room.name, [message.json for message in messages], more))
 
     def leave(self, client: Client) -> None:
         room = client.room
@@ -243,3 +354,11 @@ class Hub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _parse_since(since: str | None) -> int | None:
+    if since is None:
+        return None
+    if not since.isascii() or not since.isdigit() or int(since) > MAX_ID:
+        raise BadRequest(f"since must be a message id (a whole number from 0), but got {since[:40]!r}")
+    return int(since)

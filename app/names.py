@@ -5,11 +5,13 @@ from __future__ import annotations
 import secrets
 import unicodedata
 
+from app.protocol import BadRequest
+
 MAX_NAME_LENGTH = 24
 DEFAULT_ROOM = "lobby"
 
 
-class InvalidName(ValueError):
+class InvalidName(BadRequest):
     """A screen name or room name that breaks the rules; the message says which rule."""
 
 

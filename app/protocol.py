@@ -22,7 +22,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008  # persistent flooding
     MESSAGE_TOO_BIG = 1009  # a frame over max_message_bytes
     TRY_AGAIN_LATER = 1013  # the client fell too far behind (its queue is full)
-    INVALID_NAME = 4400  # the name or room name breaks the naming rules
+    INVALID_NAME = 4400  # the name, room name or since parameter breaks the rules
     NAME_TAKEN = 4409  # the name is already online in that room
 
 
@@ -35,6 +35,11 @@ class ErrorCode(StrEnum):
     EMPTY_TEXT = "empty_text"
     RATE_LIMITED = "rate_limited"
     NOT_STORED = "not_stored"
+    UNAVAILABLE = "unavailable"
+
+
+class BadRequest(ValueError):
+    """A connection parameter that breaks the rules (close 4400); the message says which."""
 
 
 class ProtocolError(Exception):
@@ -53,7 +58,24 @@ class SendMessage:
     text: str
 
 
-Command = SendMessage
+@dataclass(frozen=True, slots=True)
+class RequestHistory:
+    """`{"type":"history","before":ID,"limit":N}`: the N messages just before ID (the latest if no ID)."""
+
+    before: int | None
+    limit: int
+
+
+Command = SendMessage | RequestHistory
+
+HISTORY_PAGE = 50  # messages in a history page when the client does not say
+MAX_HISTORY_PAGE = 100
+MAX_ID = 2**63 - 1  # ids are SQLite integers
+
+
+def is_message_id(value: object) -> bool:
+    """A possible message id: an integer (not a boolean) from 1 to 2**63 - 1."""
+    return type(value) is int and 1 <= value <= MAX_ID
 
 
 def parse(frame: str) -> Command:
@@ -72,6 +94,16 @@ def parse(frame: str) -> Command:
         if not text.strip():
             raise ProtocolError(ErrorCode.EMPTY_TEXT, "A message needs some text")
         return SendMessage(text)
+    if kind == "history":
+        before = event.get("before")
+        if before is not None and not is_message_id(before):
+            detail = f'Expected "before" to be a message id (a positive integer), but got {before!r:.40}'
+            raise ProtocolError(ErrorCode.BAD_EVENT, detail)
+        limit = event.get("limit", HISTORY_PAGE)
+        if type(limit) is not int or not 1 <= limit <= MAX_HISTORY_PAGE:
+            detail = f'Expected "limit" to be an integer from 1 to {MAX_HISTORY_PAGE}, but got {limit!r:.40}'
+            raise ProtocolError(ErrorCode.BAD_EVENT, detail)
+        return RequestHistory(before, limit)
     if not isinstance(kind, str):
         raise ProtocolError(ErrorCode.BAD_EVENT, f'Expected "type" to be a string, but got {_json_kind(kind)}')
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown event type {kind[:40]!r}")
@@ -83,6 +115,27 @@ def _json_kind(value: Any) -> str:
 
 
 # Outgoing events. Each returns the event's JSON text, ready to be framed.
+
+# Batched frames stay below this many characters (an event longer than that goes alone): big
+# enough that a burst costs a few writes, small enough that nothing waits behind a huge frame.
+MAX_BATCH = 65536
+
+
+def frames_of(events: list[str]) -> list[str]:
+    """Join events into as few frames as MAX_BATCH allows, in order."""
+    if len(events) == 1:
+        return events
+    frames: list[str] = []
+    batch: list[str] = []
+    size = 0
+    for event in events:
+        if batch and size + len(event) >= MAX_BATCH:
+            frames.append("\n".join(batch))
+            batch, size = [], 0
+        batch.append(event)
+        size += len(event) + 1
+    frames.append("\n".join(batch))
+    return frames
 
 
 def dumps(value: Any) -> str:
@@ -101,7 +154,19 @@ def leave_event(name: str) -> str:
     return dumps({"type": "leave", "name": name})
 
 
-def welcome_event(name: str, room: str, epoch: str, online: list[str], history: list[str]) -> str:
-    """The first event of every connection; `history` holds message events already serialised."""
-    head = dumps({"type": "welcome", "name": name, "room": room, "epoch": epoch, "online": online})
-    return f'{head[:-1]},"history":[{",".join(history)}]}}'
+def welcome_event(
+    name: str, room: str, epoch: str, online: list[str], history: list[str], gap: bool | None = None
+) -> str:
+    """The first event of every connection; `history` holds message events already serialised.
+
+    `gap` answers a resuming client: whether messages it missed are not all in `history`.
+    """
+    head: dict[str, Any] = {"type": "welcome", "name": name, "room": room, "epoch": epoch, "online": online}
+    if gap is not None:
+        head["gap"] = gap
+    return f'{dumps(head)[:-1]},"history":[{",".join(history)}]}}'
+
+
+def history_event(room: str, messages: list[str], more: bool) -> str:
+    """A page of history, oldest first; `more` says whether older messages exist."""
+    return f'{{"type":"history","room":{dumps(room)},"messages":[{",".join(messages)}],"more":{dumps(more)}}}'

@@ -25,11 +25,15 @@ class Settings:
     keyfile: str = "certs/key.pem"
 
     # Where history lives and how messages reach every process (see app/backends).
-    backend_url: str = "memory://"
+    backend_url: str = "sqlite:///data/chatroom.db"
     # Messages kept per room by the memory backend.
     history_limit: int = 1000
-    # Messages a newcomer receives in its welcome.
+    # Retention of the durable backends: messages kept per room, and days; 0 keeps everything.
+    retention_messages: int = 0
+    retention_days: float = 0.0
+    # Messages a newcomer receives in its welcome, and at most a reconnecting client (`since`).
     welcome_history: int = 100
+    replay_limit: int = 1000
 
     # Per-connection limits (docs/protocol.md gives each one's close code).
     max_message_bytes: int = 4096
@@ -37,6 +41,10 @@ class Settings:
     rate_burst: int = 10
     flood_strikes: int = 10  # rejected messages, decaying at one per second, before close 1008
     queue_size: int = 256  # frames waiting for one client before it counts as too slow
+    queue_bytes: int = 1_048_576  # or characters waiting for it (frames carry many events)
+    # A client whose socket has taken nothing for this long while its room waits on it is
+    # taken for one that stopped reading, and closed (1013) so the room goes on.
+    stall_timeout: float = 1.0
     close_timeout: float = 5.0  # seconds a close may take before the connection is cut
 
     # Browser origins allowed besides the server's own (comma-separated in the environment).
@@ -59,13 +67,20 @@ class Settings:
         return cls(**values)
 
     def __post_init__(self) -> None:
-        for name in ("history_limit", "welcome_history", "max_message_bytes", "rate_burst", "queue_size"):
+        positive = (
+            "history_limit",
+            "welcome_history",
+            "replay_limit",
+            "max_message_bytes",
+            "rate_burst",
+            "queue_size",
+            "queue_bytes",
+        )
+        for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.welcome_history > self.history_limit:
-            raise ValueError(
-                f"welcome_history ({self.welcome_history}) cannot exceed history_limit ({self.history_limit})"
-            )
+        if self.retention_messages < 0 or self.retention_days < 0:
+            raise ValueError("retention_messages and retention_days must be 0 (keep everything) or positive")
         if self.rate_limit < 0:
             raise ValueError(f"rate_limit must be 0 (off) or positive, got {self.rate_limit}")
 
@@ -77,6 +92,17 @@ class Settings:
             text = ",".join(value) if isinstance(value, tuple) else str(value)
             env[ENV_PREFIX + field.name.upper()] = text
         return env
+
+
+_AT_LEAST_ONE = (
+    "history_limit",
+    "welcome_history",
+    "replay_limit",
+    "max_message_bytes",
+    "rate_burst",
+    "queue_size",
+    "queue_bytes",
+)
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

@@ -25,3 +25,11 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     issued.cert_chain_pems[0].write_to_path(str(cert))
     issued.private_key_pem.write_to_path(str(key))
     return Certificates(ca, cert, key)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each backend in turn: tests using this run once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'chat.db'}"
+    return "memory://"

@@ -33,12 +33,14 @@ class Events:
             self._pending.extend(json.loads(line) for line in frame.split("\n"))
         return self._pending.popleft()
 
-    def next_of(self, kind: str) -> Event:
-        """The next event of type `kind`, skipping others (presence, say)."""
+    def next_of(self, kind: str, skipped: list[Event] | None = None) -> Event:
+        """The next event of type `kind`; the others before it go to `skipped`, or are dropped."""
         while True:
             event = self.next()
             if event["type"] == kind:
                 return event
+            if skipped is not None:
+                skipped.append(event)
 
     def send(self, event: Event) -> None:
         self.websocket.send_text(json.dumps(event))
@@ -48,6 +50,8 @@ class Events:
 
 
 def app_with(**overrides: Any) -> Starlette:
+    """The app with these settings; history in memory unless `backend_url` says otherwise."""
+    overrides.setdefault("backend_url", "memory://")
     return create_app(Settings(**overrides))
 
 

@@ -70,7 +70,9 @@ def run_server(
 ) -> Iterator[Server]:
     """Run `command` (which must listen on `port`) until the block ends, then stop it."""
     log = tmp_path / f"server-{port}.log"
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # History goes to the test's own folder, never to data/ of the checkout.
+    defaults = {"PYTHONUNBUFFERED": "1", "CHAT_BACKEND_URL": f"sqlite:///{tmp_path / 'chat.db'}"}
+    environment = {**os.environ, **defaults, **(env or {})}
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT, text=True)
     server = Server(process, port, log, scheme)

@@ -9,6 +9,7 @@ import signal
 import socket
 import ssl
 import stat
+import subprocess
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -64,6 +65,8 @@ class Peer:
 
 
 async def open_peer(server: Server, query: str, cafile: Path, **kwargs: Any) -> Peer:
+    # A welcome may be large (a resumed history in one frame): accept frames as a browser does.
+    kwargs.setdefault("max_size", None)
     connection = await connect(server.url(query), ssl=client_context(cafile), open_timeout=10, **kwargs)
     peer = Peer(connection)
     assert (await peer.next())["type"] == "welcome"
@@ -235,3 +238,11 @@ async def test_a_reader_that_stops_reading_is_dropped_and_nobody_waits_for_it(
     await sender.connection.close()
     await reader.connection.close()
     await draining
+
+
+def test_chatroom_refuses_workers_on_a_single_process_backend(tmp_path: Path) -> None:
+    command = chatroom_command(free_port(), tmp_path / "cert.pem", tmp_path / "key.pem", "--workers", "2")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "serves one process" in result.stderr
+    assert "redis://" in result.stderr

@@ -12,6 +12,7 @@ __all__ = ["BACKENDS", "Backend", "BackendError", "create_backend"]
 
 BACKENDS: dict[str, str] = {
     "memory": "app.backends.memory:MemoryBackend",
+    "sqlite": "app.backends.sqlite:SQLiteBackend",
 }
 
 

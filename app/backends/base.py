@@ -43,6 +43,14 @@ class Backend(ABC):
         """Let go of every resource; nothing is delivered afterwards."""
         self._deliver = None
 
+    @property
+    def backlogged(self) -> bool:
+        """Whether publishing should pause until `ready`: messages wait to be stored."""
+        return False
+
+    async def ready(self) -> None:  # noqa: B027 - most backends are never backlogged
+        """Return once the backend takes messages again without piling them up."""
+
     @abstractmethod
     async def subscribe(self, room: str) -> list[Message]:
         """From now on, deliver `room`'s events to this process.
@@ -66,3 +74,13 @@ class Backend(ABC):
     @abstractmethod
     def announce(self, room: str, event: str) -> None:
         """Deliver an event that is not stored (presence) to every subscriber of `room`."""
+
+    @abstractmethod
+    async def history(self, room: str, before: int | None, limit: int) -> tuple[list[Message], bool]:
+        """The `limit` messages just before id `before` (the latest if None), oldest first,
+        and whether older ones exist."""
+
+    @abstractmethod
+    async def since(self, room: str, after: int, upto: int, limit: int) -> tuple[list[Message], bool]:
+        """The messages with `after` < id <= `upto`, oldest first: the latest `limit` of them,
+        and whether there were more (a gap before the first one returned)."""

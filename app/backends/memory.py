@@ -52,6 +52,18 @@ class MemoryBackend(Backend):
         stored.set_result(message)
         return stored
 
+    async def history(self, room: str, before: int | None, limit: int) -> tuple[list[Message], bool]:
+        older = [message for message in self._log(room).messages if before is None or message.id < before]
+        return older[-limit:], len(older) > limit
+
+    async def since(self, room: str, after: int, upto: int, limit: int) -> tuple[list[Message], bool]:
+        kept = self._log(room).messages
+        newer = [message for message in kept if after < message.id <= upto]
+        # Ids here count up from 1 without holes: a first kept id beyond after + 1 means the
+        # bounded log already let the messages in between go.
+        forgot = bool(kept) and kept[0].id > after + 1
+        return newer[-limit:], len(newer) > limit or forgot
+
     def announce(self, room: str, event: str) -> None:
         if self._deliver is not None and room in self._subscribed:
             self._deliver(room, event, None)

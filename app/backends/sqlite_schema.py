@@ -1,0 +1,57 @@
+"""The SQLite schema, one migration per version (`PRAGMA user_version` says which ran last).
+
+Migrations only ever append: a database of any older version is brought up to date, in
+one transaction per step, when the server starts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: messages, clustered by (room, id): the latest N of a room, a page before an id and
+    # everything after an id are all one index range, however large the room.
+    """
+    CREATE TABLE messages (
+        room TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (room, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    """,
+    # 2: a room's last id outlives its messages, so ids keep increasing when retention has
+    # deleted them all; and an index on time, so age-based retention does not scan.
+    """
+    CREATE TABLE rooms (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO rooms (name, last_id) SELECT room, max(id) FROM messages GROUP BY room;
+    CREATE INDEX messages_by_time ON messages (ts);
+    """,
+]
+
+VERSION = len(MIGRATIONS)
+
+
+def version_of(connection: sqlite3.Connection) -> int:
+    row = connection.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(connection: sqlite3.Connection, target: int = VERSION) -> int:
+    """Bring the database up to `target`; returns the version it had before."""
+    found = version_of(connection)
+    if found > VERSION:
+        raise RuntimeError(
+            f"The database has schema version {found}, but this chatroom knows only up to {VERSION}: upgrade chatroom"
+        )
+    for version in range(found + 1, target + 1):
+        # BEGIN ... COMMIT makes each step all or nothing, its version number included.
+        try:
+            connection.executescript(f"BEGIN;\n{MIGRATIONS[version - 1]}\nPRAGMA user_version = {version};\nCOMMIT;")
+        except sqlite3.Error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+    return found

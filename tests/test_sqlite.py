@@ -1,0 +1,238 @@
+"""The SQLite backend: durability, grouped commits, retention, migrations, constant-time welcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.backends.sqlite import SQLiteBackend
+from app.backends.sqlite_schema import VERSION, migrate, version_of
+from app.messages import Message
+from app.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Delivered:
+    """Records what the backend delivers, as the hub would receive it."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def __call__(self, room: str, event: str, message: Message | None) -> None:
+        if message is not None:
+            self.messages.append(message)
+
+
+async def open_backend(path: Path, **overrides: Any) -> tuple[SQLiteBackend, Delivered]:
+    backend = SQLiteBackend(f"sqlite:///{path}", Settings(**overrides))
+    delivered = Delivered()
+    await backend.start(delivered)
+    return backend, delivered
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[tuple[SQLiteBackend, Delivered]]:
+    backend, delivered = await open_backend(tmp_path / "chat.db")
+    yield backend, delivered
+    await backend.stop()
+
+
+async def test_a_message_is_delivered_only_once_committed(
+    backend: tuple[SQLiteBackend, Delivered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, delivered = backend
+    await store.subscribe("den")
+    disk_free = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    insert = store._insert
+
+    def slow_insert(messages: list[Message]) -> None:
+        asyncio.run_coroutine_threadsafe(disk_free.wait(), loop).result(10)
+        insert(messages)
+
+    monkeypatch.setattr(store, "_insert", slow_insert)
+    stored = store.publish("den", "ann", "hello")
+    await asyncio.sleep(0.05)  # the commit is held up in the writer thread
+    assert delivered.messages == []
+    assert not stored.done()
+    disk_free.set()
+    message = await stored
+    assert delivered.messages == [message]
+
+
+async def test_commits_are_grouped(backend: tuple[SQLiteBackend, Delivered], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, delivered = backend
+    await store.subscribe("den")
+    commits: list[int] = []
+    insert = store._insert
+
+    def counting_insert(messages: list[Message]) -> None:
+        commits.append(len(messages))
+        insert(messages)
+
+    monkeypatch.setattr(store, "_insert", counting_insert)
+    stored = [store.publish("den", "ann", f"m{number}") for number in range(500)]
+    await asyncio.gather(*stored)
+    assert sum(commits) == 500
+    assert len(commits) <= 2  # the first message commits alone; the rest waited for it, together
+    assert [message.text for message in delivered.messages] == [f"m{number}" for number in range(500)]
+
+
+async def test_ids_keep_increasing_across_restarts_and_per_room(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    first, _ = await open_backend(path)
+    for room in ("a", "b"):
+        await first.subscribe(room)
+    ids = [(await first.publish(room, "ann", "x")).id for room in ("a", "a", "b")]
+    await first.stop()
+    second, _ = await open_backend(path)
+    recent = await second.subscribe("a")
+    await second.subscribe("b")
+    assert [message.id for message in recent] == [1, 2]
+    assert ids == [1, 2, 1]
+    assert (await second.publish("a", "ann", "y")).id == 3
+    assert (await second.publish("b", "ann", "y")).id == 2
+    assert first.epoch == second.epoch
+    await second.stop()
+
+
+async def test_ids_keep_increasing_even_when_retention_deleted_everything(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    store, _ = await open_backend(path, retention_days=1)
+    await store.subscribe("den")
+    for _ in range(3):
+        await store.publish("den", "ann", "old")
+    await store.stop()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE messages SET ts = ts - 2 * 86400000")  # two days ago
+    store, _ = await open_backend(path, retention_days=1)
+    assert await store.enforce_retention() == 3
+    assert await store.subscribe("den") == []
+    assert (await store.publish("den", "ann", "new")).id == 4
+    await store.stop()
+
+
+async def test_retention_keeps_the_latest_messages_of_each_room(backend: tuple[SQLiteBackend, Delivered]) -> None:
+    store, _ = backend
+    for room in ("a", "b"):
+        await store.subscribe(room)
+        for number in range(20):
+            await store.publish(room, "ann", f"{room}{number}")
+    store.settings = Settings(retention_messages=5)
+    assert await store.enforce_retention() == 30
+    for room in ("a", "b"):
+        messages, more = await store.history(room, None, 100)
+        assert [message.text for message in messages] == [f"{room}{number}" for number in range(15, 20)]
+        assert more is False
+
+
+async def test_retention_runs_by_itself_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "chat.db"
+    store, _ = await open_backend(path)
+    await store.subscribe("den")
+    for number in range(10):
+        await store.publish("den", "ann", str(number))
+    await store.stop()
+    passed = asyncio.Event()
+    enforce = SQLiteBackend.enforce_retention
+
+    async def observed(self: SQLiteBackend) -> int:
+        deleted = await enforce(self)
+        passed.set()
+        return deleted
+
+    monkeypatch.setattr(SQLiteBackend, "enforce_retention", observed)
+    store, _ = await open_backend(path, retention_messages=4)  # the first pass runs at start
+    await asyncio.wait_for(passed.wait(), 10)
+    messages, _ = await store.history("den", None, 100)
+    assert [message.text for message in messages] == ["6", "7", "8", "9"]
+    await store.stop()
+
+
+async def test_a_database_of_an_older_schema_is_migrated_on_start(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        migrate(db, target=1)  # as the first release left it
+        db.executemany(
+            "INSERT INTO messages (room, id, name, text, ts) VALUES (?, ?, ?, ?, ?)",
+            [("den", number, "ann", f"v1 {number}", 1_700_000_000_000 + number) for number in range(1, 6)],
+        )
+        assert version_of(db) == 1
+    db.close()
+    store, _ = await open_backend(path)
+    recent = await store.subscribe("den")
+    assert [message.text for message in recent] == [f"v1 {number}" for number in range(1, 6)]
+    assert (await store.publish("den", "ann", "v2")).id == 6
+    await store.stop()
+    with sqlite3.connect(path) as db:
+        assert version_of(db) == VERSION
+        assert db.execute("SELECT last_id FROM rooms WHERE name = 'den'").fetchone() == (6,)
+    db.close()
+
+
+async def test_a_newer_schema_than_known_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {VERSION + 1}")
+    db.close()
+    with pytest.raises(RuntimeError, match="upgrade chatroom"):
+        await open_backend(path)
+
+
+async def test_a_second_server_on_the_same_database_is_refused(backend: tuple[SQLiteBackend, Delivered]) -> None:
+    store, _ = backend
+    with pytest.raises(RuntimeError, match="in use by another chatroom process"):
+        await open_backend(store.path)
+
+
+def test_the_queries_use_the_primary_key_not_a_scan(tmp_path: Path) -> None:
+    """The welcome of a cold room, a page and a resume each read one index range."""
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        migrate(db)
+        queries = [
+            "SELECT id, name, text, ts FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?",
+            "SELECT id, name, text, ts FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            "SELECT id, name, text, ts FROM messages WHERE room = ? AND id > ? AND id <= ? ORDER BY id DESC LIMIT ?",
+        ]
+        for query in queries:
+            plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", (1,) * query.count("?")))
+            assert "SEARCH messages USING PRIMARY KEY" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan  # already in order: no sort
+    db.close()
+
+
+async def test_a_cold_welcome_reads_the_latest_of_a_large_room(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        migrate(db)
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO messages (room, id, name, text, ts) VALUES (?, ?, ?, ?, ?)",
+            (("big", number, "ann", f"m{number}", number) for number in range(1, 200_001)),
+        )
+        db.execute("INSERT INTO rooms (name, last_id) VALUES ('big', 200000), ('small', 0)")
+        db.execute("COMMIT")
+    db.close()
+    store, _ = await open_backend(path)
+    recent = await store.subscribe("big")
+    assert [message.id for message in recent] == list(range(199_901, 200_001))
+    assert await store.subscribe("small") == []
+    await store.stop()
+
+
+async def test_publishing_without_subscribing_is_a_programming_error(backend: tuple[SQLiteBackend, Delivered]) -> None:
+    store, _ = backend
+    with pytest.raises(KeyError):
+        store.publish("nowhere", "ann", "hello")
