@@ -1,5 +1,5 @@
-"""`Client`: one connected person. Owns the bounded queue of frames waiting for it, the one
-task that writes them, and the per-connection limits applied to what it sends."""
+"""`Client`: one connected person. Owns the bounded queue of frames waiting for it, how those
+frames reach its socket, and the per-connection limits applied to what it sends."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from app.limits import Strikes, TokenBucket
-from app.protocol import MAX_BATCH, CloseCode, ErrorCode, ProtocolError, RequestHistory, SendMessage, error_event, parse
+from app.protocol import (
+    MAX_BATCH,
+    CloseCode,
+    ErrorCode,
+    ProtocolError,
+    RequestHistory,
+    SendMessage,
+    error_event,
+    parse,
+)
 
 if TYPE_CHECKING:
     from app.hub import Hub, Room
@@ -20,16 +29,35 @@ class ConnectionClosed(Exception):
 
 
 class Connection(Protocol):
-    """What a client needs of its socket; the web layer adapts its WebSocket to this."""
+    """What a client needs of its WebSocket; the web layer adapts Starlette's to this."""
 
-    async def send_text(self, data: str) -> None:
-        """Send one text frame; raise `ConnectionClosed` if the peer is gone."""
+    async def send_text(self, payload: bytes) -> None:
+        """Send one text frame holding `payload` (UTF-8); raise `ConnectionClosed` if the peer is gone."""
 
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame; raise `ConnectionClosed` if the peer is gone."""
 
 
-_WAKE = ""  # queued only to wake the writer; real frames are never empty
+class Sink(Protocol):
+    """A socket that takes whole text frames at once, without awaiting anything.
+
+    The `chatroom` command's WebSocket protocol (app/wsprotocol.py) offers one. With it, a
+    room's writer task writes each frame straight into its members' sockets: no task, no
+    await and no copy per member. Without it (any other ASGI server), each client has a
+    writer task of its own that awaits `Connection.send_text`.
+    """
+
+    def writable(self) -> bool:
+        """Whether the socket takes data now: open, and its buffer under the high-water mark."""
+
+    def write(self, payload: bytes) -> None:
+        """Write one text frame holding `payload`."""
+
+    def on_writable(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever the socket takes data again after being full."""
+
+
+_WAKE = b""  # queued only to wake a writer task; real frames are never empty
 _TOO_SLOW = "Too slow: fell too far behind the room"
 
 
@@ -45,10 +73,11 @@ def utf8_length_over(text: str, limit: int) -> bool:
 class Client:
     """A connection in a room.
 
-    Frames reach it through `push`, which never waits: a client whose queue is full is
-    closed with 1013 instead, so the hub never waits for anyone. The writer task is the
-    only one that writes to the socket; it sends everything queued since its last write as
-    one frame, so a client that falls a little behind costs one write, not one per event.
+    Frames reach it through `deliver` (the room's fan-out) and `push` (frames for it alone),
+    neither of which waits: a client whose queue is full is closed with 1013 instead, so
+    the hub never waits for anyone. One writer writes to its socket: its room's writer task
+    when the socket is a `Sink`, else a writer task of its own, which sends everything
+    queued since its last write as one frame.
     """
 
     def __init__(
@@ -60,42 +89,74 @@ class Client:
         connection: Connection,
         abort: Callable[[], None],
         settings: Settings,
+        sink: Sink | None = None,
     ) -> None:
         self.hub = hub
         self.room = room
         self.name = name
         self.key = key
         self.settings = settings
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.queue_size)
-        self.queued = 0  # characters in `queue`
-        # Pacing (see Room.drained): over `_high` queued characters this client holds up its
-        # room's senders until it is back under `_low`; `blocked_since` is when its socket
-        # stopped taking data, if it has.
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=settings.queue_size)
+        self.queued = 0  # bytes in `queue`
+        # Pacing (see Room.drained): over `_high` queued bytes this client holds up its room's
+        # senders until it is back under `_low`; `blocked_since` is when its socket stopped
+        # taking data, if it has.
         self._high = settings.queue_bytes // 4
         self._low = settings.queue_bytes // 16
         self.lagging = False
         self.blocked_since: float | None = None
+        self.ready = False  # in its room's list of clients with frames for their sink
         self._connection = connection
         self._abort_connection = abort
+        self._sink = sink
         self._loop = asyncio.get_running_loop()
         now = self._loop.time()
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst, now) if settings.rate_limit else None
         self._strikes = Strikes(settings.flood_strikes, now)
         self.close_code: int | None = None
         self._close_reason = ""
-        self._held: list[str] | None = None  # frames that must wait for a welcome still being read
+        self._held: list[bytes] | None = None  # frames that must wait for a welcome still being read
         self._deadline: asyncio.TimerHandle | None = None
-        self._writer = self._loop.create_task(self._write(), name=f"chatroom writer {room.name}/{name}")
+        self._done = asyncio.Event()  # nothing more will be written: closed, or cut off
+        self._closer: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        if sink is None:
+            self._writer = self._loop.create_task(self._write(), name=f"chatroom writer {room.name}/{name}")
+        else:
+            sink.on_writable(self._socket_writable)
 
     @property
     def closing(self) -> bool:
         return self.close_code is not None
 
-    def push(self, frame: str) -> None:
-        """Queue a frame for this client, or close it as too slow if its queue is full.
+    # Frames out
 
-        Full means `queue_size` frames, or `queue_bytes` characters: frames carry batches, so
-        the count alone would let one slow client hold on to a lot.
+    def deliver(self, frame: bytes) -> None:
+        """A frame of the room's fan-out; called by the room's writer only.
+
+        Into a sink with nothing waiting before it, the frame is written at once.
+        """
+        sink = self._sink
+        if sink is not None and not self.queue.qsize() and self._held is None:
+            if sink.writable():
+                if self.close_code is None:
+                    sink.write(frame)
+                return
+            if self.blocked_since is None:  # full: the frame waits for `_socket_writable`
+                self.blocked_since = self._loop.time()
+        self._enqueue(frame)
+
+    def push(self, frame: bytes) -> None:
+        """A frame for this client alone (welcome, error, history page), in order with the rest."""
+        self._enqueue(frame)
+        if self._sink is not None:
+            self.room.ready(self)
+
+    def _enqueue(self, frame: bytes) -> None:
+        """Queue a frame, or close the client as too slow if its queue is full.
+
+        Full means `queue_size` frames, or `queue_bytes` bytes: frames carry batches, so the
+        count alone would let one slow client hold on to a lot.
         """
         if self.close_code is not None:
             return
@@ -122,12 +183,89 @@ class Client:
         """Keep frames back until `release`: the welcome has to be read from history first."""
         self._held = []
 
-    def release(self, welcome: str) -> None:
+    def release(self, welcome: bytes) -> None:
         """Queue the welcome, then every frame held back while it was being prepared."""
         held, self._held = self._held or [], None
         self.push(welcome)
         for frame in held:
             self.push(frame)
+
+    def drain(self) -> None:
+        """Write what is queued into the sink, as far as it takes it; called by the room's writer."""
+        sink = self._sink
+        assert sink is not None
+        queue = self.queue
+        while queue.qsize() and sink.writable():
+            frame = queue.get_nowait()
+            self._drained(self.queued - len(frame))
+            if frame:
+                sink.write(frame)
+        if queue.qsize():
+            if self.blocked_since is None:
+                self.blocked_since = self._loop.time()
+            return  # the sink calls `_socket_writable` when it takes data again
+        self.blocked_since = None
+        if self.close_code is not None and self._closer is None:
+            self._closer = self._loop.create_task(self._send_close(), name=f"chatroom close {self.name}")
+
+    def _socket_writable(self) -> None:
+        if self.queue.qsize() or (self.close_code is not None and self._closer is None):
+            self.room.ready(self)
+
+    def _drained(self, queued: int) -> None:
+        self.queued = queued
+        if self.lagging and queued <= self._low:
+            self.lagging = False
+            self.room.caught_up(self)
+
+    def _clear(self) -> None:
+        while self.queue.qsize():
+            self.queue.get_nowait()
+        self._drained(0)
+
+    async def _write(self) -> None:
+        """The writer task of a client without a sink: one frame per wake-up, whatever is queued."""
+        queue = self.queue
+        send = self._connection.send_text
+        carried: bytes | None = None  # taken from the queue, but for the next frame
+        try:
+            while True:
+                frame = carried if carried is not None else await queue.get()
+                carried = None
+                size = len(frame)
+                if queue.qsize():
+                    frames = [frame]
+                    while queue.qsize():
+                        following = queue.get_nowait()
+                        if size + len(following) >= MAX_BATCH:
+                            carried = following
+                            break
+                        frames.append(following)
+                        size += len(following)
+                    frame = b"\n".join([part for part in frames if part])
+                self._drained(self.queued - size)
+                if frame:
+                    self.blocked_since = self._loop.time()
+                    await send(frame)
+                    self.blocked_since = None
+                if self.close_code is not None and carried is None and not queue.qsize():
+                    break
+            await self._send_close()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._done.set()
+
+    async def _send_close(self) -> None:
+        assert self.close_code is not None
+        try:
+            await self._connection.close(self.close_code, self._close_reason)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._done.set()
+
+    # Frames in
 
     async def receive(self, data: str | bytes) -> None:
         """Handle one frame from the peer."""
@@ -168,6 +306,8 @@ class Client:
             self.push(error_event(ErrorCode.RATE_LIMITED, f"Slow down: at most {limit}; request refused"))
         return False
 
+    # Closing
+
     def stalled(self, now: float) -> bool:
         """Whether the socket has taken nothing for `stall_timeout`: the peer is not reading."""
         return self.blocked_since is not None and now - self.blocked_since >= self.settings.stall_timeout
@@ -184,81 +324,50 @@ class Client:
         self.hub.leave(self)
         if code == CloseCode.TRY_AGAIN_LATER:
             self._clear()  # it cannot catch up; it resumes from history when it returns
-        try:
-            self.queue.put_nowait(_WAKE)
-        except asyncio.QueueFull:
-            self._clear()
-            self.queue.put_nowait(_WAKE)
+        if self._sink is not None:
+            self.room.ready(self)
+        else:
+            try:
+                self.queue.put_nowait(_WAKE)
+            except asyncio.QueueFull:
+                self._clear()
+                self.queue.put_nowait(_WAKE)
         self._deadline = self._loop.call_later(self.settings.close_timeout, self._cut_off)
-
-    def _clear(self) -> None:
-        while self.queue.qsize():
-            self.queue.get_nowait()
-        self._drained(0)
-
-    def _drained(self, queued: int) -> None:
-        self.queued = queued
-        if self.lagging and queued <= self._low:
-            self.lagging = False
-            self.room.caught_up(self)
 
     def _cut_off(self) -> None:
         self._deadline = None
-        if not self._writer.done():
-            self._writer.cancel()
+        if not self._done.is_set():
+            for task in (self._writer, self._closer):
+                if task is not None:
+                    task.cancel()
+            self._done.set()
             self._abort_connection()
 
     async def wait_closed(self) -> None:
-        """Wait until the writer is done: the close was written, or the peer was cut off."""
-        await asyncio.wait([self._writer])
+        """Wait until nothing more will be written: the close went out, or the peer was cut off."""
+        await self._done.wait()
 
     async def finished(self) -> None:
-        """The connection is over, whoever ended it: leave, and stop the writer."""
+        """The connection is over, whoever ended it: leave, and stop writing."""
         if self.close_code is None:
             self.close_code = CloseCode.NORMAL
             self.hub.leave(self)
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        self._writer.cancel()
+        tasks = [task for task in (self._writer, self._closer) if task is not None]
+        for task in tasks:
+            task.cancel()
         self._clear()
-        try:
-            await self._writer
-        except asyncio.CancelledError:
-            # Our own cancel of the writer ends here; the caller's cancellation goes on.
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
-
-    async def _write(self) -> None:
-        queue = self.queue
-        send = self._connection.send_text
-        carried: str | None = None  # taken from the queue, but for the next frame
-        try:
-            while True:
-                frame = carried if carried is not None else await queue.get()
-                carried = None
-                size = len(frame)
-                if queue.qsize():
-                    frames = [frame]
-                    while queue.qsize():
-                        following = queue.get_nowait()
-                        if size + len(following) >= MAX_BATCH:
-                            carried = following
-                            break
-                        frames.append(following)
-                        size += len(following)
-                    frame = "\n".join([part for part in frames if part])
-                self._drained(self.queued - size)
-                if frame:
-                    self.blocked_since = self._loop.time()
-                    await send(frame)
-                    self.blocked_since = None
-                if self.close_code is not None and carried is None and not queue.qsize():
-                    break
-            await self._connection.close(self.close_code, self._close_reason)
-        except ConnectionClosed:
-            pass
+        self._done.set()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                # Our own cancel of the writer ends here; the caller's cancellation goes on.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
 
 
-__all__ = ["Client", "Connection", "ConnectionClosed", "ProtocolError"]
+__all__ = ["Client", "Connection", "ConnectionClosed", "ProtocolError", "Sink"]

@@ -13,6 +13,11 @@ from app.hub import Hub, NameTaken
 from app.origins import origin_allowed
 from app.protocol import BadRequest, CloseCode
 from app.settings import Settings
+from app.wsprotocol import SINK_EXTENSION
+
+# Uvicorn raises RuntimeError for a send on a connection whose transport began closing
+# during the handshake (it skips the accept); for us that socket is simply gone.
+_GONE = (WebSocketDisconnect, WebSocketDisconnected, RuntimeError)
 
 
 class _Socket:
@@ -23,16 +28,16 @@ class _Socket:
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
 
-    async def send_text(self, data: str) -> None:
+    async def send_text(self, payload: bytes) -> None:
         try:
-            await self._websocket.send({"type": "websocket.send", "text": data})
-        except (WebSocketDisconnect, WebSocketDisconnected) as exc:
+            await self._websocket.send({"type": "websocket.send", "text": payload.decode()})
+        except _GONE as exc:
             raise ConnectionClosed from exc
 
     async def close(self, code: int, reason: str) -> None:
         try:
             await self._websocket.close(code, reason)
-        except (WebSocketDisconnect, WebSocketDisconnected) as exc:
+        except _GONE as exc:
             raise ConnectionClosed from exc
 
 
@@ -76,6 +81,7 @@ class ChatEndpoint(WebSocketEndpoint):
                 params.get("name"),
                 since=params.get("since"),
                 epoch=params.get("epoch"),
+                sink=websocket.scope.get("extensions", {}).get(SINK_EXTENSION, {}).get("sink"),
             )
         except BadRequest as exc:
             await websocket.close(CloseCode.INVALID_NAME, str(exc))

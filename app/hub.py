@@ -1,8 +1,8 @@
 """`Hub` and `Room`: who is in which room, presence, and fan-out. No web framework here.
 
-Fan-out is batched per room: every event a room receives during one turn of the event
-loop is joined into one frame, serialised once, and pushed to each member's queue once.
-However many messages arrive together, each member costs one queue operation and one write.
+Fan-out is batched per room: every event a room receives until its writer task next runs
+is joined into one frame, serialised once, and handed to each member once. However many
+messages arrive together, each member costs one write.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from app.client import Client, Connection
+from app.client import Client, Connection, Sink
 from app.names import DEFAULT_ROOM, clean_name, clean_room, guest_name, name_key
 from app.protocol import (
     MAX_ID,
@@ -54,7 +54,12 @@ class Resume:
 
 
 class Room:
-    """The members of one room in this process, and the events on their way to them."""
+    """The members of one room in this process, and the events on their way to them.
+
+    The room's writer task sends its fan-out: every event the room received since it last
+    ran is joined into frames (serialised once, under MAX_BATCH each) and delivered to each
+    member once. It is also the one writer of members whose socket is a `Sink`.
+    """
 
     def __init__(self, name: str, epoch: str, recent_size: int) -> None:
         self.name = name
@@ -64,14 +69,19 @@ class Room:
         self.clients: dict[str, Client] = {}
         self.recent_size = recent_size
         self.recent: deque[Message] = deque(maxlen=recent_size)
-        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
         self.waiting = 0  # joins awaiting `opened`
-        self._events: list[str] = []
+        self._events: list[bytes] = []
         self._messages: list[Message] = []
         # Welcomed while events were pending: (client, how many of them its welcome covers).
         self._newcomers: list[tuple[Client, int]] = []
-        self._flush: asyncio.Handle | None = None
-        self._flush_soon = False
+        self._due = False  # pending events go out at the writer's next turn
+        self._presence_timer: asyncio.TimerHandle | None = None
+        self._ready: list[Client] = []  # members whose own frames wait for their sink
+        self._closing: tuple[int, str] | None = None  # close everyone after the next flush
+        self._wake = asyncio.Event()
+        self._writer = loop.create_task(self._write_forever(), name=f"chatroom room {name}")
         # Members far behind (Client.lagging): senders wait until they catch up (`drained`).
         self._lagging: set[Client] = set()
         self._flowing = asyncio.Event()
@@ -81,23 +91,63 @@ class Room:
     def empty(self) -> bool:
         return not self.members and not self.waiting
 
-    def post(self, event: str, message: Message | None) -> None:
+    def post(self, event: bytes, message: Message | None) -> None:
         """Queue an event for every member.
 
-        A chat message goes out at the end of this turn of the event loop. Presence waits
-        up to PRESENCE_DELAY for company: when hundreds connect at once, each member gets a
-        few frames of joins instead of one frame per join. Events never overtake each other.
+        A chat message goes out at the writer's next turn. Presence waits up to
+        PRESENCE_DELAY for company: when hundreds connect at once, each member gets a few
+        frames of joins instead of one frame per join. Events never overtake each other.
         """
         self._events.append(event)
         if message is not None:
             self._messages.append(message)
-            if not self._flush_soon:
-                if self._flush is not None:
-                    self._flush.cancel()
-                self._flush = asyncio.get_running_loop().call_soon(self.flush)
-                self._flush_soon = True
-        elif self._flush is None:
-            self._flush = asyncio.get_running_loop().call_later(PRESENCE_DELAY, self.flush)
+            self._make_due()
+        elif not self._due and self._presence_timer is None:
+            self._presence_timer = asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._make_due)
+
+    def _make_due(self) -> None:
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+        self._due = True
+        self._wake.set()
+
+    def ready(self, client: Client) -> None:
+        """`client` has frames of its own for its sink, or a close to send."""
+        if not client.ready:
+            client.ready = True
+            self._ready.append(client)
+            self._wake.set()
+
+    def close_all(self, code: int, reason: str) -> list[Client]:
+        """Close every member once the events already posted have reached them."""
+        self._closing = (code, reason)
+        self._make_due()
+        return list(self.members.values())
+
+    async def _write_forever(self) -> None:
+        wake = self._wake
+        while True:
+            await wake.wait()
+            wake.clear()
+            try:
+                if self._due:
+                    self.flush()
+                if self._closing is not None:
+                    for client in list(self.members.values()):
+                        client.close(*self._closing)
+                ready, self._ready = self._ready, []
+                for client in ready:
+                    client.ready = False
+                    client.drain()
+            except Exception:  # a bug here must not silence the room for good
+                logger.exception("room %s: writing failed", self.name)
+
+    async def stop(self) -> None:
+        self._writer.cancel()
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+        await asyncio.wait([self._writer])
 
     def admit(self, client: Client, since: int | None, replay_limit: int, stale: bool = False) -> Resume | None:
         """Make `client` a member and queue its welcome, which covers the pending events.
@@ -125,7 +175,7 @@ class Room:
             self.clients[client.key] = client
         return None if since is None else Resume(since, known[-1].id, online)
 
-    def welcome(self, client: Client, online: list[str], history: list[Message], gap: bool | None = None) -> str:
+    def welcome(self, client: Client, online: list[str], history: list[Message], gap: bool | None = None) -> bytes:
         return welcome_event(client.name, self.name, self.epoch, online, [message.json for message in history], gap)
 
     @property
@@ -171,11 +221,11 @@ class Room:
         return True
 
     def flush(self) -> None:
-        """Send every pending event, as one frame, to every client."""
-        if self._flush is not None:
-            self._flush.cancel()
-        self._flush = None
-        self._flush_soon = False
+        """Send every pending event to every client; called by the writer."""
+        self._due = False
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
         events, self._events = self._events, []
         if self._messages:
             self.recent.extend(self._messages)
@@ -184,12 +234,12 @@ class Room:
             clients = tuple(self.clients.values())
             for frame in frames_of(events):
                 for client in clients:
-                    client.push(frame)
+                    client.deliver(frame)
         if self._newcomers:
             for client, covered in self._newcomers:
                 if self.members.get(client.key) is client:
                     for frame in frames_of(events[covered:]) if covered < len(events) else ():
-                        client.push(frame)
+                        client.deliver(frame)
                     self.clients[client.key] = client
             self._newcomers = []
 
@@ -209,12 +259,7 @@ class Hub:
 
     def close_all(self, code: int = CloseCode.GOING_AWAY, reason: str = "Server shutting down") -> list[Client]:
         """Start closing every client, after the events already on their way; returns them."""
-        for room in self.rooms.values():
-            room.flush()
-        clients = [client for room in self.rooms.values() for client in room.members.values()]
-        for client in clients:
-            client.close(code, reason)
-        return clients
+        return [client for room in list(self.rooms.values()) for client in room.close_all(code, reason)]
 
     async def stop(self) -> None:
         """Close every client with 1001 (going away), wait for them, then stop the backend."""
@@ -223,6 +268,8 @@ class Hub:
             await asyncio.wait([asyncio.ensure_future(client.wait_closed()) for client in clients])
             for client in clients:
                 await client.finished()
+        for room in list(self.rooms.values()):
+            self._drop(room)
         while self._tasks:
             await asyncio.wait(set(self._tasks))
         await self.backend.stop()
@@ -235,6 +282,7 @@ class Hub:
         name: str | None,
         since: str | None = None,
         epoch: str | None = None,
+        sink: Sink | None = None,
     ) -> Client:
         """Put a connection in a room under a screen name; its welcome is its first frame.
 
@@ -255,7 +303,7 @@ class Hub:
         if key in room.members:
             self._close_if_empty(room)
             raise NameTaken(f"{wanted!r} is already online in {room_key!r}")
-        client = Client(self, room, wanted, key, connection, abort, self.settings)
+        client = Client(self, room, wanted, key, connection, abort, self.settings, sink)
         self.backend.announce(room.name, join_event(wanted))  # to those already there
         stale = last_seen is not None and epoch is not None and epoch != room.epoch
         resume = room.admit(client, None if stale else last_seen, self.settings.replay_limit, stale=stale)
@@ -306,7 +354,7 @@ class Hub:
             logger.warning("message from %s in %s not stored: %r", client.name, client.room.name, stored)
             client.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
 
-    def _deliver(self, room_name: str, event: str, message: Message | None) -> None:
+    def _deliver(self, room_name: str, event: bytes, message: Message | None) -> None:
         room = self.rooms.get(room_name)
         if room is not None:
             room.post(event, message)
@@ -332,6 +380,7 @@ class Hub:
             recent = await self.backend.subscribe(room.name)
         except Exception as exc:
             del self.rooms[room.name]
+            self._spawn(room.stop())
             room.opened.set_exception(exc)
             return
         room.recent.extend(recent)
@@ -339,15 +388,19 @@ class Hub:
 
     def _close_if_empty(self, room: Room) -> None:
         if room.empty and self.rooms.get(room.name) is room:
-            del self.rooms[room.name]
-            self._leaving[room.name] = self._spawn(self._unsubscribe(room.name))
+            self._drop(room)
 
-    async def _unsubscribe(self, name: str) -> None:
+    def _drop(self, room: Room) -> None:
+        del self.rooms[room.name]
+        self._leaving[room.name] = self._spawn(self._unsubscribe(room))
+
+    async def _unsubscribe(self, room: Room) -> None:
         try:
-            await self.backend.unsubscribe(name)
+            await room.stop()
+            await self.backend.unsubscribe(room.name)
         finally:
-            if self._leaving.get(name) is asyncio.current_task():
-                del self._leaving[name]
+            if self._leaving.get(room.name) is asyncio.current_task():
+                del self._leaving[room.name]
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -8,7 +8,7 @@ import orjson
 
 
 class Message:
-    """A stored chat message. Its wire form (`json`) is built once, when it is created.
+    """A stored chat message. Its wire form (`json`, UTF-8 bytes) is built once, when it is created.
 
     `id` is unique within its room and increases; `ts` is the server's clock when the
     message was accepted, in milliseconds since the Unix epoch (UTC).
@@ -22,9 +22,7 @@ class Message:
         self.name = name
         self.text = text
         self.ts = ts
-        self.json = orjson.dumps(
-            {"type": "message", "id": id, "room": room, "name": name, "text": text, "ts": ts}
-        ).decode()
+        self.json = orjson.dumps({"type": "message", "id": id, "room": room, "name": name, "text": text, "ts": ts})
 
     def __repr__(self) -> str:
         return f"Message(room={self.room!r}, id={self.id}, name={self.name!r}, ts={self.ts})"

@@ -114,49 +114,49 @@ def _json_kind(value: Any) -> str:
     return names.get(type(value), "a number")
 
 
-# Outgoing events. Each returns the event's JSON text, ready to be framed.
+# Outgoing events. Each returns the event's UTF-8 JSON, ready to be framed: serialised once,
+# whoever receives it, and written as it is.
 
-# Batched frames stay below this many characters (an event longer than that goes alone): big
+# Batched frames stay below this many bytes (an event longer than that goes alone): big
 # enough that a burst costs a few writes, small enough that nothing waits behind a huge frame.
 MAX_BATCH = 65536
 
 
-def frames_of(events: list[str]) -> list[str]:
+def frames_of(events: list[bytes]) -> list[bytes]:
     """Join events into as few frames as MAX_BATCH allows, in order."""
     if len(events) == 1:
         return events
-    frames: list[str] = []
-    batch: list[str] = []
+    frames: list[bytes] = []
+    batch: list[bytes] = []
     size = 0
     for event in events:
         if batch and size + len(event) >= MAX_BATCH:
-            frames.append("\n".join(batch))
+            frames.append(b"\n".join(batch))
             batch, size = [], 0
         batch.append(event)
         size += len(event) + 1
-    frames.append("\n".join(batch))
+    frames.append(b"\n".join(batch))
     return frames
 
 
-def dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+dumps = orjson.dumps
 
 
-def error_event(code: ErrorCode, detail: str) -> str:
+def error_event(code: ErrorCode, detail: str) -> bytes:
     return dumps({"type": "error", "code": code.value, "detail": detail})
 
 
-def join_event(name: str) -> str:
+def join_event(name: str) -> bytes:
     return dumps({"type": "join", "name": name})
 
 
-def leave_event(name: str) -> str:
+def leave_event(name: str) -> bytes:
     return dumps({"type": "leave", "name": name})
 
 
 def welcome_event(
-    name: str, room: str, epoch: str, online: list[str], history: list[str], gap: bool | None = None
-) -> str:
+    name: str, room: str, epoch: str, online: list[str], history: list[bytes], gap: bool | None = None
+) -> bytes:
     """The first event of every connection; `history` holds message events already serialised.
 
     `gap` answers a resuming client: whether messages it missed are not all in `history`.
@@ -164,9 +164,19 @@ def welcome_event(
     head: dict[str, Any] = {"type": "welcome", "name": name, "room": room, "epoch": epoch, "online": online}
     if gap is not None:
         head["gap"] = gap
-    return f'{dumps(head)[:-1]},"history":[{",".join(history)}]}}'
+    return b"".join((dumps(head)[:-1], b',"history":[', b",".join(history), b"]}"))
 
 
-def history_event(room: str, messages: list[str], more: bool) -> str:
+def history_event(room: str, messages: list[bytes], more: bool) -> bytes:
     """A page of history, oldest first; `more` says whether older messages exist."""
-    return f'{{"type":"history","room":{dumps(room)},"messages":[{",".join(messages)}],"more":{dumps(more)}}}'
+    return b"".join(
+        (
+            b'{"type":"history","room":',
+            dumps(room),
+            b',"messages":[',
+            b",".join(messages),
+            b'],"more":',
+            dumps(more),
+            b"}",
+        )
+    )

@@ -1,19 +1,89 @@
-"""Uvicorn's sans-I/O WebSocket protocol, cutting off peers that are gone instead of waiting on them.
+"""Uvicorn's sans-I/O WebSocket protocol, with what a chat server needs on top.
 
-Uvicorn ends a connection with `transport.close()`, which over TLS first waits for the
-peer's close_notify, for up to 30 seconds. A peer that stopped answering pings, or that
-never took the close frame we sent, will not send one: it is abandoned here at once, so
-its socket and buffers are given back and its room hears it left, within the ping timeout.
+`chatroom` serves with this protocol; plain uvicorn can too:
 
-    uvicorn app.main:app --ws app.wsprotocol:ChatWebSocketProtocol ...   (`chatroom` does this)
+    uvicorn app.main:app --ws app.wsprotocol:ChatWebSocketProtocol ...
+
+1. A sink (`app.client.Sink`), offered to the application as the ASGI extension
+   "chatroom.sink": it writes a whole text frame into the transport at once. A room
+   serialises a fan-out frame once and its writer hands the same bytes to every member's
+   sink, without one task, await or copy per member through the ASGI `send` path (frames
+   from the server are not masked, so every member's bytes are the same).
+2. Peers that are gone are cut off instead of waited on. Uvicorn ends a connection with
+   `transport.close()`, which over TLS first waits for the peer's close_notify, for up to
+   30 seconds. A peer that stopped answering pings, or that never took the close frame we
+   sent, will not send one: it is abandoned at once, so its socket and buffers are given
+   back and its room hears it left within the ping timeout.
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
+from typing import Any
+
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+
+SINK_EXTENSION = "chatroom.sink"
+
+_TEXT_FIN = 0x81  # FIN bit and opcode 1 (text)
+
+
+def text_frame_header(length: int) -> bytes:
+    """The header of an unmasked, unfragmented text frame with a payload of `length` bytes."""
+    if length < 126:
+        return bytes((_TEXT_FIN, length))
+    if length < 65536:
+        return struct.pack("!BBH", _TEXT_FIN, 126, length)
+    return struct.pack("!BBQ", _TEXT_FIN, 127, length)
+
+
+class FrameSink:
+    """Writes text frames straight into one connection's transport."""
+
+    __slots__ = ("_on_writable", "_protocol")
+
+    def __init__(self, protocol: ChatWebSocketProtocol) -> None:
+        self._protocol = protocol
+        self._on_writable: Callable[[], None] | None = None
+
+    def writable(self) -> bool:
+        protocol = self._protocol
+        return (
+            protocol.handshake_complete
+            and not protocol.close_sent
+            and not protocol.disconnected
+            and protocol.writable.is_set()
+            and not protocol.transport.is_closing()
+        )
+
+    def write(self, payload: bytes) -> None:
+        self._protocol.transport.write(text_frame_header(len(payload)) + payload)
+
+    def on_writable(self, callback: Callable[[], None]) -> None:
+        self._on_writable = callback
+
+    def resumed(self) -> None:
+        if self._on_writable is not None:
+            self._on_writable()
 
 
 class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sink = FrameSink(self)
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the upgrade was accepted: the application runs
+            scope["extensions"][SINK_EXTENSION] = {"sink": self.sink}
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.sink.resumed()
+
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()  # sends close 1011 and starts a graceful close
         self.transport.abort()
@@ -23,3 +93,6 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.handshake_complete and not self.close_sent and not self.disconnected:
             # The application ended without a close frame getting out: the peer is not reading.
             self.transport.abort()
+
+
+__all__ = ["SINK_EXTENSION", "ChatWebSocketProtocol", "FrameSink", "text_frame_header"]

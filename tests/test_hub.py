@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -39,8 +40,19 @@ async def hub() -> AsyncIterator[Hub]:
     await hub.stop()
 
 
+@pytest.fixture(params=["task", "sink"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each way a socket is written: by a writer task per client, or by the room into a sink."""
+    return str(request.param)
+
+
+@pytest.fixture
+def connect(mode: str) -> Callable[[], FakeConnection]:
+    return lambda: FakeConnection(sink=mode == "sink")
+
+
 async def join(hub: Hub, name: str, connection: FakeConnection, room: str = "lobby") -> Client:
-    client = await hub.join(connection, connection.abort, room, name)
+    client = await hub.join(connection, connection.abort, room, name, sink=connection.sink)
     await connection.wait_for(lambda c: c.frames)  # its welcome
     return client
 
@@ -50,8 +62,8 @@ def say(client: Client, text: str) -> None:
     hub.publish(client, text)
 
 
-async def test_everything_said_reaches_every_client_in_order(hub: Hub) -> None:
-    connections = [FakeConnection() for _ in range(5)]
+async def test_everything_said_reaches_every_client_in_order(hub: Hub, connect: Callable[[], FakeConnection]) -> None:
+    connections = [connect() for _ in range(5)]
     clients = [await join(hub, f"c{number}", connection) for number, connection in enumerate(connections)]
     for number in range(100):
         say(clients[number % 5], str(number))
@@ -63,8 +75,8 @@ async def test_everything_said_reaches_every_client_in_order(hub: Hub) -> None:
         assert connection.messages() == expected
 
 
-async def test_a_burst_goes_out_as_one_frame_per_client(hub: Hub) -> None:
-    ann, bob = FakeConnection(), FakeConnection()
+async def test_a_burst_goes_out_as_one_frame_per_client(hub: Hub, connect: Callable[[], FakeConnection]) -> None:
+    ann, bob = connect(), connect()
     sender = await join(hub, "ann", ann)
     await join(hub, "bob", bob)
     await asyncio.sleep(0.2)  # the join has reached ann
@@ -75,8 +87,10 @@ async def test_a_burst_goes_out_as_one_frame_per_client(hub: Hub) -> None:
     assert len(bob.frames) == frames_before + 1
 
 
-async def test_a_slow_client_is_dropped_and_the_others_receive_everything(hub: Hub) -> None:
-    fast, slow = FakeConnection(), FakeConnection()
+async def test_a_slow_client_is_dropped_and_the_others_receive_everything(
+    hub: Hub, connect: Callable[[], FakeConnection]
+) -> None:
+    fast, slow = connect(), connect()
     sender = await join(hub, "fast", fast)
     laggard = await join(hub, "slow", slow)
     slow.stall()
@@ -94,8 +108,10 @@ async def test_a_slow_client_is_dropped_and_the_others_receive_everything(hub: H
     assert laggard.queue.qsize() == 0  # its backlog was let go
 
 
-async def test_a_slow_client_that_catches_up_gets_its_close_code(hub: Hub) -> None:
-    sender_connection, slow = FakeConnection(), FakeConnection()
+async def test_a_slow_client_that_catches_up_gets_its_close_code(
+    hub: Hub, connect: Callable[[], FakeConnection]
+) -> None:
+    sender_connection, slow = connect(), connect()
     sender = await join(hub, "ann", sender_connection)
     laggard = await join(hub, "slow", slow)
     slow.stall()
@@ -103,14 +119,16 @@ async def test_a_slow_client_that_catches_up_gets_its_close_code(hub: Hub) -> No
         say(sender, str(number))
         await asyncio.sleep(0)
     assert laggard.close_code == CloseCode.TRY_AGAIN_LATER
-    slow._flowing.set()
+    slow.flow()
     await slow.wait_for(lambda c: c.close_code is not None)
     assert slow.close_code == CloseCode.TRY_AGAIN_LATER
     assert not slow.aborted.is_set()
 
 
-async def test_stop_closes_every_client_with_1001_after_what_was_queued(hub: Hub) -> None:
-    connections = [FakeConnection() for _ in range(3)]
+async def test_stop_closes_every_client_with_1001_after_what_was_queued(
+    hub: Hub, connect: Callable[[], FakeConnection]
+) -> None:
+    connections = [connect() for _ in range(3)]
     clients = [await join(hub, f"c{number}", connection) for number, connection in enumerate(connections)]
     say(clients[0], "last words")
     await hub.stop()
@@ -120,14 +138,14 @@ async def test_stop_closes_every_client_with_1001_after_what_was_queued(hub: Hub
     assert not hub.rooms
 
 
-async def test_an_empty_room_is_let_go(hub: Hub) -> None:
-    connection = FakeConnection()
+async def test_an_empty_room_is_let_go(hub: Hub, connect: Callable[[], FakeConnection]) -> None:
+    connection = connect()
     client = await join(hub, "ann", connection, room="attic")
     assert "attic" in hub.rooms
     client.close(CloseCode.NORMAL, "bye")
     await client.finished()
     assert "attic" not in hub.rooms
-    again = FakeConnection()
+    again = connect()
     await join(hub, "bob", again, room="attic")  # and can be opened again
     assert hub.rooms["attic"].members.keys() == {"bob"}
 
@@ -139,3 +157,97 @@ def test_the_core_imports_no_web_framework() -> None:
         "assert not web, web"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+async def test_a_socket_that_was_full_gets_its_backlog_in_order_once_it_takes_data_again(
+    hub: Hub, connect: Callable[[], FakeConnection]
+) -> None:
+    ann, bob = connect(), connect()
+    sender = await join(hub, "ann", ann)
+    await join(hub, "bob", bob)
+    bob.stall()
+    for number in range(6):  # one frame each; bob's queue holds 8
+        say(sender, str(number))
+        await asyncio.sleep(0)
+    await ann.wait_for(lambda c: len(c.messages()) == 6)
+    assert bob.messages() == []
+    bob.flow()
+    await bob.wait_for(lambda c: len(c.messages()) == 6)
+    assert bob.messages() == [str(number) for number in range(6)]
+
+
+async def test_into_a_sink_each_member_costs_one_write_per_burst(hub: Hub) -> None:
+    ann, bob = FakeConnection(sink=True), FakeConnection(sink=True)
+    sender = await join(hub, "ann", ann)
+    await join(hub, "bob", bob)
+    await ann.wait_for(lambda c: {"type": "join", "name": "bob"} in c.events)
+    assert bob.sink is not None
+    writes = bob.sink.writes
+    for number in range(200):
+        say(sender, str(number))
+    await bob.wait_for(lambda c: len(c.messages()) == 200)
+    assert bob.sink.writes == writes + 1
+
+
+def message_frame(text: str) -> str:
+    return json.dumps({"type": "message", "text": text})
+
+
+async def test_a_member_that_stopped_reading_holds_senders_up_only_until_it_is_dropped(
+    connect: Callable[[], FakeConnection],
+) -> None:
+    hub = await start_hub(queue_bytes=8192, stall_timeout=0.2, close_timeout=0.3)
+    ann, bob, mute = connect(), connect(), connect()
+    sender = await join(hub, "ann", ann)
+    await join(hub, "bob", bob)
+    silent = await join(hub, "mute", mute)
+    mute.stall()
+    padding = "x" * 300
+    async with asyncio.timeout(5):  # the sender is held up by `mute` for about 0.2 s, not forever
+        for number in range(100):
+            await sender.receive(message_frame(f"{number} {padding}"))
+            await asyncio.sleep(0)  # as on a socket: the room's writer runs between messages
+    await bob.wait_for(lambda c: len(c.messages()) == 100)
+    assert [int(text.split()[0]) for text in bob.messages()] == list(range(100))
+    assert silent.close_code == CloseCode.TRY_AGAIN_LATER
+    assert not sender.closing
+    await hub.stop()
+
+
+async def test_a_member_that_reads_slowly_slows_the_senders_and_is_not_dropped(
+    connect: Callable[[], FakeConnection],
+) -> None:
+    hub = await start_hub(queue_bytes=8192, stall_timeout=0.5)
+    ann, slow = connect(), connect()
+    sender = await join(hub, "ann", ann)
+    reader = await join(hub, "slow", slow)
+    paced = 0
+    keep_pace = hub.keep_pace
+
+    async def counted(client: Client) -> None:
+        nonlocal paced
+        paced += 1
+        await keep_pace(client)
+
+    hub.keep_pace = counted  # type: ignore[method-assign]
+
+    async def read_slowly() -> None:
+        while True:
+            slow.stall()
+            await asyncio.sleep(0.02)
+            slow.flow()
+            await asyncio.sleep(0.005)
+
+    reading = asyncio.ensure_future(read_slowly())
+    padding = "y" * 300
+    async with asyncio.timeout(10):
+        for number in range(150):
+            await sender.receive(message_frame(f"{number} {padding}"))
+            await asyncio.sleep(0)
+        await slow.wait_for(lambda c: len(c.messages()) == 150, timeout=10)
+    reading.cancel()
+    assert [int(text.split()[0]) for text in slow.messages()] == list(range(150))
+    assert paced > 0  # the sender did wait for it
+    assert not reader.closing
+    slow.flow()
+    await hub.stop()

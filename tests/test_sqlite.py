@@ -29,7 +29,7 @@ class Delivered:
     def __init__(self) -> None:
         self.messages: list[Message] = []
 
-    def __call__(self, room: str, event: str, message: Message | None) -> None:
+    def __call__(self, room: str, event: bytes, message: Message | None) -> None:
         if message is not None:
             self.messages.append(message)
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from app.messages import Message
     from app.settings import Settings
 
-Deliver = Callable[[str, str, "Message | None"], None]
+Deliver = Callable[[str, bytes, "Message | None"], None]
 """`deliver(room, event_json, message)`: one event for a room; `message` is set for chat messages."""
 
 
@@ -72,7 +72,7 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def announce(self, room: str, event: str) -> None:
+    def announce(self, room: str, event: bytes) -> None:
         """Deliver an event that is not stored (presence) to every subscriber of `room`."""
 
     @abstractmethod

@@ -64,6 +64,6 @@ class MemoryBackend(Backend):
         forgot = bool(kept) and kept[0].id > after + 1
         return newer[-limit:], len(newer) > limit or forgot
 
-    def announce(self, room: str, event: str) -> None:
+    def announce(self, room: str, event: bytes) -> None:
         if self._deliver is not None and room in self._subscribed:
             self._deliver(room, event, None)

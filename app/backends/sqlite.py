@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from app.backends.base import Backend, BackendError
+from app.backends.base import Backend, BackendError, Deliver
 from app.backends.sqlite_schema import migrate
 from app.messages import Message, now_ms
 from app.settings import Settings
@@ -65,7 +65,7 @@ class SQLiteBackend(Backend):
 
     # Life cycle
 
-    async def start(self, deliver: Any) -> None:
+    async def start(self, deliver: Deliver) -> None:
         await super().start(deliver)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_exclusively(self.path)
@@ -166,7 +166,7 @@ class SQLiteBackend(Backend):
             self._committer = loop.create_task(self._commit_pending())
         return stored
 
-    def announce(self, room: str, event: str) -> None:
+    def announce(self, room: str, event: bytes) -> None:
         if self._deliver is not None and room in self._subscribed:
             self._deliver(room, event, None)
 
