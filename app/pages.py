@@ -11,6 +11,7 @@ from starlette.templating import Jinja2Templates
 
 if TYPE_CHECKING:
     from app.hub import Hub
+    from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -23,8 +24,10 @@ templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
 async def index(request: Request) -> Response:
     """The chat page; `/r/NAME` and `/?room=NAME` open it on a room."""
+    settings: Settings = request.state.settings
     room = request.path_params.get("room") or request.query_params.get("room") or ""
-    return templates.TemplateResponse(request, "index.html", {"room": room})
+    context = {"room": room, "max_message_bytes": settings.max_message_bytes}
+    return templates.TemplateResponse(request, "index.html", context)
 
 
 async def rooms(request: Request) -> Response:

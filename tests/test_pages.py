@@ -61,6 +61,11 @@ def test_a_room_name_in_a_link_is_escaped(client: TestClient) -> None:
     assert "<script>alert(1)" not in page
 
 
+def test_the_page_is_told_the_message_size_limit() -> None:
+    with TestClient(app_with(max_message_bytes=1234)) as client:
+        assert 'data-max-bytes="1234"' in client.get("/").text
+
+
 def test_the_rooms_list_is_empty_when_nobody_is_online(client: TestClient) -> None:
     listed = client.get("/api/rooms")
     assert listed.json() == {"rooms": []}
