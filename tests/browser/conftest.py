@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -57,6 +58,11 @@ class Tabs:
     server: Server
     errors: list[str] = field(default_factory=list)
     pages: list[Page] = field(default_factory=list)
+    tolerated: list[re.Pattern[str]] = field(default_factory=list)
+
+    def tolerate(self, console_error: str) -> None:
+        """Do not count console errors matching this regular expression (say why where it is called)."""
+        self.tolerated.append(re.compile(console_error))
 
     def open(self, path: str = "/", **options: object) -> Page:
         context = self.browser.new_context(ignore_https_errors=True, **options)  # type: ignore[arg-type]
@@ -64,7 +70,7 @@ class Tabs:
         page.set_default_timeout(10_000)
 
         def on_console(message: ConsoleMessage) -> None:
-            if message.type == "error":
+            if message.type == "error" and not any(pattern.fullmatch(message.text) for pattern in self.tolerated):
                 self.errors.append(f"console: {message.text}")
 
         page.on("console", on_console)
