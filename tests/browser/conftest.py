@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
 from tests.conftest import Certificates
 from tests.servers import Server, free_port, run_server, uvicorn_command
@@ -26,6 +26,11 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+# Assertions wait as long as actions do (Page.set_default_timeout below): on a busy machine
+# a page can take more than expect's default 5 s to show what a test waits for.
+expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,7 @@ def test_after_a_server_restart_the_page_reconnects_and_shows_everything_once(
             # Backoff: the page may have been refused a few times before the server came back.
             expect(page.locator("#status")).to_contain_text(f"Online as {name}", timeout=30_000)
         ann.get_by_label("Message").press("Enter")
+        expect(texts(bob)).to_have_text(["before the restart", "me too", "said while it was down"])
         say(bob, "after the restart")
         expected = ["before the restart", "me too", "said while it was down", "after the restart"]
         for page in (ann, bob):
