@@ -145,7 +145,9 @@ function handle(events) {
           }
           break;
         case "error":
-          if (event.code === "unknown_type" && paging.refused()) break;
+          // A history request refused (a server that does not page, or not like this): the
+          // page makes do with what welcomes give. This page sends nothing else that could be.
+          if ((event.code === "unknown_type" || event.code === "bad_event") && paging.refused()) break;
           if (REFUSED.has(event.code)) composer.refused(event.detail);
           else composer.say(event.detail);
           break;

@@ -1,7 +1,8 @@
 // Older history, asked of the server one page at a time (docs/protocol.md, "history"):
 // to fill the hole a reconnect can leave, and when the reader reaches the top. One request
-// is in flight at a time. A server that does not page answers `unknown_type`; it is not
-// asked again on that connection, and the page works with what the welcomes give.
+// is in flight at a time. A server that does not page answers `unknown_type` (or
+// `bad_event`); it is not asked again on that connection, and the page works with what the
+// welcomes give.
 
 const PAGE = 100; // the most the server gives at once
 
