@@ -7,6 +7,7 @@ import { colourClass, textWithLinks, timeElement } from "./text.js";
 
 const NEAR_BOTTOM = 48; // pixels: "at the bottom", give or take a fraction of a line
 
+// The messages of one epoch on screen, by id.
 class Segment {
   constructor(epoch) {
     this.epoch = epoch;
@@ -33,7 +34,7 @@ export class Timeline {
     this.scroller = scroller;
     this.list = list;
     this.jump = jump;
-    this.segments = [];
+    this.segment = null; // the epoch shown now; earlier ones are only on screen
     this.me = "";
     this.appended = false;
     this.mine = false;
@@ -47,7 +48,7 @@ export class Timeline {
   }
 
   get current() {
-    return this.segments.at(-1) ?? null;
+    return this.segment;
   }
 
   get epoch() {
@@ -67,14 +68,16 @@ export class Timeline {
   // ids start again, so the ids known so far are forgotten (their messages stay on screen).
   enter(epoch) {
     if (this.epoch === epoch) return false;
-    if (this.list.childElementCount) this.addNotice("The server restarted. Messages above are from before.", "divider");
-    this.segments.push(new Segment(epoch));
+    if (this.list.childElementCount) {
+      this.addNotice("The server restarted. Messages above are from before.", "divider");
+    }
+    this.segment = new Segment(epoch);
     return true;
   }
 
   clear() {
     this.list.replaceChildren();
-    this.segments = [];
+    this.segment = null;
     this.jump.hidden = true;
   }
 
