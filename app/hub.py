@@ -336,6 +336,10 @@ class Hub:
             return
         client.push(history_event(room.name, [message.json for message in messages], more))
 
+    def online_counts(self) -> dict[str, int]:
+        """How many people each room has in this process; rooms with nobody in them are left out."""
+        return {name: len(room.members) for name, room in self.rooms.items() if room.members}
+
     def leave(self, client: Client) -> None:
         room = client.room
         if room.remove(client):

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from app.backends import create_backend
 from app.endpoint import ChatEndpoint
 from app.hub import Hub
-from app.pages import STATIC_DIR, health, index
+from app.pages import STATIC_DIR, health, index, rooms
 from app.security import SecurityHeaders
 from app.settings import Settings
 from app.shutdown import close_clients_before_exit
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/", index, name="index"),
         Route("/r/{room}", index, name="room"),
         Route("/healthz", health, name="health"),
+        Route("/api/rooms", rooms, name="rooms"),
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -1,24 +1,41 @@
-"""The HTTP side: the chat page and the health check."""
+"""The HTTP side: the chat page, the list of active rooms, and the health check."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
+if TYPE_CHECKING:
+    from app.hub import Hub
+    from app.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
 STATIC_DIR = ROOT / "static"
+
+MAX_LISTED_ROOMS = 50  # the busiest; a page lists rooms to pick from, not a census
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
 
 async def index(request: Request) -> Response:
     """The chat page; `/r/NAME` and `/?room=NAME` open it on a room."""
+    settings: Settings = request.state.settings
     room = request.path_params.get("room") or request.query_params.get("room") or ""
-    return templates.TemplateResponse(request, "index.html", {"room": room})
+    context = {"room": room, "max_message_bytes": settings.max_message_bytes}
+    return templates.TemplateResponse(request, "index.html", context)
+
+
+async def rooms(request: Request) -> Response:
+    """`{"rooms": [{"room": "lobby", "online": 3}, ...]}`: the rooms with someone in them, busiest first."""
+    hub: Hub = request.state.hub
+    busiest = sorted(hub.online_counts().items(), key=lambda item: (-item[1], item[0]))[:MAX_LISTED_ROOMS]
+    listed = [{"room": room, "online": online} for room, online in busiest]
+    return JSONResponse({"rooms": listed}, headers={"cache-control": "no-store"})
 
 
 async def health(request: Request) -> Response:

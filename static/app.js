@@ -1,109 +1,256 @@
-// The chat page: connects to /ws on the page's own host and renders events as text only.
+// The chat page: wires the parts together and turns server events (docs/protocol.md) into
+// what the user sees. Everything a user wrote is rendered as text, never as HTML.
+import { Composer } from "./composer.js";
+import { Close, Connection } from "./connection.js";
+import { Paging } from "./paging.js";
+import { Presence } from "./presence.js";
+import { roomPath, Rooms } from "./rooms.js";
+import { SignOn } from "./signon.js";
+import { Sound } from "./sound.js";
+import { Status } from "./status.js";
+import { Timeline } from "./timeline.js";
+import { Unread } from "./unread.js";
+
 const $ = (id) => document.getElementById(id);
 
-let socket = null;
-const online = new Set();
+// The errors that answer a message the user sent: it was not sent.
+const REFUSED = new Set(["rate_limited", "not_stored", "empty_text"]);
+const ANNOUNCED = 3; // new messages read out one by one; more are summed up
+const ANNOUNCEMENT_LENGTH = 300;
 
-function wsUrl(room, name) {
+let room = "";
+let name = "";
+let since = null; // what the latest connection asked to resume from
+let inRoom = false; // a welcome came since the user picked this room
+
+const timeline = new Timeline({ scroller: $("scroller"), list: $("log"), jump: $("jump"), input: $("text") });
+const presence = new Presence({ list: $("online"), count: $("count") });
+const status = new Status({
+  element: $("status"),
+  text: $("status-text"),
+  countdown: $("countdown"),
+  button: $("reconnect"),
+});
+const unread = new Unread();
+const sound = new Sound($("sound"));
+const connection = new Connection({ url: socketUrl, onEvents: handle, onState: stateChanged });
+const paging = new Paging({ timeline, send: (event) => connection.send(event), onChange: showOlder });
+const composer = new Composer({
+  form: $("composer"),
+  input: $("text"),
+  error: $("composer-error"),
+  counter: $("counter"),
+  maxBytes: Number(document.body.dataset.maxBytes) || 4096,
+  send: (text) => connection.send({ type: "message", text }),
+});
+const rooms = new Rooms({
+  list: $("rooms"),
+  allowed: () => connection.online,
+  here: () => presence.names.size,
+  pick: enter,
+});
+const signOn = new SignOn({
+  form: $("signon"),
+  name: $("name"),
+  room: $("room"),
+  error: $("signon-error"),
+  submit: signOnAs,
+});
+
+function socketUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const query = new URLSearchParams({ room, name });
+  since = timeline.lastId;
+  if (since !== null) {
+    query.set("since", String(since));
+    // Ids count within an epoch: the server honours `since` only in the one it came from.
+    if (timeline.epoch !== null) query.set("epoch", timeline.epoch);
+  }
   return `${scheme}//${location.host}/ws?${query}`;
 }
 
-function line(kind, ...parts) {
-  const item = document.createElement("li");
-  item.className = kind;
-  for (const [cls, text] of parts) {
-    const span = document.createElement("span");
-    span.className = cls;
-    span.textContent = text;
-    item.append(span);
-  }
-  $("log").append(item);
-  item.scrollIntoView({ block: "end" });
+// Room names are compared as the server does, near enough: `Lobby` is `lobby`.
+function sameRoom(a, b) {
+  return a.normalize("NFKC").toLowerCase() === b.normalize("NFKC").toLowerCase();
 }
 
-function showMessage(message) {
-  const time = new Date(message.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  line("message", ["time", time], ["name", message.name], ["text", message.text]);
+function signOnAs(wantedRoom, wantedName) {
+  if (!sameRoom(wantedRoom, room)) forgetRoom();
+  room = wantedRoom;
+  name = wantedName;
+  inRoom = false;
+  connection.start();
 }
 
-function renderOnline() {
-  const list = $("online");
-  list.replaceChildren(...[...online].map((name) => {
-    const item = document.createElement("li");
-    item.textContent = name;
-    return item;
-  }));
-  $("count").textContent = String(online.size);
+// Another room from the list, under the same name.
+function enter(next) {
+  connection.stop();
+  forgetRoom();
+  room = next;
+  inRoom = false;
+  $("room-title").textContent = `#${next}`;
+  connection.start();
 }
 
-function handle(event) {
-  switch (event.type) {
-    case "welcome":
-      online.clear();
-      event.online.forEach((name) => online.add(name));
-      renderOnline();
-      $("status").textContent = `${event.name} in ${event.room}`;
-      $("signon").hidden = true;
-      $("chat").hidden = false;
-      event.history.forEach(showMessage);
-      $("text").focus();
-      break;
-    case "message":
-      showMessage(event);
-      break;
-    case "join":
-      online.add(event.name);
-      renderOnline();
-      line("notice", ["text", `${event.name} joined`]);
-      break;
-    case "leave":
-      online.delete(event.name);
-      renderOnline();
-      line("notice", ["text", `${event.name} left`]);
-      break;
-    case "error":
-      line("error", ["text", event.detail]);
-      break;
+function signOff() {
+  connection.stop();
+  rooms.stop();
+  inRoom = false;
+  showChat(false);
+  signOn.show();
+}
+
+function forgetRoom() {
+  timeline.clear();
+  presence.reset([], "");
+  composer.forget();
+  $("rooms").replaceChildren();
+}
+
+function showChat(on) {
+  $("chat").hidden = !on;
+  $("signoff").hidden = !on;
+  if (on) signOn.hide();
+}
+
+function stateChanged(state) {
+  status.show(state, { name, room });
+  document.body.dataset.connection = state.phase;
+  if (state.phase === "stopped" && (state.code === Close.NAME_TAKEN || state.code === Close.INVALID_NAME)) {
+    showChat(false);
+    rooms.stop();
+    signOn.show(room);
+    const field = state.code === Close.INVALID_NAME && /^the room name/i.test(state.reason) ? "room" : "name";
+    signOn.refuse(state.reason || "That name cannot be used here; pick another.", field);
   }
 }
 
-function signOn(room, name) {
-  socket = new WebSocket(wsUrl(room, name));
-  $("status").textContent = "connecting…";
-  socket.addEventListener("message", (frame) => {
-    for (const text of frame.data.split("\n")) handle(JSON.parse(text));
-  });
-  socket.addEventListener("close", (closed) => {
-    $("status").textContent = "signed off";
-    if (closed.code >= 4000) {
-      $("signon-error").textContent = closed.reason;
-      $("signon").hidden = false;
-      $("chat").hidden = true;
-    } else {
-      line("error", ["text", `disconnected (${closed.code})`]);
+function handle(events) {
+  const news = { messages: [], notices: [], paged: false };
+  timeline.update(() => {
+    for (const event of events) {
+      switch (event.type) {
+        case "welcome":
+          welcome(event, news);
+          break;
+        case "message":
+          message(event, news);
+          break;
+        case "join":
+          if (presence.join(event.name)) notice(news, `${event.name} joined`, "join");
+          break;
+        case "leave":
+          if (presence.leave(event.name)) notice(news, `${event.name} left`, "leave");
+          break;
+        case "history":
+          if (sameRoom(event.room, room)) {
+            for (const older of paging.answered(event)) timeline.addMessage(older);
+            news.paged = true;
+          }
+          break;
+        case "error":
+          // A history request refused (a server that does not page, or not like this): the
+          // page makes do with what welcomes give. This page sends nothing else that could be.
+          if ((event.code === "unknown_type" || event.code === "bad_event") && paging.refused()) break;
+          if (REFUSED.has(event.code)) composer.refused(event.detail);
+          else composer.say(event.detail);
+          break;
+        // Events this page does not know are ignored, as the protocol asks.
+      }
     }
   });
+  if (news.paged) paging.next();
+  loadOlderIfInView();
+  tell(news);
 }
 
-$("signon").addEventListener("submit", (event) => {
-  event.preventDefault();
-  $("signon-error").textContent = "";
-  signOn($("room").value.trim(), $("name").value.trim());
-});
+function notice(news, text, kind) {
+  timeline.addNotice(text, kind);
+  news.notices.push({ text, kind });
+}
 
-$("composer").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const text = $("text").value;
-  if (!text.trim() || !socket || socket.readyState !== WebSocket.OPEN) return;
-  socket.send(JSON.stringify({ type: "message", text }));
-  $("text").value = "";
-});
-
-$("text").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey) {
-    event.preventDefault();
-    $("composer").requestSubmit();
+function welcome(event, news) {
+  const returning = inRoom;
+  room = event.room;
+  name = event.name;
+  inRoom = true;
+  timeline.me = name;
+  const otherEpoch = timeline.enter(event.epoch);
+  for (const message of event.history) {
+    if (timeline.addMessage(message) && returning && message.name !== name) news.messages.push(message);
   }
-});
+  presence.reset(event.online, name);
+  composer.resumed(event.history, name);
+  paging.welcomed(event, since, otherEpoch);
+  signOn.accepted(room, name);
+  status.show(connection.state, { name, room });
+  showChat(true);
+  $("room-title").textContent = `#${room}`;
+  unread.setRoom(room);
+  rooms.start(room);
+  history.replaceState(null, "", roomPath(room));
+  if (!returning) $("text").focus();
+}
+
+function message(event, news) {
+  if (!sameRoom(event.room, room)) return;
+  if (timeline.addMessage(event) && event.name !== name) news.messages.push(event);
+  if (event.name === name) composer.echoed(event.text);
+}
+
+// Tell the user what is new: the live region, the tab title, a sound.
+function tell({ messages, notices }) {
+  if (messages.length > ANNOUNCED) {
+    announce(`${messages.length} new messages`);
+  } else {
+    for (const { name: from, text } of messages) announce(`${from}: ${text.slice(0, ANNOUNCEMENT_LENGTH)}`);
+  }
+  for (const { text } of notices.slice(-ANNOUNCED)) announce(text);
+  unread.add(messages.length);
+  if (messages.length) sound.play("message");
+  else if (notices.length) sound.play(notices.at(-1).kind);
+  if (notices.length) {
+    rooms.render();
+    rooms.refreshSoon();
+  }
+}
+
+function announce(text) {
+  const announcer = $("announcer");
+  const line = document.createElement("p");
+  line.textContent = text;
+  announcer.append(line);
+  while (announcer.childElementCount > ANNOUNCED) announcer.firstElementChild.remove();
+}
+
+function showOlder() {
+  const older = $("older");
+  older.hidden = !paging.canLoadOlder;
+  older.disabled = paging.loading;
+  older.textContent = paging.loading ? "Loading older messages…" : "Load older messages";
+}
+
+// Reaching the top of the conversation loads what came before. Asked after every change
+// as well as by the observer, whose news can be a layout late: once a page of history
+// pushed the top out of view, the next page waits until the reader scrolls up again.
+function loadOlderIfInView() {
+  const older = $("older");
+  if (older.hidden || paging.loading) return;
+  if (older.getBoundingClientRect().bottom > $("scroller").getBoundingClientRect().top) paging.loadOlder();
+}
+
+new IntersectionObserver((entries) => entries.at(-1).isIntersecting && loadOlderIfInView(), {
+  root: $("scroller"),
+}).observe($("older"));
+$("older").addEventListener("click", () => paging.loadOlder());
+
+$("reconnect").addEventListener("click", () => connection.retryNow());
+$("signoff").addEventListener("click", signOff);
+
+// On a phone the lists start folded, leaving the conversation the room it needs.
+if (matchMedia("(max-width: 40rem)").matches) {
+  $("people").open = false;
+  $("rooms-panel").open = false;
+}
+
+signOn.show();

@@ -150,6 +150,16 @@ async def test_an_empty_room_is_let_go(hub: Hub, connect: Callable[[], FakeConne
     assert hub.rooms["attic"].members.keys() == {"bob"}
 
 
+async def test_online_counts_name_each_room_with_people_in_it(hub: Hub) -> None:
+    await join(hub, "ann", FakeConnection(), room="attic")
+    await join(hub, "bob", FakeConnection(), room="den")
+    cy = await join(hub, "cy", FakeConnection(), room="den")
+    assert hub.online_counts() == {"attic": 1, "den": 2}
+    cy.close(CloseCode.NORMAL, "bye")
+    await cy.finished()
+    assert hub.online_counts() == {"attic": 1, "den": 1}
+
+
 def test_the_core_imports_no_web_framework() -> None:
     code = (
         "import sys, app.hub, app.client, app.protocol, app.limits, app.names, app.messages, app.backends.memory\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from tests.helpers import app_with
+from tests.helpers import app_with, chat
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -59,6 +59,37 @@ def test_a_room_link_opens_the_page_on_that_room(client: TestClient, path: str) 
 def test_a_room_name_in_a_link_is_escaped(client: TestClient) -> None:
     page = client.get('/?room="><script>alert(1)</script>').text
     assert "<script>alert(1)" not in page
+
+
+def test_the_page_is_told_the_message_size_limit() -> None:
+    with TestClient(app_with(max_message_bytes=1234)) as client:
+        assert 'data-max-bytes="1234"' in client.get("/").text
+
+
+def test_the_rooms_list_is_empty_when_nobody_is_online(client: TestClient) -> None:
+    listed = client.get("/api/rooms")
+    assert listed.json() == {"rooms": []}
+    assert listed.headers["cache-control"] == "no-store"
+
+
+def test_the_rooms_list_counts_who_is_online_busiest_first(client: TestClient) -> None:
+    with (
+        chat(client, "name=ann&room=attic"),
+        chat(client, "name=bob&room=Den"),
+        chat(client, "name=cy&room=den"),
+        chat(client, "name=dee&room=cellar"),
+        chat(client, "name=eve&room=den"),
+    ):
+        assert client.get("/api/rooms").json() == {
+            "rooms": [{"room": "den", "online": 3}, {"room": "attic", "online": 1}, {"room": "cellar", "online": 1}]
+        }
+
+
+def test_a_room_everyone_left_is_no_longer_listed(client: TestClient) -> None:
+    with chat(client, "name=ann&room=attic"), chat(client, "name=bob&room=den"):
+        pass
+    with chat(client, "name=cy&room=den"):
+        assert client.get("/api/rooms").json() == {"rooms": [{"room": "den", "online": 1}]}
 
 
 def test_health(client: TestClient) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
 from tests.conftest import Certificates
 from tests.servers import Server, free_port, run_server, uvicorn_command
@@ -25,6 +26,11 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+# Assertions wait as long as actions do (Page.set_default_timeout below): on a busy machine
+# a page can take more than expect's default 5 s to show what a test waits for.
+expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +63,11 @@ class Tabs:
     server: Server
     errors: list[str] = field(default_factory=list)
     pages: list[Page] = field(default_factory=list)
+    tolerated: list[re.Pattern[str]] = field(default_factory=list)
+
+    def tolerate(self, console_error: str) -> None:
+        """Do not count console errors matching this regular expression (say why where it is called)."""
+        self.tolerated.append(re.compile(console_error))
 
     def open(self, path: str = "/", **options: object) -> Page:
         context = self.browser.new_context(ignore_https_errors=True, **options)  # type: ignore[arg-type]
@@ -64,7 +75,7 @@ class Tabs:
         page.set_default_timeout(10_000)
 
         def on_console(message: ConsoleMessage) -> None:
-            if message.type == "error":
+            if message.type == "error" and not any(pattern.fullmatch(message.text) for pattern in self.tolerated):
                 self.errors.append(f"console: {message.text}")
 
         page.on("console", on_console)

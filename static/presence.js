@@ -1,0 +1,50 @@
+// Who is online in the room: the buddy list beside the conversation, in alphabetical order.
+import { colourClass } from "./text.js";
+
+const byName = new Intl.Collator(undefined, { sensitivity: "base", numeric: true });
+
+export class Presence {
+  constructor({ list, count }) {
+    this.list = list;
+    this.count = count;
+    this.names = new Set();
+    this.me = "";
+  }
+
+  reset(names, me) {
+    this.names = new Set(names);
+    this.me = me;
+    this.render();
+  }
+
+  // Each returns false when there was nothing to change.
+  join(name) {
+    if (this.names.has(name)) return false;
+    this.names.add(name);
+    this.render();
+    return true;
+  }
+
+  leave(name) {
+    if (!this.names.delete(name)) return false;
+    this.render();
+    return true;
+  }
+
+  render() {
+    const items = [...this.names].sort(byName.compare).map((name) => {
+      const item = document.createElement("li");
+      const label = document.createElement("span");
+      label.className = `name ${colourClass(name)}`;
+      label.textContent = name;
+      item.append(label);
+      if (name === this.me) {
+        item.classList.add("me");
+        item.append(" (you)");
+      }
+      return item;
+    });
+    this.list.replaceChildren(...items);
+    this.count.textContent = String(this.names.size);
+  }
+}

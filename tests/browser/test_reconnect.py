@@ -1,0 +1,57 @@
+"""A server restart in the middle of a conversation: the page comes back by itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import Tabs
+from tests.browser.helpers import say, sign_on, texts
+from tests.conftest import Certificates
+from tests.servers import run_server, uvicorn_command
+
+pytestmark = pytest.mark.browser
+
+# While the server is down, the page's attempts to reconnect are refused, and Chromium logs
+# each refused WebSocket handshake as a console error of its own (no script can prevent
+# it). Exactly that message is tolerated here; any other error still fails the test.
+REFUSED = (
+    r"WebSocket connection to 'wss://127\.0\.0\.1:\d+/ws\?[^']*' failed: "
+    r"Error in connection establishment: net::ERR_CONNECTION_REFUSED"
+)
+
+
+def test_after_a_server_restart_the_page_reconnects_and_shows_everything_once(
+    tabs: Tabs, certificates: Certificates, tmp_path: Path
+) -> None:
+    tabs.tolerate(REFUSED)
+    ann, bob = tabs.open(), tabs.open()
+    sign_on(ann, "ann")
+    sign_on(bob, "bob")
+    say(ann, "before the restart")
+    say(bob, "me too")
+    expect(texts(ann)).to_have_text(["before the restart", "me too"])
+
+    tabs.server.stop()
+    for page in (ann, bob):
+        expect(page.locator("#status")).to_contain_text("The server is restarting. Reconnecting in")
+    say(ann, "said while it was down")
+    expect(ann.locator("#composer-error")).to_contain_text("Not connected")
+    expect(ann.get_by_label("Message")).to_have_value("said while it was down")  # kept, not lost
+
+    port = tabs.server.port
+    (tmp_path / "restarted").mkdir()
+    with run_server(uvicorn_command(port, certificates.cert, certificates.key), port, tmp_path / "restarted"):
+        for page, name in ((ann, "ann"), (bob, "bob")):
+            # Backoff: the page may have been refused a few times before the server came back.
+            expect(page.locator("#status")).to_contain_text(f"Online as {name}", timeout=30_000)
+        ann.get_by_label("Message").press("Enter")
+        expect(texts(bob)).to_have_text(["before the restart", "me too", "said while it was down"])
+        say(bob, "after the restart")
+        expected = ["before the restart", "me too", "said while it was down", "after the restart"]
+        for page in (ann, bob):
+            expect(texts(page)).to_have_text(expected)
+            # memory:// lost the history: a new epoch, whose ids start again, after a divider.
+            expect(page.locator("#log .divider")).to_have_count(1)
