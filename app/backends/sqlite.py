@@ -1,11 +1,16 @@
 """`sqlite:///path/to/file.db`: durable history for one process, the default.
 
-Writes go through one connection on one thread; a message is delivered only once it is
-committed, so a crash never takes back a message somebody saw. Commits are grouped: while
-one is on disk, the messages that arrive meanwhile wait, and all of them go in the next
-transaction. Under load, many messages share a commit; at rest, each one commits at once.
-Reads (welcomes of cold rooms, paging, resuming) use a second connection on its own thread,
-which WAL mode lets run beside the writer.
+A message is delivered only once it is committed, so a crash never takes back a message
+somebody saw. Commits are grouped: everything published during one turn of the event loop
+goes in one transaction, at the end of that turn.
+
+Commits run on the event loop's thread. In WAL mode with `synchronous=NORMAL` a commit
+appends to the log and does not wait for the disk, so one costs tens of microseconds
+(measured: 16 µs for one message, 2 µs a message in batches of 64), less than handing it to
+a worker thread, whose hand-offs of the GIL cost more CPU and latency than the commit
+itself. What does wait for the disk, the checkpoints that fsync the log into the database,
+runs on a worker thread, as do the reads (welcomes of cold rooms, paging, resuming), on a
+second connection that WAL mode lets read beside the writer.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from app.backends.base import Backend, BackendError, Deliver
 from app.backends.sqlite_schema import migrate
@@ -27,10 +32,15 @@ from app.settings import Settings
 
 logger = logging.getLogger("chatroom.sqlite")
 
-T = TypeVar("T")
-
+# The rooms that have messages, one index seek each (a plain DISTINCT would read every row).
+_EVERY_ROOM = (
+    "WITH RECURSIVE rooms(name) AS (SELECT min(room) FROM messages UNION ALL "
+    "SELECT (SELECT min(room) FROM messages WHERE room > rooms.name) FROM rooms WHERE name IS NOT NULL) "
+    "SELECT name FROM rooms WHERE name IS NOT NULL"
+)
+CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoints, when something was written
 RETENTION_INTERVAL = 60.0  # seconds between two retention passes
-RETENTION_CHUNK = 5000  # rows deleted per transaction, so commits never wait long behind one
+RETENTION_CHUNK = 1000  # rows deleted per transaction: a few milliseconds on the event loop
 
 Row = tuple[int, str, str, int]  # id, name, text, ts
 
@@ -47,21 +57,16 @@ class SQLiteBackend(Backend):
     def __init__(self, url: str, settings: Settings) -> None:
         super().__init__(url, settings)
         self.path = path_from_url(url)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="chatroom-sqlite-write")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="chatroom-sqlite-read")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="chatroom-sqlite")
         self._write_db: sqlite3.Connection | None = None
         self._read_db: sqlite3.Connection | None = None
         self._lock: IO[bytes] | None = None
         self._last_ids: dict[str, int] = {}
         self._subscribed: set[str] = set()
         self._pending: list[tuple[Message, asyncio.Future[Message]]] = []
-        self._committer: asyncio.Task[None] | None = None
-        self._committed = asyncio.Event()  # set after each commit, for `ready`
-        # A commit's messages reach every member at once: keep what waits for one well
-        # within what a member may have queued (settings.queue_bytes).
-        self._pending_size = 0
-        self._max_pending_size = settings.queue_bytes // 4
-        self._retention: asyncio.Task[None] | None = None
+        self._commit: asyncio.Handle | None = None
+        self._written = False  # since the last checkpoint
+        self._background: list[asyncio.Task[None]] = []
 
     # Life cycle
 
@@ -70,24 +75,28 @@ class SQLiteBackend(Backend):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_exclusively(self.path)
         try:
-            self._write_db, self.epoch = await self._write(self._open_writer)
+            # Opening may migrate a large database: off the event loop.
+            self._write_db, self.epoch = await self._read(self._open_writer)
             self._read_db = await self._read(self._open_reader)
         except BaseException:
             await self.stop()
             raise
+        loop = asyncio.get_running_loop()
+        self._background.append(loop.create_task(self._checkpoint_forever()))
         if self.settings.retention_messages or self.settings.retention_days:
-            self._retention = asyncio.get_running_loop().create_task(self._enforce_retention_forever())
+            self._background.append(loop.create_task(self._enforce_retention_forever()))
 
     async def stop(self) -> None:
-        if self._retention is not None:
-            self._retention.cancel()
-            await asyncio.wait([self._retention])
-        if self._committer is not None:
-            await asyncio.wait([self._committer])  # what was accepted gets on disk
-        for connection, executor in ((self._write_db, self._writer), (self._read_db, self._reader)):
-            if connection is not None:
-                await asyncio.get_running_loop().run_in_executor(executor, connection.close)
-        self._writer.shutdown()
+        for task in self._background:
+            task.cancel()
+        if self._background:
+            await asyncio.wait(self._background)
+        self._commit_pending()  # what was accepted gets on disk
+        loop = asyncio.get_running_loop()
+        if self._read_db is not None:
+            await loop.run_in_executor(self._reader, self._read_db.close)
+        if self._write_db is not None:
+            self._write_db.close()  # the last connection checkpoints the log into the database
         self._reader.shutdown()
         if self._lock is not None:
             self._lock.close()
@@ -106,6 +115,8 @@ class SQLiteBackend(Backend):
         # NORMAL: a commit is in the WAL when it returns, so killing the process loses nothing
         # committed; only a power cut may lose the last transactions (FULL would fsync each).
         db.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoints fsync: `_checkpoint_forever` runs them on the worker thread instead.
+        db.execute("PRAGMA wal_autocheckpoint = 0")
         before = migrate(db)
         if before:
             logger.info("migrated %s from schema version %d", self.path, before)
@@ -118,11 +129,22 @@ class SQLiteBackend(Backend):
         db.execute("PRAGMA query_only = ON")
         return db
 
-    async def _write(self, function: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, function, *args)
-
     async def _read(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._reader, function, *args)
+
+    async def _checkpoint_forever(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            if self._written:
+                self._written = False
+                try:
+                    await self._read(self._checkpoint)
+                except sqlite3.Error:
+                    logger.exception("checkpoint of %s failed", self.path)
+
+    def _checkpoint(self) -> None:
+        assert self._read_db is not None
+        self._read_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # Rooms
 
@@ -141,69 +163,51 @@ class SQLiteBackend(Backend):
         rows = self._read_db.execute(
             "SELECT id, name, text, ts FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?", (room, limit)
         ).fetchall()
-        return (found[0] if found else 0), rows
+        return max(found[0] if found else 0, rows[0][0] if rows else 0), rows
 
     # Writing
-
-    @property
-    def backlogged(self) -> bool:
-        return self._pending_size >= self._max_pending_size
-
-    async def ready(self) -> None:
-        while self._pending_size >= self._max_pending_size:
-            self._committed.clear()
-            await self._committed.wait()
 
     def publish(self, room: str, name: str, text: str) -> asyncio.Future[Message]:
         message_id = self._last_ids[room] + 1
         self._last_ids[room] = message_id
         loop = asyncio.get_running_loop()
         stored: asyncio.Future[Message] = loop.create_future()
-        message = Message(room, message_id, name, text, now_ms())
-        self._pending.append((message, stored))
-        self._pending_size += len(message.json)
-        if self._committer is None:
-            self._committer = loop.create_task(self._commit_pending())
+        self._pending.append((Message(room, message_id, name, text, now_ms()), stored))
+        if self._commit is None:
+            self._commit = loop.call_soon(self._commit_pending)
         return stored
 
     def announce(self, room: str, event: bytes) -> None:
         if self._deliver is not None and room in self._subscribed:
             self._deliver(room, event, None)
 
-    async def _commit_pending(self) -> None:
+    def _commit_pending(self) -> None:
+        if self._commit is not None:
+            self._commit.cancel()
+            self._commit = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
         try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                self._pending_size = 0
-                try:
-                    await self._write(self._insert, [message for message, _ in batch])
-                except Exception as exc:
-                    logger.exception("could not store %d messages", len(batch))
-                    for _, stored in batch:
-                        stored.set_exception(BackendError(f"Could not store the message: {exc}"))
-                    continue
-                for message, stored in batch:
-                    stored.set_result(message)
-                    if self._deliver is not None and message.room in self._subscribed:
-                        self._deliver(message.room, message.json, message)
-                self._committed.set()
-        finally:
-            self._committed.set()
-            self._committer = None
+            self._insert([message for message, _ in batch])
+        except sqlite3.Error as exc:
+            logger.exception("could not store %d messages", len(batch))
+            for _, stored in batch:
+                stored.set_exception(BackendError(f"Could not store the message: {exc}"))
+            return
+        self._written = True
+        deliver, subscribed = self._deliver, self._subscribed
+        for message, stored in batch:
+            stored.set_result(message)
+            if deliver is not None and message.room in subscribed:
+                deliver(message.room, message.json, message)
 
     def _insert(self, messages: list[Message]) -> None:
         assert self._write_db is not None
-        db = self._write_db
-        last_ids = {message.room: message.id for message in messages}
-        with _transaction(db):
+        with _transaction(self._write_db) as db:
             db.executemany(
                 "INSERT INTO messages (room, id, name, text, ts) VALUES (?, ?, ?, ?, ?)",
                 [(message.room, message.id, message.name, message.text, message.ts) for message in messages],
-            )
-            db.executemany(
-                "INSERT INTO rooms (name, last_id) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
-                last_ids.items(),
             )
 
     # Reading history
@@ -235,47 +239,64 @@ class SQLiteBackend(Backend):
     # Retention
 
     async def enforce_retention(self) -> int:
-        """Delete what the retention settings no longer keep; returns how many messages went."""
+        """Delete what the retention settings no longer keep; returns how many messages went.
+
+        Works in small transactions on the event loop, yielding in between, so commits of
+        new messages never wait long behind it.
+        """
+        assert self._write_db is not None
+        keep = self.settings.retention_messages
         cutoff = now_ms() - int(self.settings.retention_days * 86_400_000) if self.settings.retention_days else None
+        rooms = [room for (room,) in self._write_db.execute(_EVERY_ROOM).fetchall()]
         deleted = 0
-        while True:
-            count: int = await self._write(self._delete_some, self.settings.retention_messages, cutoff)
-            deleted += count
-            if count < RETENTION_CHUNK:
-                return deleted
+        for room in rooms:
+            while True:
+                count = self._delete_some(room, keep, cutoff)
+                deleted += count
+                await asyncio.sleep(0)
+                if count < RETENTION_CHUNK:
+                    break
+        return deleted
 
     async def _enforce_retention_forever(self) -> None:
         while True:
             started = time.monotonic()
             try:
                 deleted = await self.enforce_retention()
-            except Exception:
+            except sqlite3.Error:
                 logger.exception("retention pass failed")
             else:
                 if deleted:
                     logger.info("retention: deleted %d messages in %.2f s", deleted, time.monotonic() - started)
             await asyncio.sleep(RETENTION_INTERVAL)
 
-    def _delete_some(self, keep: int, cutoff: int | None) -> int:
+    def _delete_some(self, room: str, keep: int, cutoff: int | None) -> int:
+        """Delete at most RETENTION_CHUNK of `room`'s oldest messages that retention lets go."""
         assert self._write_db is not None
-        db = self._write_db
-        deleted = 0
-        with _transaction(db):
-            if cutoff is not None:
-                deleted += db.execute(
-                    "DELETE FROM messages WHERE (room, id) IN "
-                    "(SELECT room, id FROM messages WHERE ts < ? ORDER BY ts LIMIT ?)",
-                    (cutoff, RETENTION_CHUNK),
-                ).rowcount
+        with _transaction(self._write_db) as db:
+            # The newest id may go too (by age): remember it, so ids keep increasing.
+            db.execute(
+                "INSERT INTO rooms (name, last_id) SELECT room, max(id) FROM messages WHERE room = ?1 "
+                "ON CONFLICT (name) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
+                (room,),
+            )
+            deleted = 0
             if keep:
-                for (room,) in db.execute("SELECT name FROM rooms").fetchall():
-                    if deleted >= RETENTION_CHUNK:
-                        break
-                    deleted += db.execute(
-                        "DELETE FROM messages WHERE room = ?1 AND id <= "
-                        "(SELECT id FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                        (room, keep),
-                    ).rowcount
+                deleted += db.execute(
+                    "DELETE FROM messages WHERE room = ?1 AND id IN (SELECT id FROM messages WHERE room = ?1 "
+                    "AND id <= (SELECT id FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2) "
+                    "ORDER BY id LIMIT ?3)",
+                    (room, keep, RETENTION_CHUNK),
+                ).rowcount
+            if cutoff is not None and deleted < RETENTION_CHUNK:
+                # Ids follow time: the oldest messages by id are the oldest by time, so look
+                # only at the oldest chunk rather than keeping an index on time.
+                deleted += db.execute(
+                    "DELETE FROM messages WHERE room = ?1 AND id IN (SELECT id FROM "
+                    "(SELECT id, ts FROM messages WHERE room = ?1 ORDER BY id LIMIT ?3) WHERE ts < ?2)",
+                    (room, cutoff, RETENTION_CHUNK - deleted),
+                ).rowcount
+        self._written = True
         return deleted
 
 
@@ -283,8 +304,9 @@ class _transaction:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> sqlite3.Connection:
         self.db.execute("BEGIN")
+        return self.db
 
     def __exit__(self, kind: object, *_: object) -> None:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -23,11 +23,10 @@ MIGRATIONS: list[str] = [
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     """,
     # 2: a room's last id outlives its messages, so ids keep increasing when retention has
-    # deleted them all; and an index on time, so age-based retention does not scan.
+    # deleted them all (retention records it before it deletes; commits need not touch it).
     """
     CREATE TABLE rooms (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO rooms (name, last_id) SELECT room, max(id) FROM messages GROUP BY room;
-    CREATE INDEX messages_by_time ON messages (ts);
     """,
 ]
 
