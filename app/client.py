@@ -80,6 +80,35 @@ class Client:
     queued since its last write as one frame.
     """
 
+    __slots__ = (
+        "_abort_connection",
+        "_bucket",
+        "_close_reason",
+        "_closer",
+        "_connection",
+        "_deadline",
+        "_done",
+        "_done_waiter",
+        "_held",
+        "_high",
+        "_loop",
+        "_low",
+        "_queue",
+        "_sink",
+        "_strikes",
+        "_writer",
+        "blocked_since",
+        "close_code",
+        "hub",
+        "key",
+        "lagging",
+        "name",
+        "queued",
+        "ready",
+        "room",
+        "settings",
+    )
+
     def __init__(
         self,
         hub: Hub,
@@ -96,8 +125,10 @@ class Client:
         self.name = name
         self.key = key
         self.settings = settings
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=settings.queue_size)
-        self.queued = 0  # bytes in `queue`
+        # With a sink, most frames go straight into the socket: the queue is made only once
+        # something has to wait (an asyncio.Queue weighs 3 KiB, idle connections add up).
+        self._queue: asyncio.Queue[bytes] | None = None
+        self.queued = 0  # bytes in the queue
         # Pacing (see Room.drained): over `_high` queued bytes this client holds up its room's
         # senders until it is back under `_low`; `blocked_since` is when its socket stopped
         # taking data, if it has.
@@ -117,7 +148,8 @@ class Client:
         self._close_reason = ""
         self._held: list[bytes] | None = None  # frames that must wait for a welcome still being read
         self._deadline: asyncio.TimerHandle | None = None
-        self._done = asyncio.Event()  # nothing more will be written: closed, or cut off
+        self._done = False  # nothing more will be written: closed, or cut off
+        self._done_waiter: asyncio.Future[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         if sink is None:
@@ -129,6 +161,18 @@ class Client:
     def closing(self) -> bool:
         return self.close_code is not None
 
+    @property
+    def queue(self) -> asyncio.Queue[bytes]:
+        """The bounded queue of frames waiting for this client's socket."""
+        if self._queue is None:
+            self._queue = asyncio.Queue(maxsize=self.settings.queue_size)
+        return self._queue
+
+    @property
+    def backlog(self) -> int:
+        """How many frames wait in the queue."""
+        return self._queue.qsize() if self._queue is not None else 0
+
     # Frames out
 
     def deliver(self, frame: bytes) -> None:
@@ -137,7 +181,7 @@ class Client:
         Into a sink with nothing waiting before it, the frame is written at once.
         """
         sink = self._sink
-        if sink is not None and not self.queue.qsize() and self._held is None:
+        if sink is not None and not self.backlog and self._held is None:
             if sink.writable():
                 if self.close_code is None:
                     sink.write(frame)
@@ -194,22 +238,23 @@ class Client:
         """Write what is queued into the sink, as far as it takes it; called by the room's writer."""
         sink = self._sink
         assert sink is not None
-        queue = self.queue
-        while queue.qsize() and sink.writable():
+        queue = self._queue
+        while queue is not None and queue.qsize() and sink.writable():
             frame = queue.get_nowait()
             self._drained(self.queued - len(frame))
             if frame:
                 sink.write(frame)
-        if queue.qsize():
+        if self.backlog:
             if self.blocked_since is None:
                 self.blocked_since = self._loop.time()
             return  # the sink calls `_socket_writable` when it takes data again
         self.blocked_since = None
+        self._queue = None  # empty: let it go until something has to wait again
         if self.close_code is not None and self._closer is None:
             self._closer = self._loop.create_task(self._send_close(), name=f"chatroom close {self.name}")
 
     def _socket_writable(self) -> None:
-        if self.queue.qsize() or (self.close_code is not None and self._closer is None):
+        if self.backlog or (self.close_code is not None and self._closer is None):
             self.room.ready(self)
 
     def _drained(self, queued: int) -> None:
@@ -219,8 +264,9 @@ class Client:
             self.room.caught_up(self)
 
     def _clear(self) -> None:
-        while self.queue.qsize():
-            self.queue.get_nowait()
+        queue = self._queue
+        while queue is not None and queue.qsize():
+            queue.get_nowait()
         self._drained(0)
 
     async def _write(self) -> None:
@@ -254,7 +300,7 @@ class Client:
         except ConnectionClosed:
             pass
         finally:
-            self._done.set()
+            self._set_done()
 
     async def _send_close(self) -> None:
         assert self.close_code is not None
@@ -263,7 +309,12 @@ class Client:
         except ConnectionClosed:
             pass
         finally:
-            self._done.set()
+            self._set_done()
+
+    def _set_done(self) -> None:
+        self._done = True
+        if self._done_waiter is not None and not self._done_waiter.done():
+            self._done_waiter.set_result(None)
 
     # Frames in
 
@@ -336,16 +387,19 @@ class Client:
 
     def _cut_off(self) -> None:
         self._deadline = None
-        if not self._done.is_set():
+        if not self._done:
             for task in (self._writer, self._closer):
                 if task is not None:
                     task.cancel()
-            self._done.set()
+            self._set_done()
             self._abort_connection()
 
     async def wait_closed(self) -> None:
         """Wait until nothing more will be written: the close went out, or the peer was cut off."""
-        await self._done.wait()
+        if not self._done:
+            if self._done_waiter is None:
+                self._done_waiter = self._loop.create_future()
+            await asyncio.shield(self._done_waiter)
 
     async def finished(self) -> None:
         """The connection is over, whoever ended it: leave, and stop writing."""
@@ -359,7 +413,7 @@ class Client:
         for task in tasks:
             task.cancel()
         self._clear()
-        self._done.set()
+        self._set_done()
         for task in tasks:
             try:
                 await task

@@ -29,6 +29,12 @@ SINK_EXTENSION = "chatroom.sink"
 
 _TEXT_FIN = 0x81  # FIN bit and opcode 1 (text)
 
+# Over TLS, each transport write is encrypted into a memory buffer that keeps, for the life
+# of the connection, the size of the largest write it ever held. Writing a long frame (a
+# welcome listing a big room) in pieces keeps that at ~11 KiB instead of the frame's size:
+# measured, 2000 idle connections in one room went from 75 to 67 KiB each.
+WRITE_CHUNK = 8192
+
 
 def text_frame_header(length: int) -> bytes:
     """The header of an unmasked, unfragmented text frame with a payload of `length` bytes."""
@@ -59,7 +65,14 @@ class FrameSink:
         )
 
     def write(self, payload: bytes) -> None:
-        self._protocol.transport.write(text_frame_header(len(payload)) + payload)
+        frame = text_frame_header(len(payload)) + payload
+        write = self._protocol.transport.write
+        if len(frame) <= WRITE_CHUNK:
+            write(frame)
+            return
+        view = memoryview(frame)
+        for start in range(0, len(frame), WRITE_CHUNK):
+            write(view[start : start + WRITE_CHUNK])
 
     def on_writable(self, callback: Callable[[], None]) -> None:
         self._on_writable = callback
@@ -79,6 +92,12 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:  # the upgrade was accepted: the application runs
             scope["extensions"][SINK_EXTENSION] = {"sink": self.sink}
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if self.handshake_complete and self.request is not None:
+            # Kept by uvicorn only to answer the handshake: 2 KiB of headers per connection.
+            self.request = self.response = None  # type: ignore[assignment]
 
     def resume_writing(self) -> None:
         super().resume_writing()
