@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from app.devcert import ensure_dev_certificate
 from app.settings import Settings
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Workers build their app from the environment (create_app reads CHAT_*), so hand it on.
     os.environ.update(settings.to_env())
     print(f"chatroom: open {_url(settings)} in a browser", flush=True)
-    uvicorn.run(
+    config = ChatConfig(
         "app.main:create_app",
         factory=True,
         host=settings.host,
@@ -81,6 +82,37 @@ def main(argv: Sequence[str] | None = None) -> None:
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(settings.close_timeout) + 5,
     )
+    serve(config)
+
+
+class ChatConfig(uvicorn.Config):
+    def bind_socket(self) -> socket.socket:
+        sock = super().bind_socket()
+        # Accepted connections inherit this before their handshake, so the window they
+        # advertise stays small from the first packet: a sender that outruns the server
+        # waits in its own TCP connection rather than in megabytes of ours (the kernel
+        # grows receive buffers up to tcp_rmem's maximum otherwise, 32 MiB here). Chat
+        # frames are at most a few KiB: 64 KiB in flight per connection is plenty.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        return sock
+
+
+RECEIVE_BUFFER = 32 * 1024  # the kernel doubles it for its bookkeeping
+
+
+def serve(config: uvicorn.Config) -> None:
+    """What `uvicorn.run` does, on a listening socket we made."""
+    server = uvicorn.Server(config)
+    sock = config.bind_socket()
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    if config.workers == 1 and not server.started:
+        sys.exit(3)  # uvicorn's startup failure status
 
 
 def _url(settings: Settings) -> str:
