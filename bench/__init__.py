@@ -1,0 +1,1 @@
+"""chatroom's own benchmark: `python -m bench` (see README.md, "Benchmark")."""
