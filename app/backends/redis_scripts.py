@@ -8,8 +8,9 @@ trip, and every process sees the same order. Keys (under `PREFIX`, in one Redis 
 - `messages:ROOM`: a stream of the room's messages. Message N has the stream id `N-0`, so
   stream order is id order, and the entry holds the message's wire JSON (field `j`) as
   every process sends it: it is serialised once, here, for every process.
-- `presence:ROOM`: a stream of joins and leaves (fields `o` the process that wrote it, `t`
-  join or leave, `k` the name's key, `n` the name, `e` the event's wire JSON), bounded.
+- `presence:ROOM`: a stream of joins and leaves (fields `o` the process of the one who
+  joined or left, `t` join or leave, `k` the name's key, `n` the name, `e` the event's wire
+  JSON), bounded.
 - `names:ROOM`: a hash, name key -> "PROCESS\\nJOIN-ENTRY-ID\\nNAME": who is online; changed
   only together with an entry of `presence:ROOM`, so a copy of it and a position in that
   stream always fit together.
@@ -34,9 +35,11 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
-# Announce the leaves of every name process `gone` holds, as process `by`, and forget it.
+# Announce the leaves of every name process `gone` holds, and forget it. The leaves are
+# written in its name (`o`): every process but that one, should it be alive after all (taken
+# for dead while it could not reach Redis), tells its clients.
 _SWEEP = """
-local function sweep(prefix, gone, by, presence_maxlen)
+local function sweep(prefix, gone, presence_maxlen)
   local node = prefix .. 'node:' .. gone
   local held = redis.call('HGETALL', node)
   for i = 1, #held, 2 do
@@ -46,7 +49,7 @@ local function sweep(prefix, gone, by, presence_maxlen)
     if owner and string.sub(owner, 1, #gone + 1) == gone .. '\\n' then
       redis.call('HDEL', names, key)
       redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
-                 'o', by, 't', 'leave', 'k', key, 'e', held[i + 1])
+                 'o', gone, 't', 'leave', 'k', key, 'e', held[i + 1])
     end
   end
   redis.call('DEL', node)
@@ -128,7 +131,7 @@ local prefix, process, ttl, presence_maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]
 local nodes = prefix .. 'nodes'
 local absent = redis.call('ZADD', nodes, now + ttl, process)
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 16)) do
-  sweep(prefix, gone, process, presence_maxlen)
+  sweep(prefix, gone, presence_maxlen)
 end
 return absent
 """
@@ -139,7 +142,7 @@ GOODBYE = (
     + """
 -- ARGV: prefix, process, presence entries kept per room. A process that stops says goodbye:
 -- the leaves of whatever it still holds, at once rather than when its presence expires.
-sweep(ARGV[1], ARGV[2], ARGV[2], ARGV[3])
+sweep(ARGV[1], ARGV[2], ARGV[3])
 return 1
 """
 )
