@@ -163,7 +163,7 @@ async def test_a_server_killed_with_9_has_its_users_leave_for_the_others(
         started = asyncio.get_running_loop().time()
         assert await watcher.next(timeout=10) == {"type": "leave", "name": "ghost"}
         # 1 s of presence, then a heartbeat of the other server (every 0.25 s) finds it expired.
-        assert asyncio.get_running_loop().time() - started < 3
+        assert asyncio.get_running_loop().time() - started < 5
         again = await open_peer(lasting, "ghost", certificates.ca)
         assert again.welcome["online"] == ["watcher", "ghost"]
         await again.connection.close()

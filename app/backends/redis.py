@@ -121,6 +121,7 @@ class RedisBackend(Backend):
         self._max_pending_size = settings.queue_bytes // 4
         self._writer: asyncio.Task[None] | None = None
         self._written = asyncio.Event()
+        self._failures = 0  # writes that failed since the last one that did not: logged once
         # Reading.
         self._reader: asyncio.Task[None] | None = None
         self._reader_id: int | None = None  # its connection's CLIENT ID, while connected
@@ -300,8 +301,17 @@ class RedisBackend(Backend):
         self._deliver(room, event, None)
 
     async def _beat(self) -> bool:
+        """Keep this process's presence alive; True if it had expired. Checks the epoch too."""
         ttl = str(int(self.settings.presence_ttl * 1000))
-        return bool(await self._run(BEAT, [scripts.PREFIX, self.node, ttl, self._presence_maxlen]))
+        absent, epoch = await self._run(BEAT, [scripts.PREFIX, self.node, ttl, self._presence_maxlen])
+        if epoch != self.epoch.encode() and self._problem is None:
+            # Restarted without its data: ids would start again under the same epoch, and
+            # clients would take new messages for ones they have. Only a restart mends that.
+            self._problem = (
+                "Redis lost the chat's data (its epoch is gone): restart every chatroom process to start a new epoch"
+            )
+            logger.error(self._problem)
+        return bool(absent)
 
     async def _beat_forever(self) -> None:
         interval = self.settings.presence_ttl / 4
@@ -365,27 +375,37 @@ class RedisBackend(Backend):
                 self._pending_size = 0
                 try:
                     results = await self._run_ops(batch)
-                except _RedisErrors as exc:
-                    self._failed(batch, exc)
-                    if not self._pending:
-                        break  # failed releases wait for the reader to reconnect
-                    continue
+                except Exception as exc:
+                    if not isinstance(exc, _RedisErrors):
+                        logger.exception("writing to Redis failed")
+                    results = [exc] * len(batch)  # the connection failed: any of it may have run
                 finally:
                     self._written.set()
                 for op, result in zip(batch, results, strict=True):
+                    if isinstance(result, BaseException):
+                        self._failed(op, result)
+                        continue
+                    self._failures = 0
                     if op.done is not None and not op.done.done():
                         op.done.set_result(result)
+                if self._unreleased and not self._pending:
+                    break  # releases that failed wait for the reader to reconnect
         finally:
             self._written.set()
             self._writer = None
 
     async def _run_ops(self, batch: list[_Op]) -> list[Any]:
-        """Apply `batch` in order, in as few round trips as possible; one result per operation."""
+        """Apply `batch` in order, in as few round trips as possible; one result per operation,
+        or the error of the script it was part of."""
         head = [scripts.PREFIX, self.node, self._maxlen, self._presence_maxlen]
         chunks = [batch[start : start + OPS_PER_SCRIPT] for start in range(0, len(batch), OPS_PER_SCRIPT)]
-        replies = await self._run_many(WRITE, [head + [arg for op in chunk for arg in op.args] for chunk in chunks])
+        calls: list[list[Any]] = [head + [arg for op in chunk for arg in op.args] for chunk in chunks]
+        replies = await self._run_many(WRITE, calls, raise_on_error=False)
         results: list[Any] = []
         for chunk, reply in zip(chunks, replies, strict=True):
+            if isinstance(reply, Exception):
+                results.extend([reply] * len(chunk))
+                continue
             ts = reply[0]
             for op, result in zip(chunk, reply[1:], strict=True):
                 if op.args[0] == "m":
@@ -397,29 +417,29 @@ class RedisBackend(Backend):
                     results.append(bool(result))
         return results
 
-    def _failed(self, batch: list[_Op], exc: BaseException) -> None:
-        logger.warning("could not write %d operations to Redis: %s", len(batch), exc)
-        error = BackendError(f"Redis did not take the message: {exc}")
-        for op in batch:
-            kind = op.args[0]
-            if kind == "r":
-                self._unreleased.append(op)  # a name must not stay held by nobody
-            elif kind == "c" and op.args[2] in self._claims.get(str(op.args[1]), {}):
-                pass  # a claim made again after a sweep: the next heartbeat retries it
-            elif kind == "c":
-                # The script may have run before the connection broke: let the name go again.
-                room, key, name = op.args[1], op.args[2], op.args[3]
-                self._unreleased.append(_Op(("r", room, key, leave_event(str(name))), None))
-            if op.done is not None and not op.done.done():
-                op.done.set_exception(error)
+    def _failed(self, op: _Op, exc: BaseException) -> None:
+        kind = op.args[0]
+        if self._failures == 0 or kind != "m":
+            logger.warning("could not write to Redis (%s): %s", kind, exc or type(exc).__name__)
+        self._failures += 1
+        if kind == "r":
+            self._unreleased.append(op)  # a name must not stay held by nobody
+        elif kind == "c" and op.args[2] not in self._claims.get(str(op.args[1]), {}):
+            # The script may have run before the connection broke: let the name go again. (A
+            # name claimed again after a sweep stays claimed: the next heartbeat retries it.)
+            room, key, name = op.args[1], op.args[2], op.args[3]
+            self._unreleased.append(_Op(("r", room, key, leave_event(str(name))), None))
+        if op.done is not None and not op.done.done():
+            op.done.set_exception(BackendError(f"Redis did not take it: {exc}"))
 
     async def _run(self, script: _Script, args: list[str]) -> Any:
         (reply,) = await self._run_many(script, [args])
         return reply
 
-    async def _run_many(self, script: _Script, calls: list[list[Any]]) -> list[Any]:
+    async def _run_many(self, script: _Script, calls: list[list[Any]], raise_on_error: bool = True) -> list[Any]:
         """Run `script` once per argument list, in one round trip, loading it first if Redis
-        does not know it (a restarted Redis has forgotten every script)."""
+        does not know it (a restarted Redis has forgotten every script). Errors of single
+        calls are raised, or returned in their place if not `raise_on_error`."""
         assert self._redis is not None
         replies: list[Any] = []
         for attempt in range(2):
@@ -432,14 +452,14 @@ class RedisBackend(Backend):
                 await self._redis.script_load(script.source)
                 redo = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
                 if len(redo) < len(calls):
-                    again = await self._run_many(script, [calls[index] for index in redo])
+                    again = await self._run_many(script, [calls[index] for index in redo], raise_on_error)
                     for index, reply in zip(redo, again, strict=True):
                         replies[index] = reply
                     break
                 continue
             break
         for reply in replies:
-            if isinstance(reply, Exception):
+            if raise_on_error and isinstance(reply, Exception):
                 raise reply
         return replies
 
@@ -508,6 +528,10 @@ class RedisBackend(Backend):
             except _RedisErrors as exc:
                 if self._reading.is_set():
                     logger.warning("lost Redis (%s); reconnecting", exc or type(exc).__name__)
+                    # The pool's idle connections went with it: new ones are made when needed,
+                    # instead of the next message failing on a dead one.
+                    assert self._redis is not None
+                    await self._redis.connection_pool.disconnect(inuse_connections=False)
                 self._reading.clear()
             finally:
                 self._reader_id = None
@@ -571,17 +595,12 @@ class RedisBackend(Backend):
         self._deliver(state.name, fields[b"e"], None)
 
     async def _catch_up(self) -> None:
-        """After a reconnection: check that Redis kept its data, claim what must be claimed
-        again, and bring each room's copy of who is online up to date.
+        """After a reconnection: check that Redis kept its data (`_beat`), claim what must be
+        claimed again, and bring each room's copy of who is online up to date.
 
         Messages need nothing: the reader goes on from the last one it delivered.
         """
         assert self._redis is not None
-        if await self._redis.get(EPOCH_KEY) != self.epoch.encode():
-            self._problem = (
-                "Redis lost the chat's data (its epoch is gone): restart every chatroom process to start a new epoch"
-            )
-            logger.error(self._problem)
         if await self._beat() and self._claims:
             task = asyncio.get_running_loop().create_task(self._claim_again())
             self._tasks.add(task)

@@ -125,15 +125,15 @@ BEAT = (
     + """
 -- ARGV: prefix, process, presence lifetime (ms), presence entries kept per room.
 -- Extends this process's presence, then announces the leaves of processes whose presence
--- expired. Returns 1 if this process was not known (its first beat, or it had been taken
--- for dead and swept: it must claim its names again).
+-- expired. Returns {1 if this process was not known (its first beat, or it had been taken
+-- for dead and swept: it must claim its names again), the epoch (false if Redis lost it)}.
 local prefix, process, ttl, presence_maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local nodes = prefix .. 'nodes'
 local absent = redis.call('ZADD', nodes, now + ttl, process)
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 16)) do
   sweep(prefix, gone, presence_maxlen)
 end
-return absent
+return {absent, redis.call('GET', prefix .. 'epoch')}
 """
 )
 
