@@ -304,6 +304,25 @@ async def test_a_redis_that_lost_its_data_makes_the_server_unhealthy(tmp_path: P
         await backend.stop()
 
 
+async def test_a_redis_back_with_older_data_makes_every_server_unhealthy(
+    open_backend: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    """As after restoring an old backup: ids already seen would be given out again."""
+    (first, delivered), (second, _) = await open_backend(), await open_backend()
+    await first.subscribe("den")
+    for number in range(5):
+        await first.publish("den", "ann", f"m{number}")
+    await delivered.wait_for(lambda d: len(d.messages()) == 5)
+    assert first._redis is not None
+    await first._redis.hset(b"chatroom:ids", b"den", b"2")  # the counter of an older copy
+    await first._redis.client_kill_filter(_type="normal", skipme=True)  # every process reconnects
+    async with asyncio.timeout(10):
+        for backend in (first, second):  # the second learns it from the new epoch, at a heartbeat
+            while "restart every chatroom process" not in (await backend.check() or ""):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    assert await first._redis.get(b"chatroom:epoch") != first.epoch.encode()
+
+
 # Two apps on one Redis, as two servers on two hosts would be.
 
 

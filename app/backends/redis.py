@@ -49,6 +49,7 @@ logger = logging.getLogger("chatroom.redis")
 
 PREFIX = scripts.PREFIX.encode()
 EPOCH_KEY = PREFIX + b"epoch"
+IDS_KEY = PREFIX + b"ids"
 
 BLOCK_MS = 5_000  # a read waits this long for news before it is sent again
 READ_COUNT = 1_000  # entries per stream and read
@@ -304,14 +305,27 @@ class RedisBackend(Backend):
         """Keep this process's presence alive; True if it had expired. Checks the epoch too."""
         ttl = str(int(self.settings.presence_ttl * 1000))
         absent, epoch = await self._run(BEAT, [scripts.PREFIX, self.node, ttl, self._presence_maxlen])
-        if epoch != self.epoch.encode() and self._problem is None:
-            # Restarted without its data: ids would start again under the same epoch, and
-            # clients would take new messages for ones they have. Only a restart mends that.
-            self._problem = (
-                "Redis lost the chat's data (its epoch is gone): restart every chatroom process to start a new epoch"
-            )
-            logger.error(self._problem)
+        if epoch is None:
+            await self._history_lost("Redis lost the chat's data", new_epoch=True)
+        elif epoch != self.epoch.encode():
+            await self._history_lost("another chatroom process found that Redis lost data", new_epoch=False)
         return bool(absent)
+
+    async def _history_lost(self, reason: str, new_epoch: bool) -> None:
+        """Redis restarted without its data, or with older data: ids would be given out again
+        under this epoch, and clients would take new messages for ones they have.
+
+        The process that finds out writes a new epoch, for the processes to come; this one
+        and, seeing the new epoch at their next heartbeat, every other one, report that they
+        must be restarted (GET /healthz).
+        """
+        if self._problem is not None:
+            return
+        self._problem = f"{reason}: restart every chatroom process to start a new epoch"
+        logger.error(self._problem)
+        if new_epoch:
+            assert self._redis is not None
+            await self._redis.set(EPOCH_KEY, secrets.token_hex(8))
 
     async def _beat_forever(self) -> None:
         interval = self.settings.presence_ttl / 4
@@ -609,9 +623,13 @@ class RedisBackend(Backend):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hgetall(state.names_key)
                 pipe.xrevrange(state.presence_key, count=1)
-                names, presence = await pipe.execute()
+                pipe.hget(IDS_KEY, state.name)
+                names, presence, last_id = await pipe.execute()
             if self._rooms.get(state.name) is not state:
                 continue
+            if int(last_id or 0) < state.last_id:
+                reason = f"Redis came back with older data (room {state.name!r} went back in time)"
+                await self._history_lost(reason, new_epoch=True)
             online = self._online_from(state.name, names)
             # Tell this process's clients what changed while it was away, as if it had just happened.
             for key, name in list(state.online.items()):
