@@ -302,19 +302,19 @@ class Hub:
         room = await self._open(room_key)
         # A name must be free here and, with a shared backend, in every other process too.
         for _ in range(GUEST_TRIES if wanted is None else 1):
-            name = wanted
-            if name is None:
-                name = guest_name()
-                while name_key(name) in room.members:
-                    name = guest_name()
-            key = name_key(name)
-            if key not in room.members and await self._claim(room, key, name):
+            chosen = wanted
+            if chosen is None:
+                chosen = guest_name()
+                while name_key(chosen) in room.members:
+                    chosen = guest_name()
+            key = name_key(chosen)
+            if key not in room.members and await self._claim(room, key, chosen):
                 break
         else:
             self._close_if_empty(room)
-            raise NameTaken(f"{name!r} is already online in {room_key!r}")
-        client = Client(self, room, name, key, connection, abort, self.settings, sink)
-        self.backend.announce(room.name, join_event(name))  # to those already there
+            raise NameTaken(f"{chosen!r} is already online in {room_key!r}")
+        client = Client(self, room, chosen, key, connection, abort, self.settings, sink)
+        self.backend.announce(room.name, join_event(chosen))  # to those already there
         stale = last_seen is not None and epoch is not None and epoch != room.epoch
         resume = room.admit(
             client,
