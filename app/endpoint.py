@@ -8,6 +8,7 @@ from typing import Any
 from starlette.endpoints import WebSocketEndpoint
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
+from app.backends.base import BackendError
 from app.client import Client, ConnectionClosed
 from app.hub import Hub, NameTaken
 from app.origins import origin_allowed
@@ -87,6 +88,10 @@ class ChatEndpoint(WebSocketEndpoint):
             await websocket.close(CloseCode.INVALID_NAME, str(exc))
         except NameTaken as exc:
             await websocket.close(CloseCode.NAME_TAKEN, str(exc))
+        except BackendError:
+            # The room or the name could not be checked (a shared backend out of reach): the
+            # client comes back later, as after any 1013.
+            await websocket.close(CloseCode.TRY_AGAIN_LATER, "The chat is unavailable right now; try again soon")
 
     async def on_receive(self, websocket: WebSocket, data: Any) -> None:
         if self.client is not None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("chatroom")
 
 PRESENCE_DELAY = 0.1  # seconds a join or leave may wait to share a frame with others
+GUEST_TRIES = 5  # guest names drawn before giving up, should other processes hold each one
 
 
 class NameTaken(Exception):
@@ -149,16 +150,20 @@ class Room:
             self._presence_timer.cancel()
         await asyncio.wait([self._writer])
 
-    def admit(self, client: Client, since: int | None, replay_limit: int, stale: bool = False) -> Resume | None:
+    def admit(
+        self, client: Client, since: int | None, replay_limit: int, stale: bool = False, online: list[str] | None = None
+    ) -> Resume | None:
         """Make `client` a member and queue its welcome, which covers the pending events.
 
         Without `since`, the welcome holds the latest messages (with `gap` set if the client
         resumes from a `stale` epoch). With it, the messages after `since`: when this room's
         recent messages do not reach back that far, the client is held and a `Resume`
-        returned, saying what the hub must read from the backend.
+        returned, saying what the hub must read from the backend. `online` is who is in the
+        room in every process, when the backend knows better than this room's members.
         """
         self.members[client.key] = client
-        online = [member.name for member in self.members.values()]
+        if online is None:
+            online = [member.name for member in self.members.values()]
         known = [*self.recent, *self._messages]
         if since is None:
             client.push(self.welcome(client, online, known[-self.recent_size :], gap=True if stale else None))
@@ -295,21 +300,48 @@ class Hub:
         wanted = clean_name(name) if name is not None else None
         last_seen = _parse_since(since)
         room = await self._open(room_key)
-        if wanted is None:
-            wanted = guest_name()
-            while name_key(wanted) in room.members:
-                wanted = guest_name()
-        key = name_key(wanted)
-        if key in room.members:
+        # A name must be free here and, with a shared backend, in every other process too.
+        for _ in range(GUEST_TRIES if wanted is None else 1):
+            chosen = wanted
+            if chosen is None:
+                chosen = guest_name()
+                while name_key(chosen) in room.members:
+                    chosen = guest_name()
+            key = name_key(chosen)
+            if key not in room.members and await self._claim(room, key, chosen):
+                break
+        else:
             self._close_if_empty(room)
-            raise NameTaken(f"{wanted!r} is already online in {room_key!r}")
-        client = Client(self, room, wanted, key, connection, abort, self.settings, sink)
-        self.backend.announce(room.name, join_event(wanted))  # to those already there
+            raise NameTaken(f"{chosen!r} is already online in {room_key!r}")
+        client = Client(self, room, chosen, key, connection, abort, self.settings, sink)
+        self.backend.announce(room.name, join_event(chosen))  # to those already there
         stale = last_seen is not None and epoch is not None and epoch != room.epoch
-        resume = room.admit(client, None if stale else last_seen, self.settings.replay_limit, stale=stale)
+        resume = room.admit(
+            client,
+            None if stale else last_seen,
+            self.settings.replay_limit,
+            stale=stale,
+            online=self.backend.online(room.name),
+        )
         if resume is not None:
             await self._resume(client, resume)
         return client
+
+    async def _claim(self, room: Room, key: str, name: str) -> bool:
+        """Whether `name` is free in every process, and now ours (`Backend.claim`).
+
+        One process answers without suspending; a shared backend asks, and the room stays
+        open meanwhile. A claim that cannot be made raises `BackendError`.
+        """
+        room.waiting += 1
+        try:
+            claimed = await self.backend.claim(room.name, key, name)
+        except BaseException:
+            room.waiting -= 1
+            self._close_if_empty(room)
+            raise
+        room.waiting -= 1
+        return claimed
 
     async def _resume(self, client: Client, resume: Resume) -> None:
         room = client.room
@@ -344,6 +376,7 @@ class Hub:
         room = client.room
         if room.remove(client):
             self.backend.announce(room.name, leave_event(client.name))
+            self.backend.release(room.name, client.key, client.name)
             self._close_if_empty(room)
 
     def publish(self, client: Client, text: str) -> None:

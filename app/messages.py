@@ -14,15 +14,54 @@ class Message:
     message was accepted, in milliseconds since the Unix epoch (UTC).
     """
 
-    __slots__ = ("id", "json", "name", "room", "text", "ts")
+    __slots__ = ("_name", "_text", "_ts", "id", "json", "room")
 
     def __init__(self, room: str, id: int, name: str, text: str, ts: int) -> None:
         self.room = room
         self.id = id
-        self.name = name
-        self.text = text
-        self.ts = ts
+        self._name: str | None = name
+        self._text: str | None = text
+        self._ts: int | None = ts
         self.json = orjson.dumps({"type": "message", "id": id, "room": room, "name": name, "text": text, "ts": ts})
+
+    @classmethod
+    def from_json(cls, room: str, id: int, json: bytes) -> Message:
+        """A message read back in its wire form, as a shared backend stores it.
+
+        Nothing is serialised again: the fan-out needs only `json` and `id`, so `name`,
+        `text` and `ts` are parsed out of `json` the first time one of them is asked for.
+        """
+        message = cls.__new__(cls)
+        message.room = room
+        message.id = id
+        message.json = json
+        message._name = message._text = message._ts = None
+        return message
+
+    def _parse(self) -> None:
+        fields = orjson.loads(self.json)
+        self._name, self._text, self._ts = fields["name"], fields["text"], fields["ts"]
+
+    @property
+    def name(self) -> str:
+        if self._name is None:
+            self._parse()
+        assert self._name is not None
+        return self._name
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._parse()
+        assert self._text is not None
+        return self._text
+
+    @property
+    def ts(self) -> int:
+        if self._ts is None:
+            self._parse()
+        assert self._ts is not None
+        return self._ts
 
     def __repr__(self) -> str:
         return f"Message(room={self.room!r}, id={self.id}, name={self.name!r}, ts={self.ts})"

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
 STATIC_DIR = ROOT / "static"
 
+_NO_STORE = {"cache-control": "no-store"}
 MAX_LISTED_ROOMS = 50  # the busiest; a page lists rooms to pick from, not a census
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
@@ -39,4 +40,9 @@ async def rooms(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    """`{"status": "ok"}`, or 503 with what is wrong when the backend cannot serve (Redis unreachable)."""
+    hub: Hub = request.state.hub
+    problem = await hub.backend.check()
+    if problem is not None:
+        return JSONResponse({"status": "unavailable", "detail": problem}, status_code=503, headers=_NO_STORE)
+    return JSONResponse({"status": "ok"}, headers=_NO_STORE)

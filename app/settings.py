@@ -34,6 +34,9 @@ class Settings:
     # Messages a newcomer receives in its welcome, and at most a reconnecting client (`since`).
     welcome_history: int = 100
     replay_limit: int = 1000
+    # Seconds a process's users stay online for the other processes after its last heartbeat
+    # (redis://): a process that dies without saying goodbye has its users leave this much later.
+    presence_ttl: float = 20.0
 
     # Per-connection limits (docs/protocol.md gives each one's close code).
     max_message_bytes: int = 4096
@@ -81,6 +84,8 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.retention_messages < 0 or self.retention_days < 0:
             raise ValueError("retention_messages and retention_days must be 0 (keep everything) or positive")
+        if self.presence_ttl <= 0:
+            raise ValueError(f"presence_ttl must be positive, got {self.presence_ttl}")
         if self.rate_limit < 0:
             raise ValueError(f"rate_limit must be 0 (off) or positive, got {self.rate_limit}")
 

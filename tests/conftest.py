@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trustme
+
+from tests.redis_server import RedisServer, running_redis
 
 
 @dataclass(frozen=True)
@@ -27,9 +30,26 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     return Certificates(ca, cert, key)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole run (nothing on disk); tests empty it as they begin."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared redis-server, emptied: a test starts with no history, no names, no epoch."""
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each backend in turn: tests using this run once per backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'chat.db'}"
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        return url
     return "memory://"

@@ -13,6 +13,8 @@ __all__ = ["BACKENDS", "Backend", "BackendError", "create_backend"]
 BACKENDS: dict[str, str] = {
     "memory": "app.backends.memory:MemoryBackend",
     "sqlite": "app.backends.sqlite:SQLiteBackend",
+    "redis": "app.backends.redis:RedisBackend",
+    "rediss": "app.backends.redis:RedisBackend",  # Redis over TLS
 }
 
 

@@ -73,7 +73,39 @@ class Backend(ABC):
 
     @abstractmethod
     def announce(self, room: str, event: bytes) -> None:
-        """Deliver an event that is not stored (presence) to every subscriber of `room`."""
+        """Deliver a presence event (`join` or `leave`; not stored) to this process's subscriber
+        of `room`, in order with its other events.
+
+        In one process that is everyone. A backend shared by several processes carries joins
+        and leaves to the others itself, through `claim` and `release`.
+        """
+
+    # Presence. One process knows who is online from its own rooms, so by default a name is
+    # claimed by the hub's own check and nothing else is needed; a backend shared by several
+    # processes overrides these to make names unique across them and to tell who is online.
+
+    async def claim(self, room: str, key: str, name: str) -> bool:
+        """Take screen name `name` (compared by `key`) in `room` for a newcomer of this process;
+        False if someone holds it, in any process. Raises `BackendError` if it cannot tell.
+
+        Must not suspend when there is nothing to ask anyone: the hub's check that the name is
+        free in this process and its use of the name then happen with nothing in between.
+        """
+        return True
+
+    def release(self, room: str, key: str, name: str) -> None:  # noqa: B027 - nothing to undo in one process
+        """The holder of a claimed name has left `room`; called after its `leave` is announced."""
+
+    def online(self, room: str) -> list[str] | None:
+        """Who is online in `room` in every process, in the order they came, as of the events
+        delivered here so far; None if the hub's own members are everyone (one process)."""
+        return None
+
+    # Health
+
+    async def check(self) -> str | None:
+        """None when the backend works; otherwise what is wrong, for `GET /healthz` (503)."""
+        return None
 
     @abstractmethod
     async def history(self, room: str, before: int | None, limit: int) -> tuple[list[Message], bool]:

@@ -1,0 +1,148 @@
+"""The Lua scripts of the Redis backend, and the keys they share with it.
+
+Every write is one of these scripts, so Redis applies it whole, alone, and in one round
+trip, and every process sees the same order. Keys (under `PREFIX`, in one Redis database):
+
+- `epoch`: names the lifetime of the history; set once, by the first process ever to start.
+- `ids`: a hash, room -> the last message id given out in that room.
+- `messages:ROOM`: a stream of the room's messages. Message N has the stream id `N-0`, so
+  stream order is id order, and the entry holds the message's wire JSON (field `j`) as
+  every process sends it: it is serialised once, here, for every process.
+- `presence:ROOM`: a stream of joins and leaves (fields `o` the process of the one who
+  joined or left, `t` join or leave, `k` the name's key, `n` the name, `e` the event's wire
+  JSON), bounded.
+- `names:ROOM`: a hash, name key -> "PROCESS\\nJOIN-ENTRY-ID\\nNAME": who is online; changed
+  only together with an entry of `presence:ROOM`, so a copy of it and a position in that
+  stream always fit together.
+- `nodes`: a sorted set, process -> the time (Redis's clock, ms) its presence expires
+  unless it sends another heartbeat.
+- `node:PROCESS`: a hash, "ROOM\\nKEY" -> the leave event of each name the process holds, so
+  that whoever finds the process dead can announce the leaves for it.
+
+Room names and screen names are printable (app/names.py): they never hold a newline, which
+therefore separates the parts of a field. The scripts compute key names from `PREFIX`
+rather than receiving them in KEYS: this backend targets one Redis (with replicas if you
+like), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+PREFIX = "chatroom:"
+
+# The time, once per call: milliseconds on Redis's clock, the one clock every process shares.
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# Announce the leaves of every name process `gone` holds, and forget it. The leaves are
+# written in its name (`o`): every process but that one, should it be alive after all (taken
+# for dead while it could not reach Redis), tells its clients.
+_SWEEP = """
+local function sweep(prefix, gone, presence_maxlen)
+  local node = prefix .. 'node:' .. gone
+  local held = redis.call('HGETALL', node)
+  for i = 1, #held, 2 do
+    local room, key = string.match(held[i], '^(.-)\\n(.*)$')
+    local names = prefix .. 'names:' .. room
+    local owner = redis.call('HGET', names, key)
+    if owner and string.sub(owner, 1, #gone + 1) == gone .. '\\n' then
+      redis.call('HDEL', names, key)
+      redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
+                 'o', gone, 't', 'leave', 'k', key, 'e', held[i + 1])
+    end
+  end
+  redis.call('DEL', node)
+  redis.call('ZREM', prefix .. 'nodes', gone)
+end
+"""
+
+WRITE = (
+    _NOW
+    + """
+-- ARGV: prefix, process, messages kept per room (0: all), presence entries kept per room,
+-- then operations, applied in order:
+--   m ROOM TAIL                  a message: TAIL is its JSON from `,"room":` to `"ts":`
+--   c ROOM KEY NAME JOIN LEAVE   claim a name; JOIN and LEAVE are the events to use
+--   r ROOM KEY LEAVE             release a name this process holds
+-- Returns {ts, one result per operation}: a message's id; 1 or 0 for a claim or release.
+local prefix, process = ARGV[1], ARGV[2]
+local maxlen, presence_maxlen = tonumber(ARGV[3]), ARGV[4]
+local ts = string.format('%d', now)
+local results = {ts}
+local i = 5
+while i <= #ARGV do
+  local op, room = ARGV[i], ARGV[i + 1]
+  if op == 'm' then
+    local id = string.format('%d', redis.call('HINCRBY', prefix .. 'ids', room, 1))
+    local json = '{"type":"message","id":' .. id .. ARGV[i + 2] .. ts .. '}'
+    local stream = prefix .. 'messages:' .. room
+    if maxlen > 0 then
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id .. '-0', 'j', json)
+    else
+      redis.call('XADD', stream, id .. '-0', 'j', json)
+    end
+    results[#results + 1] = tonumber(id)
+    i = i + 3
+  elseif op == 'c' then
+    local key, name = ARGV[i + 2], ARGV[i + 3]
+    local names = prefix .. 'names:' .. room
+    if redis.call('HEXISTS', names, key) == 1 then
+      results[#results + 1] = 0
+    else
+      local entry = redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
+                               'o', process, 't', 'join', 'k', key, 'n', name, 'e', ARGV[i + 4])
+      redis.call('HSET', names, key, process .. '\\n' .. entry .. '\\n' .. name)
+      redis.call('HSET', prefix .. 'node:' .. process, room .. '\\n' .. key, ARGV[i + 5])
+      results[#results + 1] = 1
+    end
+    i = i + 6
+  elseif op == 'r' then
+    local key = ARGV[i + 2]
+    local names = prefix .. 'names:' .. room
+    local owner = redis.call('HGET', names, key)
+    redis.call('HDEL', prefix .. 'node:' .. process, room .. '\\n' .. key)
+    if owner and string.sub(owner, 1, #process + 1) == process .. '\\n' then
+      redis.call('HDEL', names, key)
+      redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
+                 'o', process, 't', 'leave', 'k', key, 'e', ARGV[i + 3])
+      results[#results + 1] = 1
+    else
+      results[#results + 1] = 0
+    end
+    i = i + 4
+  else
+    return redis.error_reply('unknown operation ' .. tostring(op))
+  end
+end
+return results
+"""
+)
+
+BEAT = (
+    _NOW
+    + _SWEEP
+    + """
+-- ARGV: prefix, process, presence lifetime (ms), presence entries kept per room.
+-- Extends this process's presence, then announces the leaves of processes whose presence
+-- expired. Returns {1 if this process was not known (its first beat, or it had been taken
+-- for dead and swept: it must claim its names again), the epoch (false if Redis lost it)}.
+local prefix, process, ttl, presence_maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local nodes = prefix .. 'nodes'
+local absent = redis.call('ZADD', nodes, now + ttl, process)
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 16)) do
+  sweep(prefix, gone, presence_maxlen)
+end
+return {absent, redis.call('GET', prefix .. 'epoch')}
+"""
+)
+
+GOODBYE = (
+    _SWEEP
+    + """
+-- ARGV: prefix, process, presence entries kept per room. A process that stops says goodbye:
+-- the leaves of whatever it still holds, at once rather than when its presence expires.
+sweep(ARGV[1], ARGV[2], ARGV[3])
+return 1
+"""
+)
