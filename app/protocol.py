@@ -24,6 +24,7 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013  # the client fell too far behind (its queue is full)
     INVALID_NAME = 4400  # the name or room name breaks the naming rules
     NAME_TAKEN = 4409  # the name is already online in that room
+    TOO_MANY_CONNECTIONS = 4429  # the client's address holds max_connections_per_ip already
 
 
 class ErrorCode(StrEnum):

@@ -42,6 +42,10 @@ class Settings:
     # Browser origins allowed besides the server's own (comma-separated in the environment).
     allowed_origins: tuple[str, ...] = ()
 
+    # Connection abuse (SECURITY.md). WebSockets one client address may hold open at once:
+    # room for a class of 30 behind one NAT with a few tabs each; 0 switches the cap off.
+    max_connections_per_ip: int = 100
+
     # Protocol pings: a peer that does not answer within interval + timeout is dropped.
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
@@ -68,6 +72,8 @@ class Settings:
             )
         if self.rate_limit < 0:
             raise ValueError(f"rate_limit must be 0 (off) or positive, got {self.rate_limit}")
+        if self.max_connections_per_ip < 0:
+            raise ValueError(f"max_connections_per_ip must be 0 (off) or positive, got {self.max_connections_per_ip}")
 
     def to_env(self) -> dict[str, str]:
         """The `CHAT_*` variables that reproduce these settings in another process."""
