@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         ssl_certfile=str(certfile),
         ssl_keyfile=str(keyfile),
         ssl_context_factory=tls_context,
+        # Time limits uvicorn lacks: on TLS handshakes and closes (the loop), on request heads.
+        loop="app.loop:new_event_loop",
+        http="app.httpprotocol:ChatHttpProtocol",
         ws="app.wsprotocol:ChatWebSocketProtocol",
         # Refuse an oversized frame in the parser (close 1009), before it is buffered.
         ws_max_size=settings.max_message_bytes,
