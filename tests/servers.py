@@ -71,9 +71,9 @@ class Server:
         )
 
     def open_sockets(self) -> int:
-        """Established TCP connections the server holds."""
+        """TCP connections the server still holds a socket for, in whatever state."""
         return sum(
-            connection.status == psutil.CONN_ESTABLISHED
+            connection.status != psutil.CONN_LISTEN
             for connection in psutil.Process(self.process.pid).net_connections("tcp")
         )
 
@@ -150,6 +150,7 @@ class Peer:
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
         self._pending: list[Event] = []
+        self.welcome: Event = {}
 
     async def next(self, timeout: float = 10) -> Event:
         while not self._pending:
@@ -170,5 +171,6 @@ class Peer:
 async def open_peer(server: Server, query: str, cafile: Path, **kwargs: Any) -> Peer:
     connection = await connect(server.url(query), ssl=client_context(cafile), open_timeout=10, **kwargs)
     peer = Peer(connection)
-    assert (await peer.next())["type"] == "welcome"
+    peer.welcome = await peer.next()
+    assert peer.welcome["type"] == "welcome"
     return peer

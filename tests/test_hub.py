@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -139,3 +141,43 @@ def test_the_core_imports_no_web_framework() -> None:
         "assert not web, web"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+async def test_a_storm_of_joins_and_leaves_leaves_the_hub_as_it_was(hub: Hub) -> None:
+    for _ in range(3):
+        connections = [FakeConnection() for _ in range(500)]
+        clients = [
+            await hub.join(connection, connection.abort, f"room{number % 5}", f"c{number}")
+            for number, connection in enumerate(connections)
+        ]
+        gone = [weakref.ref(client) for client in clients]
+        rooms = {client.room for client in clients}
+        for number, client in enumerate(clients):
+            if number % 2:  # half are closed by the server, half just disconnect
+                client.close(CloseCode.NORMAL, "bye")
+            await client.finished()
+        del clients, client
+        assert hub.rooms == {}
+        for room in rooms:  # what the presence timer would do within PRESENCE_DELAY
+            room.flush()
+        del rooms, room
+        await asyncio.sleep(0)  # the last writer's task finishes its step
+        gc.collect()
+        assert [ref for ref in gone if ref() is not None] == []  # nothing holds on to anyone
+
+
+async def test_a_client_dropped_for_falling_behind_is_let_go_entirely(hub: Hub) -> None:
+    sender = await join(hub, "fast", FakeConnection())
+    slow = FakeConnection()
+    laggard = await join(hub, "slow", slow)
+    slow.stall()
+    for number in range(50):
+        say(sender, str(number))
+        await asyncio.sleep(0)  # a flush a message: the stalled client's queue fills up
+    assert laggard.close_code == CloseCode.TRY_AGAIN_LATER
+    await asyncio.wait_for(slow.aborted.wait(), 2)
+    await laggard.finished()
+    gone = weakref.ref(laggard)
+    del laggard
+    gc.collect()
+    assert gone() is None  # its queue, its writer, its frames: all given back
