@@ -16,6 +16,12 @@ from app.origins import origin_allowed
 from app.protocol import CloseCode
 from app.settings import Settings
 
+# What a send raises once the peer is gone. RuntimeError too: uvicorn closes a connection by
+# itself (a frame over ws_max_size, or not UTF-8) and then refuses whatever the app sends with
+# "Unexpected ASGI message ..., after sending 'websocket.close'"; a writer caught mid-send by
+# such a close must end quietly, not take the endpoint down with a traceback.
+_GONE = (WebSocketDisconnect, WebSocketDisconnected, RuntimeError)
+
 
 class _Socket:
     """`app.client.Connection` over a Starlette WebSocket."""
@@ -28,13 +34,13 @@ class _Socket:
     async def send_text(self, data: str) -> None:
         try:
             await self._websocket.send({"type": "websocket.send", "text": data})
-        except (WebSocketDisconnect, WebSocketDisconnected) as exc:
+        except _GONE as exc:
             raise ConnectionClosed from exc
 
     async def close(self, code: int, reason: str) -> None:
         try:
             await self._websocket.close(code, reason)
-        except (WebSocketDisconnect, WebSocketDisconnected) as exc:
+        except _GONE as exc:
             raise ConnectionClosed from exc
 
 
