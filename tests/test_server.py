@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import signal
 import socket
@@ -111,6 +112,35 @@ async def test_chatroom_creates_a_certificate_and_serves_wss(chatroom_server: Se
     await peer.say("hello")
     assert (await peer.next_of("message"))["text"] == "hello"
     await peer.connection.close()
+
+
+def fetch_headers(port: int, cert: Path, path: str) -> tuple[int, dict[str, str]]:
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=client_context(cert), timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status, {name.lower(): value for name, value in response.getheaders()}
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(("path", "status"), [("/", 200), ("/static/app.js", 200), ("/nowhere", 404)])
+async def test_chatroom_sends_the_security_headers_over_tls(
+    chatroom_server: Server, tmp_path: Path, path: str, status: int
+) -> None:
+    got, headers = await asyncio.to_thread(fetch_headers, chatroom_server.port, tmp_path / "certs" / "cert.pem", path)
+    assert got == status
+    policy = headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "unsafe-eval" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["strict-transport-security"].startswith("max-age=")
+    assert int(headers["strict-transport-security"].removeprefix("max-age=").split(";")[0]) >= 31536000
 
 
 def tls_client(cert: Path, version: ssl.TLSVersion) -> ssl.SSLContext:
