@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         ws_ping_timeout=settings.ping_timeout,
         # Compressing every frame once per client costs more CPU than it saves on short lines.
         ws_per_message_deflate=False,
-        timeout_graceful_shutdown=int(settings.close_timeout) + 5,
+        # Each client's answer to its 1001, then its TLS close, may take close_timeout each.
+        timeout_graceful_shutdown=int(2 * settings.close_timeout) + 5,
     )
 
 

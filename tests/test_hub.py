@@ -137,6 +137,7 @@ async def test_an_empty_room_is_let_go(hub: Hub) -> None:
 def test_the_core_imports_no_web_framework() -> None:
     code = (
         "import sys, app.hub, app.client, app.protocol, app.limits, app.names, app.messages, app.backends.memory\n"
+        "import app.connections\n"
         "web = sorted(name for name in sys.modules if name.split('.')[0] in {'starlette', 'uvicorn', 'jinja2'})\n"
         "assert not web, web"
     )
