@@ -135,8 +135,9 @@ async def test_floods_are_limited_or_closed_and_everyone_else_chats_on_time(serv
     assert chat.flood_seen <= 10 * report["messages"]["connections"] * 3
 
 
-# Shutdown under load. The backend is a parameter: a durable one (sqlite:///...) goes in
-# BACKENDS, and the test then also checks that what was broadcast survived the restart.
+# Shutdown under load. The backend is a parameter: add a durable one to BACKENDS, such as
+# "sqlite:///{tmp}/chat.db" ({tmp} becomes the test's own folder), and the test also checks
+# that it kept its epoch and, in the restarted server's welcome, what it had broadcast.
 BACKENDS = ["memory://"]
 
 
