@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from app.allocator import run_on_jemalloc
 from app.devcert import ensure_dev_certificate
 from app.settings import Settings
 
@@ -44,6 +45,7 @@ def parse_args(argv: Sequence[str] | None, defaults: Settings) -> argparse.Names
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    run_on_jemalloc(sys.argv[1:] if argv is None else argv)
     try:
         defaults = Settings.from_env()
     except ValueError as exc:
@@ -73,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         ssl_certfile=str(certfile),
         ssl_keyfile=str(keyfile),
         ssl_context_factory=tls_context,
+        # Time limits uvicorn lacks: on TLS handshakes and closes (the loop), on request heads.
+        loop="app.loop:new_event_loop",
+        http="app.httpprotocol:ChatHttpProtocol",
         ws="app.wsprotocol:ChatWebSocketProtocol",
         # Refuse an oversized frame in the parser (close 1009), before it is buffered.
         ws_max_size=settings.max_message_bytes,
@@ -80,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         ws_ping_timeout=settings.ping_timeout,
         # Compressing every frame once per client costs more CPU than it saves on short lines.
         ws_per_message_deflate=False,
-        timeout_graceful_shutdown=int(settings.close_timeout) + 5,
+        # Each client's answer to its 1001, then its TLS close, may take close_timeout each.
+        timeout_graceful_shutdown=int(2 * settings.close_timeout) + 5,
     )
     serve(config)
 

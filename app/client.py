@@ -81,6 +81,7 @@ class Client:
     """
 
     __slots__ = (
+        "__weakref__",
         "_abort_connection",
         "_bucket",
         "_close_reason",
@@ -332,7 +333,9 @@ class Client:
         try:
             command = parse(data)
         except ProtocolError as exc:
-            self.push(error_event(exc.code, exc.detail))
+            # A bad frame takes a token too: a flood of garbage is a flood.
+            if self._bucket is None or self._allowed():
+                self.push(error_event(exc.code, exc.detail))
             return
         if self._bucket is not None and not self._allowed():
             return

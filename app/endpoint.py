@@ -10,14 +10,18 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 
 from app.backends.base import BackendError
 from app.client import Client, ConnectionClosed
+from app.connections import Connections, Slot
 from app.hub import Hub, NameTaken
 from app.origins import origin_allowed
 from app.protocol import BadRequest, CloseCode
 from app.settings import Settings
 from app.wsprotocol import SINK_EXTENSION
 
-# Uvicorn raises RuntimeError for a send on a connection whose transport began closing
-# during the handshake (it skips the accept); for us that socket is simply gone.
+# What a send raises once the peer is gone. RuntimeError too: uvicorn closes a connection by
+# itself (a frame over ws_max_size, or not UTF-8) and then refuses whatever the app sends with
+# "Unexpected ASGI message ..., after sending 'websocket.close'"; and it skips the accept of
+# a connection whose transport began closing during the handshake, then refuses the sends.
+# A writer caught by either must end quietly, not take the endpoint down with a traceback.
 _GONE = (WebSocketDisconnect, WebSocketDisconnected, RuntimeError)
 
 
@@ -49,6 +53,7 @@ class ChatEndpoint(WebSocketEndpoint):
 
     client: Client | None = None
     _cut_off = False
+    _slot: Slot | None = None  # this connection, counted against its address's cap
 
     async def dispatch(self) -> None:
         try:
@@ -58,6 +63,10 @@ class ChatEndpoint(WebSocketEndpoint):
             if not self._cut_off or task is None or task.uncancel():
                 raise
             # The peer would not take its close: ending here lets the server drop the socket.
+        finally:
+            # Here, not in on_disconnect: that one is skipped when on_connect raises.
+            if self._slot is not None:
+                self._slot.release()
 
     async def on_connect(self, websocket: WebSocket) -> None:
         hub: Hub = websocket.state.hub
@@ -65,7 +74,16 @@ class ChatEndpoint(WebSocketEndpoint):
         if not origin_allowed(websocket.headers, settings.allowed_origins):
             await websocket.close(CloseCode.POLICY_VIOLATION)  # before accept: an HTTP 403
             return
+        connections: Connections = websocket.state.connections
+        address = websocket.client.host if websocket.client is not None else None  # None: a Unix socket
+        if address is not None:
+            self._slot = connections.open(address)
         await websocket.accept()
+        if address is not None and self._slot is None:
+            # Accepted first, like a refused name, so that a browser can read why.
+            reason = f"Too many connections from your address: at most {connections.limit}"
+            await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, reason)
+            return
         task = asyncio.current_task()
         assert task is not None
 

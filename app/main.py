@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app.backends import create_backend
+from app.connections import Connections
 from app.endpoint import ChatEndpoint
 from app.hub import Hub
 from app.pages import STATIC_DIR, health, index, rooms
@@ -23,6 +24,7 @@ from app.shutdown import close_clients_before_exit
 class State(TypedDict):
     hub: Hub
     settings: Settings
+    connections: Connections
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -35,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await hub.start()
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
         try:
-            yield {"hub": hub, "settings": settings}
+            yield {"hub": hub, "settings": settings, "connections": Connections(settings.max_connections_per_ip)}
         finally:
             restore_signals()
             await hub.stop()

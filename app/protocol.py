@@ -19,11 +19,13 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001  # the server is shutting down
     UNSUPPORTED_DATA = 1003  # a binary frame
+    INVALID_DATA = 1007  # a text frame that is not UTF-8 (app/wsprotocol.py)
     POLICY_VIOLATION = 1008  # persistent flooding
     MESSAGE_TOO_BIG = 1009  # a frame over max_message_bytes
     TRY_AGAIN_LATER = 1013  # the client fell too far behind (its queue is full)
     INVALID_NAME = 4400  # the name, room name or since parameter breaks the rules
     NAME_TAKEN = 4409  # the name is already online in that room
+    TOO_MANY_CONNECTIONS = 4429  # the client's address holds max_connections_per_ip already
 
 
 class ErrorCode(StrEnum):

@@ -47,11 +47,20 @@ class Settings:
     queue_bytes: int = 1_048_576  # or characters waiting for it (frames carry many events)
     # A client whose socket has taken nothing for this long while its room waits on it is
     # taken for one that stopped reading, and closed (1013) so the room goes on.
-    stall_timeout: float = 1.0
+    stall_timeout: float = 0.25
     close_timeout: float = 5.0  # seconds a close may take before the connection is cut
 
     # Browser origins allowed besides the server's own (comma-separated in the environment).
     allowed_origins: tuple[str, ...] = ()
+
+    # Connection abuse (SECURITY.md). WebSockets one client address may hold open at once:
+    # room for a class of 30 behind one NAT with a few tabs each; 0 switches the cap off.
+    max_connections_per_ip: int = 100
+    # Seconds a new connection has for its TLS handshake, and then for its HTTP request head
+    # (the WebSocket upgrade request), each; applied by the `chatroom` command.
+    handshake_timeout: float = 10.0
+    # Largest HTTP request head (request line and headers) in bytes; 431 above.
+    max_header_bytes: int = 32768
 
     # Protocol pings: a peer that does not answer within interval + timeout is dropped.
     ping_interval: float = 20.0
@@ -88,6 +97,12 @@ class Settings:
             raise ValueError(f"presence_ttl must be positive, got {self.presence_ttl}")
         if self.rate_limit < 0:
             raise ValueError(f"rate_limit must be 0 (off) or positive, got {self.rate_limit}")
+        if self.max_connections_per_ip < 0:
+            raise ValueError(f"max_connections_per_ip must be 0 (off) or positive, got {self.max_connections_per_ip}")
+        if self.handshake_timeout <= 0:
+            raise ValueError(f"handshake_timeout must be positive, got {self.handshake_timeout}")
+        if self.max_header_bytes < 1024:  # a browser's upgrade request alone takes several hundred
+            raise ValueError(f"max_header_bytes must be at least 1024, got {self.max_header_bytes}")
 
     def to_env(self) -> dict[str, str]:
         """The `CHAT_*` variables that reproduce these settings in another process."""

@@ -14,16 +14,29 @@
    30 seconds. A peer that stopped answering pings, or that never took the close frame we
    sent, will not send one: it is abandoned at once, so its socket and buffers are given
    back and its room hears it left within the ping timeout.
+3. A text frame that is not UTF-8 is closed with 1007 (invalid data), as uvicorn does, but
+   without logging a traceback for it: anyone can send one, as often as they like.
+4. When the server stops, uvicorn closes at once every connection whose close frame is out,
+   without waiting for the peer's answer. A peer that is still sending then gets a TCP
+   reset, which can destroy the close frame before it has read it: it sees 1006 instead of
+   our 1001. Here the closing handshake is left to finish, within CHAT_CLOSE_TIMEOUT, as it
+   would at any other time (uvicorn waits for its connections to end before it exits).
 """
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.http11 import Request
+
+from app.protocol import CloseCode
+from app.settings import Settings
 
 SINK_EXTENSION = "chatroom.sink"
 
@@ -83,9 +96,18 @@ class FrameSink:
 
 
 class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
         self.sink = FrameSink(self)
+        settings = app_state.get("settings")
+        # How long a peer gets to answer our close frame (uvicorn's own is 10 s, fixed).
+        self.close_timeout = (settings if isinstance(settings, Settings) else Settings.from_env()).close_timeout
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -102,6 +124,30 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
     def resume_writing(self) -> None:
         super().resume_writing()
         self.sink.resumed()
+
+    def shutdown(self) -> None:
+        if self.close_sent and self.close_timer is not None:
+            self.stop_keepalive()  # our close is out and its timer running: let the peer answer it
+            return
+        super().shutdown()
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type != "text" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        # uvicorn's own, but a frame that is not UTF-8 is no error of ours to log.
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            self.conn.send_close(CloseCode.INVALID_DATA, "Expected UTF-8 text")
+            self.handle_parser_exception()  # tells the app, writes the close, closes the transport
+            return
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()  # sends close 1011 and starts a graceful close

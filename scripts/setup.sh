@@ -23,6 +23,15 @@ need_packages() {
     [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
 }
 
+# need_library SONAME:PACKAGE ...: install the Debian packages whose shared library is missing.
+need_library() {
+    local missing=() pair
+    for pair in "$@"; do
+        /sbin/ldconfig -p 2>/dev/null | grep -q "${pair%%:*}" || missing+=("${pair##*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
+}
+
 # ensure_venv EXTRAS: a virtual environment in .venv with the project installed (editable),
 # reinstalled whenever pyproject.toml changes.
 ensure_venv() {

@@ -1,8 +1,11 @@
-"""Real servers for tests: uvicorn or the `chatroom` command in a subprocess, on a free port."""
+"""Real servers for tests: uvicorn or the `chatroom` command in a subprocess, on a free port;
+and `Peer`, a websockets client of theirs."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -10,9 +13,13 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import psutil
+from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 CHATROOM = Path(sys.executable).parent / "chatroom"
@@ -51,6 +58,35 @@ class Server:
 
     def read_log(self) -> str:
         return self.log.read_text()
+
+    def rss(self) -> int:
+        """The server's resident memory in bytes: what the operating system gave it and it kept."""
+        return int(psutil.Process(self.process.pid).memory_info().rss)
+
+    def holds_connection_from(self, port: int) -> bool:
+        """Whether the server still has a socket to the client on local port `port`."""
+        return any(
+            connection.raddr and connection.raddr[1] == port
+            for connection in psutil.Process(self.process.pid).net_connections("tcp")
+        )
+
+    def open_sockets(self) -> int:
+        """TCP connections the server still holds a socket for, in whatever state."""
+        return sum(
+            connection.status != psutil.CONN_LISTEN
+            for connection in psutil.Process(self.process.pid).net_connections("tcp")
+        )
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll `condition` (state of another process, which cannot be awaited) until it holds;
+    returns the seconds it took, or fails saying `what` did not happen within `timeout`."""
+    started = time.monotonic()
+    while not await asyncio.to_thread(condition):
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
 
 
 def wait_for_port(port: int, process: subprocess.Popen[str], log: Path, timeout: float = 20) -> None:
@@ -105,3 +141,40 @@ def chatroom_command(port: int, certfile: Path, keyfile: Path, *extra: str) -> l
 
 def client_context(cafile: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cafile))
+
+
+Event = dict[str, Any]
+
+
+class Peer:
+    """A websockets client that reads events one at a time."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self._pending: list[Event] = []
+        self.welcome: Event = {}
+
+    async def next(self, timeout: float = 10) -> Event:
+        while not self._pending:
+            frame = await asyncio.wait_for(self.connection.recv(), timeout)
+            assert isinstance(frame, str)
+            self._pending.extend(json.loads(line) for line in frame.split("\n"))
+        return self._pending.pop(0)
+
+    async def next_of(self, kind: str, timeout: float = 10) -> Event:
+        while (event := await self.next(timeout))["type"] != kind:
+            pass
+        return event
+
+    async def say(self, text: str) -> None:
+        await self.connection.send(json.dumps({"type": "message", "text": text}))
+
+
+async def open_peer(server: Server, query: str, cafile: Path, **kwargs: Any) -> Peer:
+    # A welcome may be large (a resumed history in one frame): accept frames as a browser does.
+    kwargs.setdefault("max_size", None)
+    connection = await connect(server.url(query), ssl=client_context(cafile), open_timeout=10, **kwargs)
+    peer = Peer(connection)
+    peer.welcome = await peer.next()
+    assert peer.welcome["type"] == "welcome"
+    return peer

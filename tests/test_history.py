@@ -34,8 +34,12 @@ def prefill(client: TestClient, room: str, count: int, start: int = 0) -> None:
             await future
 
     async def open_and_publish() -> None:
-        await hub.backend.subscribe(room)  # a backend numbers only the rooms it serves
+        # A backend numbers only the rooms it serves: serve this one while filling it, then let
+        # it go, as the hub does, so that the hub's own subscription starts from what is stored.
+        await hub.backend.subscribe(room)
         await publish()
+        if room not in hub.rooms:
+            await hub.backend.unsubscribe(room)
 
     assert client.portal is not None
     client.portal.call(open_and_publish)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -163,6 +165,7 @@ async def test_online_counts_name_each_room_with_people_in_it(hub: Hub) -> None:
 def test_the_core_imports_no_web_framework() -> None:
     code = (
         "import sys, app.hub, app.client, app.protocol, app.limits, app.names, app.messages, app.backends.memory\n"
+        "import app.connections\n"
         "web = sorted(name for name in sys.modules if name.split('.')[0] in {'starlette', 'uvicorn', 'jinja2'})\n"
         "assert not web, web"
     )
@@ -261,3 +264,43 @@ async def test_a_member_that_reads_slowly_slows_the_senders_and_is_not_dropped(
     assert not reader.closing
     slow.flow()
     await hub.stop()
+
+
+async def test_a_storm_of_joins_and_leaves_leaves_the_hub_as_it_was(hub: Hub) -> None:
+    for _ in range(3):
+        connections = [FakeConnection() for _ in range(500)]
+        clients = [
+            await hub.join(connection, connection.abort, f"room{number % 5}", f"c{number}")
+            for number, connection in enumerate(connections)
+        ]
+        gone = [weakref.ref(client) for client in clients]
+        rooms = {client.room for client in clients}
+        for number, client in enumerate(clients):
+            if number % 2:  # half are closed by the server, half just disconnect
+                client.close(CloseCode.NORMAL, "bye")
+            await client.finished()
+        del clients, client
+        assert hub.rooms == {}
+        for room in rooms:  # what the presence timer would do within PRESENCE_DELAY
+            room.flush()
+        del rooms, room
+        await asyncio.sleep(0)  # the last writer's task finishes its step
+        gc.collect()
+        assert [ref for ref in gone if ref() is not None] == []  # nothing holds on to anyone
+
+
+async def test_a_client_dropped_for_falling_behind_is_let_go_entirely(hub: Hub) -> None:
+    sender = await join(hub, "fast", FakeConnection())
+    slow = FakeConnection()
+    laggard = await join(hub, "slow", slow)
+    slow.stall()
+    for number in range(50):
+        say(sender, str(number))
+        await asyncio.sleep(0)  # a flush a message: the stalled client's queue fills up
+    assert laggard.close_code == CloseCode.TRY_AGAIN_LATER
+    await asyncio.wait_for(slow.aborted.wait(), 2)
+    await laggard.finished()
+    gone = weakref.ref(laggard)
+    del laggard
+    gc.collect()
+    assert gone() is None  # its queue, its writer, its frames: all given back

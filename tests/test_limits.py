@@ -148,3 +148,19 @@ def test_origins_listed_in_allowed_origins_are_allowed() -> None:
             assert bob.welcome["name"] == "bob"
         with pytest.raises(WebSocketDisconnect), chat(client, "name=cy", origin="https://other.example.org"):
             pass
+
+
+def test_malformed_frames_count_toward_the_rate_limit_and_flooding_with_them_closes_with_1008() -> None:
+    with (
+        TestClient(app_with(rate_limit=0.001, rate_burst=3, flood_strikes=5)) as client,
+        chat(client, "name=ann") as ann,
+        chat(client, "name=bob") as bob,
+    ):
+        for _ in range(20):
+            ann.websocket.send_text("not json")
+        events = [ann.next() for _ in range(8)]
+        assert [event["code"] for event in events] == ["bad_json"] * 3 + ["rate_limited"] * 5
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ann.next()
+        assert closed.value.code == CloseCode.POLICY_VIOLATION
+        assert bob.next() == {"type": "leave", "name": "ann"}

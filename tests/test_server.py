@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import http.client
 import json
 import signal
 import socket
 import ssl
 import stat
 import subprocess
+import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.client import connect
 
 from app.protocol import CloseCode
 from tests.conftest import Certificates
-from tests.servers import Server, chatroom_command, client_context, free_port, run_server, uvicorn_command
+from tests.servers import (
+    Server,
+    chatroom_command,
+    client_context,
+    free_port,
+    open_peer,
+    run_server,
+    uvicorn_command,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -39,38 +48,6 @@ def uvicorn_server(certificates: Certificates, tmp_path: Path) -> Iterator[Serve
     command = uvicorn_command(port, certificates.cert, certificates.key)
     with run_server(command, port, tmp_path, env={"CHAT_RATE_LIMIT": "0"}) as server:
         yield server
-
-
-class Peer:
-    """A websockets client that reads events one at a time."""
-
-    def __init__(self, connection: ClientConnection) -> None:
-        self.connection = connection
-        self._pending: list[Event] = []
-
-    async def next(self, timeout: float = 10) -> Event:
-        while not self._pending:
-            frame = await asyncio.wait_for(self.connection.recv(), timeout)
-            assert isinstance(frame, str)
-            self._pending.extend(json.loads(line) for line in frame.split("\n"))
-        return self._pending.pop(0)
-
-    async def next_of(self, kind: str, timeout: float = 10) -> Event:
-        while (event := await self.next(timeout))["type"] != kind:
-            pass
-        return event
-
-    async def say(self, text: str) -> None:
-        await self.connection.send(json.dumps({"type": "message", "text": text}))
-
-
-async def open_peer(server: Server, query: str, cafile: Path, **kwargs: Any) -> Peer:
-    # A welcome may be large (a resumed history in one frame): accept frames as a browser does.
-    kwargs.setdefault("max_size", None)
-    connection = await connect(server.url(query), ssl=client_context(cafile), open_timeout=10, **kwargs)
-    peer = Peer(connection)
-    assert (await peer.next())["type"] == "welcome"
-    return peer
 
 
 async def test_chat_over_wss_with_uvicorn(uvicorn_server: Server, certificates: Certificates) -> None:
@@ -136,6 +113,35 @@ async def test_chatroom_creates_a_certificate_and_serves_wss(chatroom_server: Se
     await peer.say("hello")
     assert (await peer.next_of("message"))["text"] == "hello"
     await peer.connection.close()
+
+
+def fetch_headers(port: int, cert: Path, path: str) -> tuple[int, dict[str, str]]:
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=client_context(cert), timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status, {name.lower(): value for name, value in response.getheaders()}
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(("path", "status"), [("/", 200), ("/static/app.js", 200), ("/nowhere", 404)])
+async def test_chatroom_sends_the_security_headers_over_tls(
+    chatroom_server: Server, tmp_path: Path, path: str, status: int
+) -> None:
+    got, headers = await asyncio.to_thread(fetch_headers, chatroom_server.port, tmp_path / "certs" / "cert.pem", path)
+    assert got == status
+    policy = headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "unsafe-eval" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["strict-transport-security"].startswith("max-age=")
+    assert int(headers["strict-transport-security"].removeprefix("max-age=").split(";")[0]) >= 31536000
 
 
 def tls_client(cert: Path, version: ssl.TLSVersion) -> ssl.SSLContext:
@@ -204,40 +210,65 @@ async def test_a_vanished_peer_is_reaped_by_pings(
     await watcher.connection.close()
 
 
-@pytest.mark.parametrize("chatroom_env", [{"CHAT_PING_INTERVAL": "60"}], indirect=True)
+@pytest.mark.parametrize(
+    "chatroom_env",
+    # Pings a minute apart: the mute peer must be dropped for its full queue, not by pings. A
+    # short history, so that what the server holds afterwards is not the chat's own history.
+    [{"CHAT_PING_INTERVAL": "60", "CHAT_HISTORY_LIMIT": "100", "CHAT_WELCOME_HISTORY": "100"}],
+    indirect=True,
+)
 async def test_a_reader_that_stops_reading_is_dropped_and_nobody_waits_for_it(
     chatroom_server: Server, silent_peer: ssl.SSLSocket, tmp_path: Path
 ) -> None:
+    """Once the kernel's buffers for the mute peer are full, its queue fills; then it leaves at
+    once and its socket is cut CHAT_CLOSE_TIMEOUT (1 s here) later, the server's memory is back
+    where it was, and the reader got every message, none of them late."""
     cert = tmp_path / "certs" / "cert.pem"
     sender = await open_peer(chatroom_server, "name=sender", cert)
     reader = await open_peer(chatroom_server, "name=reader", cert)
-    count, padding = 2000, "y" * 3000  # 6 MB: more than the kernel buffers for the mute peer
-    received: list[int] = []
+    mute_port = silent_peer.getsockname()[1]
+    baseline = chatroom_server.rss()
+    padding = "y" * 3000
+    sent_at: list[float] = []
+    latencies: list[float] = []
     left: list[str] = []
 
     async def read() -> None:
-        while len(received) < count or "mute" not in left:
-            event = await reader.next(timeout=20)
+        while (event := await reader.next(timeout=20)).get("text") != "end":
             if event["type"] == "message":
-                received.append(int(event["text"].split()[0]))
+                number = int(event["text"].split()[0])
+                assert number == len(latencies)  # every message, in order
+                latencies.append(time.monotonic() - sent_at[number])
             elif event["type"] == "leave":
                 left.append(event["name"])
 
-    async def drain(peer: Peer) -> None:  # the sender reads its echoes, or it would be too slow too
-        with contextlib.suppress(ConnectionClosed):
-            async for _ in peer.connection:
-                pass
-
-    reading, draining = asyncio.ensure_future(read()), asyncio.ensure_future(drain(sender))
-    for number in range(count):
-        await sender.say(f"{number} {padding}")
-        await asyncio.sleep(0)
-    await asyncio.wait_for(reading, 30)
-    assert received == list(range(count))
-    assert left == ["mute"]  # dropped for its full queue: pings are a minute apart here
+    reading = asyncio.ensure_future(read())
+    # Paced by its echo, each message is a frame of its own for everyone, so the mute peer's
+    # queue grows by a frame a message (the server batches what arrives together into one frame).
+    started = time.monotonic()
+    while "mute" not in left:
+        assert time.monotonic() - started < 40, f"the mute peer is still there after {len(sent_at)} messages"
+        sent_at.append(time.monotonic())
+        await sender.say(f"{len(sent_at) - 1} {padding}")
+        await sender.next_of("message")
+    cut_off = await wait_until(
+        lambda: not chatroom_server.holds_connection_from(mute_port), 10, "the server let go of the mute socket"
+    )
+    await sender.say("end")
+    await asyncio.wait_for(reading, 20)
+    memory = chatroom_server.rss()
+    print(
+        f"mute peer dropped after {len(sent_at)} messages ({len(sent_at) * len(padding) >> 20} MB), "
+        f"{time.monotonic() - started:.1f} s; its socket cut {cut_off:.2f} s after it left; "
+        f"reader latency max {max(latencies) * 1000:.1f} ms; server RSS {baseline >> 20} -> {memory >> 20} MB"
+    )
+    assert left == ["mute"]
+    assert cut_off < 1 + 2  # CHAT_CLOSE_TIMEOUT, and time to see it from outside
+    # The room waits for the mute peer at most CHAT_STALL_TIMEOUT (0.25 s), never its 1 s deadline.
+    assert max(latencies) < 0.25 + 0.25
+    assert memory < baseline * 1.10
     await sender.connection.close()
     await reader.connection.close()
-    await draining
 
 
 def test_chatroom_refuses_workers_on_a_single_process_backend(tmp_path: Path) -> None:
