@@ -62,9 +62,12 @@ class Room:
     member once. It is also the one writer of members whose socket is a `Sink`.
     """
 
-    def __init__(self, name: str, epoch: str, recent_size: int) -> None:
+    def __init__(
+        self, name: str, epoch: str, recent_size: int, store_pending: Callable[[], None] = lambda: None
+    ) -> None:
         self.name = name
         self.epoch = epoch
+        self._store_pending = store_pending
         # Everyone holding a name here, in the order they came; `clients` get every frame.
         self.members: dict[str, Client] = {}
         self.clients: dict[str, Client] = {}
@@ -113,6 +116,11 @@ class Room:
         self._due = True
         self._wake.set()
 
+    def expect(self) -> None:
+        """A message of this room waits to be stored: the writer's next turn stores it, then sends it."""
+        self._due = True
+        self._wake.set()
+
     def ready(self, client: Client) -> None:
         """`client` has frames of its own for its sink, or a close to send."""
         if not client.ready:
@@ -133,6 +141,8 @@ class Room:
             wake.clear()
             try:
                 if self._due:
+                    # What was published since the last turn goes out in this one, not the next.
+                    self._store_pending()
                     self.flush()
                 if self._closing is not None:
                     for client in list(self.members.values()):
@@ -384,6 +394,7 @@ class Hub:
         if stored.done():
             self._check_stored(client, stored)
         else:
+            client.room.expect()
             stored.add_done_callback(lambda future: self._check_stored(client, future))
 
     def _check_stored(self, client: Client, stored: asyncio.Future[Message]) -> None:
@@ -399,7 +410,8 @@ class Hub:
     async def _open(self, name: str) -> Room:
         room = self.rooms.get(name)
         if room is None:
-            room = self.rooms[name] = Room(name, self.backend.epoch, self.settings.welcome_history)
+            room = Room(name, self.backend.epoch, self.settings.welcome_history, self.backend.store_pending)
+            self.rooms[name] = room
             self._spawn(self._subscribe(room))
         if not room.opened.done():
             room.waiting += 1

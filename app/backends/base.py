@@ -71,6 +71,13 @@ class Backend(ABC):
         the future settles when the message is stored, or fails with `BackendError`.
         """
 
+    def store_pending(self) -> None:  # noqa: B027 - most backends store as they publish
+        """Store what was published and deliver it now, if that can be done at once.
+
+        A room calls this right before it sends what it has, so that a message published
+        during one turn of the event loop goes out in the next, with the rest of its batch.
+        """
+
     @abstractmethod
     def announce(self, room: str, event: bytes) -> None:
         """Deliver a presence event (`join` or `leave`; not stored) to this process's subscriber

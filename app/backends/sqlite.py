@@ -181,6 +181,9 @@ class SQLiteBackend(Backend):
         if self._deliver is not None and room in self._subscribed:
             self._deliver(room, event, None)
 
+    def store_pending(self) -> None:
+        self._commit_pending()
+
     def _commit_pending(self) -> None:
         if self._commit is not None:
             self._commit.cancel()
