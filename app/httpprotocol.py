@@ -29,7 +29,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from app.settings import Settings
+from app.settings import of_server
 
 
 class ChatHttpProtocol(HttpToolsProtocol):
@@ -41,11 +41,7 @@ class ChatHttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        # The app's own settings, from its lifespan state (app.main.State); from the
-        # environment, as create_app reads them, when there is no lifespan.
-        settings = app_state.get("settings")
-        if not isinstance(settings, Settings):
-            settings = Settings.from_env()
+        settings = of_server(app_state)
         self._head_timeout = settings.handshake_timeout
         self._max_head = settings.max_header_bytes
         self._head_bytes: int | None = None  # bytes of the request head so far; None between heads

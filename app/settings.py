@@ -79,16 +79,7 @@ class Settings:
         return cls(**values)
 
     def __post_init__(self) -> None:
-        positive = (
-            "history_limit",
-            "welcome_history",
-            "replay_limit",
-            "max_message_bytes",
-            "rate_burst",
-            "queue_size",
-            "queue_bytes",
-        )
-        for name in positive:
+        for name in _AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.retention_messages < 0 or self.retention_days < 0:
@@ -123,6 +114,13 @@ _AT_LEAST_ONE = (
     "queue_size",
     "queue_bytes",
 )
+
+
+def of_server(app_state: Mapping[str, Any]) -> Settings:
+    """The app's settings as a uvicorn protocol sees them: from the app's lifespan state
+    (app.main.State), or from the environment, as create_app reads them, without one."""
+    settings = app_state.get("settings")
+    return settings if isinstance(settings, Settings) else Settings.from_env()
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

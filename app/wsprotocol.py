@@ -36,7 +36,7 @@ from uvicorn.server import ServerState
 from websockets.http11 import Request
 
 from app.protocol import CloseCode
-from app.settings import Settings
+from app.settings import of_server
 
 SINK_EXTENSION = "chatroom.sink"
 
@@ -105,9 +105,8 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.sink = FrameSink(self)
-        settings = app_state.get("settings")
         # How long a peer gets to answer our close frame (uvicorn's own is 10 s, fixed).
-        self.close_timeout = (settings if isinstance(settings, Settings) else Settings.from_env()).close_timeout
+        self.close_timeout = of_server(app_state).close_timeout
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
