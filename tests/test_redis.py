@@ -192,7 +192,7 @@ async def test_trimming_keeps_at_least_the_retained_messages_and_resuming_from_b
 async def test_names_are_unique_across_processes_and_free_again_once_released(
     open_backend: Callable[..., Any],
 ) -> None:
-    (first, _), (second, _) = await open_backend(), await open_backend()
+    (first, _), (second, got_second) = await open_backend(), await open_backend()
     for backend in (first, second):
         await backend.subscribe("den")
     assert await first.claim("den", "ann", "Ann")
@@ -202,6 +202,8 @@ async def test_names_are_unique_across_processes_and_free_again_once_released(
     first.announce("den", join_event("Ann"))
     first.announce("den", leave_event("Ann"))
     first.release("den", "ann", "Ann")
+    # A release reaches Redis when the process next writes; its leave, read back, says it has.
+    await got_second.wait_for(lambda d: leave_event("Ann") in d.presence("den"))
     assert await second.claim("den", "ann", "ann")
 
 
