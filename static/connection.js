@@ -26,6 +26,13 @@ const FINAL = new Set([
 const FIRST_DELAY = 1000;
 const MAX_DELAY = 30_000;
 
+// A page whose connection dropped without the server noticing (a network blip) finds its
+// name still held by its old connection until the server's pings reap it: 40 s with the
+// default ping interval and timeout. Until then, a refused name is taken for that ghost,
+// and retried often, for the name is free as soon as the server lets the ghost go.
+const GHOST_GRACE = 60_000;
+const GHOST_MAX_DELAY = 5_000;
+
 // Exponential backoff with "equal jitter": at least half the step, so a reconnect never
 // hammers, and the rest random, so a room the server dropped does not return all at once.
 export function retryDelay(attempt) {
@@ -48,6 +55,8 @@ export class Connection {
     // The close that started this round of retries: attempts refused while the server is
     // away say nothing new, and "the server is restarting" stays truer than "lost".
     this.cause = null;
+    // When the last connection that got in was lost; null while in, or before ever getting in.
+    this.lostAt = null;
     window.addEventListener("online", () => {
       if (this.state.phase === "waiting") this.connect();
     });
@@ -59,6 +68,7 @@ export class Connection {
 
   start() {
     this.attempt = 0;
+    this.lostAt = null;
     this.connect();
   }
 
@@ -96,6 +106,7 @@ export class Connection {
       if (this.state.phase === "connecting" && events[0]?.type === "welcome") {
         this.attempt = 0;
         this.cause = null;
+        this.lostAt = null;
         this.setState({ phase: "online" });
       }
       this.onEvents(events);
@@ -107,13 +118,15 @@ export class Connection {
     socket.addEventListener("close", (closed) => {
       if (socket !== this.socket) return;
       this.socket = null;
-      if (FINAL.has(closed.code)) {
+      if (this.state.phase === "online") this.lostAt = Date.now();
+      const ghost = closed.code === Close.NAME_TAKEN && this.lostAt !== null && Date.now() - this.lostAt < GHOST_GRACE;
+      if (FINAL.has(closed.code) && !ghost) {
         this.cause = null;
         this.setState({ phase: "stopped", code: closed.code, reason: closed.reason });
         return;
       }
       if (opened || this.cause === null) this.cause = { code: closed.code, reason: closed.reason };
-      const delay = retryDelay(this.attempt);
+      const delay = ghost ? Math.min(GHOST_MAX_DELAY, retryDelay(this.attempt)) : retryDelay(this.attempt);
       this.attempt += 1;
       this.timer = setTimeout(() => this.connect(), delay);
       this.setState({ phase: "waiting", ...this.cause, at: Date.now() + delay });

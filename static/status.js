@@ -15,6 +15,9 @@ export function explain(code) {
   return WHY.get(code) ?? "Connection lost.";
 }
 
+// While reconnecting, a refused name is this page's own old connection, not yet let go.
+const GHOST = "Your previous connection is still open on the server.";
+
 export class Status {
   constructor({ element, text, countdown, button }) {
     this.element = element;
@@ -40,7 +43,7 @@ export class Status {
         break;
       case "waiting":
         // The countdown lives outside what screen readers hear: once is enough.
-        text = `${explain(state.code)} Reconnecting`;
+        text = `${state.code === Close.NAME_TAKEN ? GHOST : explain(state.code)} Reconnecting`;
         this.button.textContent = "Reconnect now";
         this.button.hidden = false;
         this.tick(state.at);

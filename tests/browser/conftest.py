@@ -69,7 +69,8 @@ class Tabs:
         """Do not count console errors matching this regular expression (say why where it is called)."""
         self.tolerated.append(re.compile(console_error))
 
-    def open(self, path: str = "/", **options: object) -> Page:
+    def open(self, path: str = "/", origin: str | None = None, **options: object) -> Page:
+        """A new tab on `path`, from the server or from `origin` (a proxy in front of it)."""
         context = self.browser.new_context(ignore_https_errors=True, **options)  # type: ignore[arg-type]
         page = context.new_page()
         page.set_default_timeout(10_000)
@@ -81,7 +82,7 @@ class Tabs:
         page.on("console", on_console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         page.on("dialog", lambda dialog: self.errors.append(f"dialog: {dialog.message}"))
-        page.goto(f"{self.server.origin}{path}")
+        page.goto(f"{origin or self.server.origin}{path}")
         self.pages.append(page)
         return page
 

@@ -1,4 +1,4 @@
-"""A server restart in the middle of a conversation: the page comes back by itself."""
+"""A server restart, or a network blip, in the middle of a conversation: the page comes back by itself."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Tabs
-from tests.browser.helpers import say, sign_on, texts
+from tests.browser.helpers import online, say, sign_on, texts
+from tests.browser.proxy import BlipProxy
 from tests.conftest import Certificates
 from tests.servers import run_server, uvicorn_command
 
@@ -55,3 +56,25 @@ def test_after_a_server_restart_the_page_reconnects_and_shows_everything_once(
             expect(texts(page)).to_have_text(expected)
             # memory:// lost the history: a new epoch, whose ids start again, after a divider.
             expect(page.locator("#log .divider")).to_have_count(1)
+
+
+def test_after_a_blip_the_page_waits_for_the_server_to_let_its_old_connection_go(tabs: Tabs) -> None:
+    with BlipProxy(tabs.server.port) as proxy:
+        ann, bob = tabs.open(origin=proxy.origin), tabs.open()
+        sign_on(ann, "ann")
+        sign_on(bob, "bob")
+        say(bob, "before the blip")
+        expect(texts(ann)).to_have_text(["before the blip"])
+
+        proxy.blip()
+        # The server still has ann's old connection, which holds the name: the page is told
+        # the name is taken, and must take that for its own ghost, not for someone else.
+        expect(ann.locator("#status")).to_contain_text("Your previous connection is still open")
+        say(bob, "while ann was cut off")
+        expect(ann.locator("#signon")).to_be_hidden()
+        expect(ann.locator("#chat")).to_be_visible()
+
+        proxy.release_ghosts()  # what the server's unanswered pings would do, later
+        expect(ann.locator("#status")).to_contain_text("Online as ann", timeout=20_000)
+        expect(texts(ann)).to_have_text(["before the blip", "while ann was cut off"])
+        expect(online(bob)).to_have_text(["ann", "bob"])
