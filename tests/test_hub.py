@@ -81,7 +81,7 @@ async def test_a_burst_goes_out_as_one_frame_per_client(hub: Hub, connect: Calla
     ann, bob = connect(), connect()
     sender = await join(hub, "ann", ann)
     await join(hub, "bob", bob)
-    await asyncio.sleep(0.2)  # the join has reached ann
+    await ann.wait_for(lambda c: {"type": "join", "name": "bob"} in c.events)  # presence went out first
     frames_before = len(bob.frames)
     for number in range(50):
         say(sender, str(number))
