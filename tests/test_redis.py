@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from app.backends import redis as redis_backend
 from app.backends.base import BackendError
 from app.backends.redis import BLOCK_MS, RedisBackend
 from app.messages import Message
@@ -187,6 +188,63 @@ async def test_trimming_keeps_at_least_the_retained_messages_and_resuming_from_b
     assert 100 <= await backend._redis.xlen(b"chatroom:messages:den") < 300  # MAXLEN ~ trims whole nodes
     _, gap = await backend.since("den", 10, 1000, 1000)
     assert gap  # messages 11 and on were trimmed: the client is told
+
+
+async def test_messages_older_than_the_retention_age_go_and_ids_keep_increasing(
+    open_backend: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_backend, "RETENTION_CHUNK", 100)  # several scripts per room
+    backend, _ = await open_backend(retention_days=1)
+    attic = await asyncio.gather(*[backend.publish("attic", "ann", f"a{number}") for number in range(30)])
+    old = await asyncio.gather(*[backend.publish("den", "ann", f"old {number}") for number in range(250)])
+    # Messages stamped in the same millisecond as the last old one are just as old.
+    while (edge := await backend.publish("den", "ann", "edge")).ts == old[-1].ts:
+        old.append(edge)
+    new = [edge] + [await backend.publish("den", "ann", f"new {number}") for number in range(3)]
+    a_day = 86_400_000
+    assert await backend.enforce_retention(now=attic[0].ts + a_day) == 0  # the first is a day old, not older
+    assert await backend.enforce_retention(now=edge.ts + a_day) == len(attic) + len(old)
+    kept, more = await backend.history("den", None, 100)
+    assert kept == new
+    assert not more
+    _, gap = await backend.since("den", 0, new[-1].id, 1000)
+    assert gap  # a client that had seen nothing is told that the start is gone
+    assert await backend.history("attic", None, 100) == ([], False)
+    assert (await backend.publish("attic", "ann", "back")).id == len(attic) + 1
+    assert await backend.enforce_retention(now=edge.ts + a_day) == 0
+
+
+async def test_one_process_of_many_enforces_the_retention_age_by_itself(
+    open_backend: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    turns: asyncio.Queue[tuple[RedisBackend, bool]] = asyncio.Queue()
+    passes: asyncio.Queue[tuple[RedisBackend, int]] = asyncio.Queue()
+    take_turn, enforce = RedisBackend._take_retention_turn, RedisBackend.enforce_retention
+
+    async def observed_turn(self: RedisBackend) -> bool:
+        taken = await take_turn(self)
+        await turns.put((self, taken))
+        return taken
+
+    async def observed_pass(self: RedisBackend, now: int | None = None) -> int:
+        deleted = await enforce(self, now)
+        await passes.put((self, deleted))
+        return deleted
+
+    monkeypatch.setattr(RedisBackend, "_take_retention_turn", observed_turn)
+    monkeypatch.setattr(RedisBackend, "enforce_retention", observed_pass)
+    writer, _ = await open_backend()
+    for number in range(5):
+        await writer.publish("den", "ann", f"m{number}")
+    tiny = 1 / 86_400_000  # a millisecond: whatever was published before now is too old
+    first, _ = await open_backend(retention_days=tiny)  # its first turn comes as it starts
+    assert await asyncio.wait_for(turns.get(), timeout=5) == (first, True)
+    assert await asyncio.wait_for(passes.get(), timeout=5) == (first, 5)
+    assert await writer.history("den", None, 100) == ([], False)
+    second, _ = await open_backend(retention_days=tiny)
+    assert await asyncio.wait_for(turns.get(), timeout=5) == (second, False)  # the first has this interval
+    await second.stop()
+    assert passes.empty()
 
 
 async def test_names_are_unique_across_processes_and_free_again_once_released(

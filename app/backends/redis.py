@@ -23,6 +23,7 @@ import hashlib
 import logging
 import random
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ logger = logging.getLogger("chatroom.redis")
 PREFIX = scripts.PREFIX.encode()
 EPOCH_KEY = PREFIX + b"epoch"
 IDS_KEY = PREFIX + b"ids"
+RETENTION_KEY = PREFIX + b"retention"  # held by the process running this interval's retention pass
 
 BLOCK_MS = 5_000  # a read waits this long for news before it is sent again
 READ_COUNT = 1_000  # entries per stream and read
@@ -59,6 +61,8 @@ COMMAND_TIMEOUT = 5.0  # seconds a command may take before Redis counts as unrea
 CONNECT_TIMEOUT = 2.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 5.0  # seconds between reconnection attempts
 UNBLOCK_TRIES = 20
+RETENTION_INTERVAL = 60.0  # seconds between two retention passes, over all processes
+RETENTION_CHUNK = 1_000  # messages one retention script looks at: a script runs alone in Redis
 
 _RedisErrors = (RedisError, OSError, TimeoutError)
 _Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry as redis-py reads it: id, fields
@@ -94,6 +98,7 @@ class _Script:
 
 
 WRITE, BEAT, GOODBYE = _Script(scripts.WRITE), _Script(scripts.BEAT), _Script(scripts.GOODBYE)
+EXPIRE = _Script(scripts.EXPIRE)
 
 
 def _stream_id(entry: bytes) -> tuple[int, int]:
@@ -132,6 +137,7 @@ class RedisBackend(Backend):
         self._blocked_on: int | None = None  # the generation a blocked read was sent with
         self._unblocker: asyncio.Task[None] | None = None
         self._heart: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
         self._problem: str | None = None  # a fault that reconnecting cannot mend
         self._tasks: set[asyncio.Task[None]] = set()
         self._maxlen = str(settings.retention_messages)
@@ -164,11 +170,11 @@ class RedisBackend(Backend):
         except _RedisErrors as exc:
             await self._redis.aclose()
             raise RuntimeError(f"Redis at {self.url} cannot be used: {exc}") from exc
-        if self.settings.retention_days:
-            logger.warning("CHAT_RETENTION_DAYS is not enforced by redis://; CHAT_RETENTION_MESSAGES is")
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(self._read_forever(), name="chatroom redis reader")
         self._heart = loop.create_task(self._beat_forever(), name="chatroom redis heartbeat")
+        if self.settings.retention_days:
+            self._expiry = loop.create_task(self._expire_forever(), name="chatroom redis retention")
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT):
                 await self._reading.wait()
@@ -176,7 +182,7 @@ class RedisBackend(Backend):
             logger.warning("Redis answered, but reading from it has not started yet; going on")
 
     async def stop(self) -> None:
-        for task in (self._heart, self._reader, self._unblocker, *self._tasks):
+        for task in (self._expiry, self._heart, self._reader, self._unblocker, *self._tasks):
             if task is not None:
                 task.cancel()
                 await asyncio.wait([task])
@@ -488,7 +494,7 @@ class RedisBackend(Backend):
         rows = await self._range(room, b"%d-0" % upto, b"(%d-0" % after, limit + 1)
         kept = rows[:limit][::-1]
         # Ids count up from 1 without holes, so a first message beyond after + 1 means the
-        # ones in between are gone (trimmed: CHAT_RETENTION_MESSAGES).
+        # ones in between are gone (trimmed: CHAT_RETENTION_MESSAGES or CHAT_RETENTION_DAYS).
         first = kept[0].id if kept else upto + 1
         return kept, len(rows) > limit or first > after + 1
 
@@ -502,6 +508,47 @@ class RedisBackend(Backend):
         except _RedisErrors as exc:
             raise BackendError(f"Could not read the history of {room!r} from Redis: {exc}") from exc
         return [Message.from_json(room, _message_id(entry), fields[b"j"]) for entry, fields in rows]
+
+    # Retention. CHAT_RETENTION_MESSAGES is enforced as messages are written (MAXLEN);
+    # CHAT_RETENTION_DAYS by a pass every RETENTION_INTERVAL, run by one process of them all.
+
+    async def enforce_retention(self, now: int | None = None) -> int:
+        """Delete the messages older than CHAT_RETENTION_DAYS; returns how many went.
+
+        `now` is in milliseconds on Redis's clock, the one that stamped the messages; by
+        default, Redis's time. Works in short scripts, room by room.
+        """
+        assert self._redis is not None
+        if now is None:
+            seconds, microseconds = await self._redis.time()
+            now = seconds * 1000 + microseconds // 1000
+        cutoff = str(now - int(self.settings.retention_days * 86_400_000))
+        deleted = 0
+        rooms: list[bytes] = await self._redis.hkeys(IDS_KEY)  # type: ignore[assignment]
+        for room in rooms:
+            more = True
+            while more:
+                count, more = await self._run(EXPIRE, [scripts.PREFIX, room.decode(), cutoff, str(RETENTION_CHUNK)])
+                deleted += count
+        return deleted
+
+    async def _take_retention_turn(self) -> bool:
+        """Whether this process runs this interval's pass: the first to ask does."""
+        assert self._redis is not None
+        hold = int(RETENTION_INTERVAL * 900)  # ms: let go before the next interval begins
+        return bool(await self._redis.set(RETENTION_KEY, self.node, nx=True, px=hold))
+
+    async def _expire_forever(self) -> None:
+        while True:
+            try:
+                if await self._take_retention_turn():
+                    started = time.monotonic()
+                    deleted = await self.enforce_retention()
+                    if deleted:
+                        logger.info("retention: deleted %d messages in %.2f s", deleted, time.monotonic() - started)
+            except _RedisErrors as exc:
+                logger.warning("retention pass failed (the next one tries again): %s", exc)
+            await asyncio.sleep(RETENTION_INTERVAL)
 
     # Reading
 

@@ -137,6 +137,30 @@ return {absent, redis.call('GET', prefix .. 'epoch')}
 """
 )
 
+EXPIRE = """
+-- ARGV: prefix, room, cutoff (ms on Redis's clock), entries to look at. Trims the room's
+-- oldest messages stamped before the cutoff, at most that many; ids follow time, so they
+-- are the first ones of the stream. `ids` keeps the last id given out, so ids keep
+-- increasing even when every message goes. Returns {messages deleted, 1 if more may be due}.
+local stream = ARGV[1] .. 'messages:' .. ARGV[2]
+local cutoff, count = tonumber(ARGV[3]), tonumber(ARGV[4])
+local entries = redis.call('XRANGE', stream, '-', '+', 'COUNT', count)
+local old = 0
+for _, entry in ipairs(entries) do
+  local ts = tonumber(string.match(entry[2][2], '"ts":(%d+)}$'))
+  if ts >= cutoff then
+    break
+  end
+  old = old + 1
+end
+if old == 0 then
+  return {0, 0}
+end
+local last = string.match(entries[old][1], '^(%d+)-')
+redis.call('XTRIM', stream, 'MINID', last .. '-1')
+return {old, old == count and 1 or 0}
+"""
+
 GOODBYE = (
     _SWEEP
     + """
