@@ -4,6 +4,8 @@ frames reach its socket, and the per-connection limits applied to what it sends.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -108,6 +110,7 @@ class Client:
         "ready",
         "room",
         "settings",
+        "token",
     )
 
     def __init__(
@@ -126,6 +129,8 @@ class Client:
         self.name = name
         self.key = key
         self.settings = settings
+        # Given in the welcome: a connection presenting it may take this one's name over.
+        self.token = secrets.token_urlsafe(16)
         # With a sink, most frames go straight into the socket: the queue is made only once
         # something has to wait (an asyncio.Queue weighs 3 KiB, idle connections add up).
         self._queue: asyncio.Queue[bytes] | None = None
@@ -359,6 +364,10 @@ class Client:
             limit = f"{self._bucket.rate:g} messages a second, bursts of {self._bucket.burst}"
             self.push(error_event(ErrorCode.RATE_LIMITED, f"Slow down: at most {limit}; request refused"))
         return False
+
+    def issued(self, token: str) -> bool:
+        """Whether `token` is this connection's (compared in constant time)."""
+        return hmac.compare_digest(self.token.encode(), token.encode())
 
     # Closing
 

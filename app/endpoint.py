@@ -100,6 +100,7 @@ class ChatEndpoint(WebSocketEndpoint):
                 params.get("name"),
                 since=params.get("since"),
                 epoch=params.get("epoch"),
+                token=params.get("token"),
                 sink=websocket.scope.get("extensions", {}).get(SINK_EXTENSION, {}).get("sink"),
             )
         except BadRequest as exc:

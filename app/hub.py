@@ -191,7 +191,8 @@ class Room:
         return None if since is None else Resume(since, known[-1].id, online)
 
     def welcome(self, client: Client, online: list[str], history: list[Message], gap: bool | None = None) -> bytes:
-        return welcome_event(client.name, self.name, self.epoch, online, [message.json for message in history], gap)
+        history_json = [message.json for message in history]
+        return welcome_event(client.name, self.name, self.epoch, client.token, online, history_json, gap)
 
     @property
     def waiting_on(self) -> bool:
@@ -224,6 +225,14 @@ class Room:
                 for client in tuple(self._lagging):
                     if client.stalled(now):
                         client.close(CloseCode.TRY_AGAIN_LATER, "Too slow: stopped reading")
+
+    def hand_over(self, holder: Client) -> None:
+        """`holder`'s name passes to a newer connection of the same client, admitted next in
+        its place among the members: the others are told nothing, as nobody left."""
+        self.caught_up(holder)
+        if self.clients.get(holder.key) is holder:
+            del self.clients[holder.key]
+        self._newcomers = [(client, count) for client, count in self._newcomers if client is not holder]
 
     def remove(self, client: Client) -> bool:
         """Take the client out; False if it was not a member (already gone)."""
@@ -298,18 +307,25 @@ class Hub:
         since: str | None = None,
         epoch: str | None = None,
         sink: Sink | None = None,
+        token: str | None = None,
     ) -> Client:
         """Put a connection in a room under a screen name; its welcome is its first frame.
 
         `since` (the last message id the client saw) asks for exactly the messages after it,
         provided `epoch`, when given, is this history's: ids of another epoch mean nothing here.
-        Raises `BadRequest` (`InvalidName` for names) or `NameTaken`; without `name`, a guest
-        name is chosen.
+        `token`, from the welcome of a connection that holds the name in this process, takes
+        the name over from it: a client back from a network blip need not wait until the
+        server finds its old connection dead. Raises `BadRequest` (`InvalidName` for names)
+        or `NameTaken`; without `name`, a guest name is chosen.
         """
         room_key = clean_room(room_name) if room_name is not None else DEFAULT_ROOM
         wanted = clean_name(name) if name is not None else None
         last_seen = _parse_since(since)
         room = await self._open(room_key)
+        if wanted is not None and token is not None:
+            holder = room.members.get(name_key(wanted))
+            if holder is not None and holder.issued(token):
+                return await self._take_over(holder, connection, abort, last_seen, epoch, sink)
         # A name must be free here and, with a shared backend, in every other process too.
         for _ in range(GUEST_TRIES if wanted is None else 1):
             chosen = wanted
@@ -325,17 +341,41 @@ class Hub:
             raise NameTaken(f"{chosen!r} is already online in {room_key!r}")
         client = Client(self, room, chosen, key, connection, abort, self.settings, sink)
         self.backend.announce(room.name, join_event(chosen))  # to those already there
+        resume = self._admit(client, last_seen, epoch)
+        if resume is not None:
+            await self._resume(client, resume)
+        return client
+
+    async def _take_over(
+        self,
+        holder: Client,
+        connection: Connection,
+        abort: Callable[[], None],
+        last_seen: int | None,
+        epoch: str | None,
+        sink: Sink | None,
+    ) -> Client:
+        """Give `holder`'s name, as it is known, to a newer connection of the same client, and
+        close `holder`; its claim, in the backend too, simply goes on."""
+        room = holder.room
+        client = Client(self, room, holder.name, holder.key, connection, abort, self.settings, sink)
+        room.hand_over(holder)
+        resume = self._admit(client, last_seen, epoch)
+        holder.close(CloseCode.REPLACED, "Replaced by a newer connection of yours")
+        if resume is not None:
+            await self._resume(client, resume)
+        return client
+
+    def _admit(self, client: Client, last_seen: int | None, epoch: str | None) -> Resume | None:
+        room = client.room
         stale = last_seen is not None and epoch is not None and epoch != room.epoch
-        resume = room.admit(
+        return room.admit(
             client,
             None if stale else last_seen,
             self.settings.replay_limit,
             stale=stale,
             online=self.backend.online(room.name),
         )
-        if resume is not None:
-            await self._resume(client, resume)
-        return client
 
     async def _claim(self, room: Room, key: str, name: str) -> bool:
         """Whether `name` is free in every process, and now ours (`Backend.claim`).

@@ -25,6 +25,7 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013  # the client fell too far behind (its queue is full)
     INVALID_NAME = 4400  # the name, room name or since parameter breaks the rules
     NAME_TAKEN = 4409  # the name is already online in that room
+    REPLACED = 4410  # a newer connection of the same client (its welcome's token) took the name over
     TOO_MANY_CONNECTIONS = 4429  # the client's address holds max_connections_per_ip already
 
 
@@ -157,13 +158,15 @@ def leave_event(name: str) -> bytes:
 
 
 def welcome_event(
-    name: str, room: str, epoch: str, online: list[str], history: list[bytes], gap: bool | None = None
+    name: str, room: str, epoch: str, token: str, online: list[str], history: list[bytes], gap: bool | None = None
 ) -> bytes:
     """The first event of every connection; `history` holds message events already serialised.
 
-    `gap` answers a resuming client: whether messages it missed are not all in `history`.
+    `token` lets this connection's successor take its name over; `gap` answers a resuming
+    client: whether messages it missed are not all in `history`.
     """
-    head: dict[str, Any] = {"type": "welcome", "name": name, "room": room, "epoch": epoch, "online": online}
+    head: dict[str, Any] = {"type": "welcome", "name": name, "room": room, "epoch": epoch, "token": token}
+    head["online"] = online
     if gap is not None:
         head["gap"] = gap
     return b"".join((dumps(head)[:-1], b',"history":[', b",".join(history), b"]}"))

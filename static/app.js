@@ -22,6 +22,9 @@ let room = "";
 let name = "";
 let since = null; // what the latest connection asked to resume from
 let inRoom = false; // a welcome came since the user picked this room
+// From the latest welcome: lets the next connection take the name over from this one, should
+// the server still hold it for a connection that dropped on the way (a network blip).
+let token = null;
 
 const timeline = new Timeline({ scroller: $("scroller"), list: $("log"), jump: $("jump"), input: $("text") });
 const presence = new Presence({ list: $("online"), count: $("count") });
@@ -66,6 +69,7 @@ function socketUrl() {
     // Ids count within an epoch: the server honours `since` only in the one it came from.
     if (timeline.epoch !== null) query.set("epoch", timeline.epoch);
   }
+  if (token !== null) query.set("token", token);
   return `${scheme}//${location.host}/ws?${query}`;
 }
 
@@ -79,6 +83,7 @@ function signOnAs(wantedRoom, wantedName) {
   room = wantedRoom;
   name = wantedName;
   inRoom = false;
+  token = null;
   connection.start();
 }
 
@@ -88,6 +93,7 @@ function enter(next) {
   forgetRoom();
   room = next;
   inRoom = false;
+  token = null;
   $("room-title").textContent = `#${next}`;
   connection.start();
 }
@@ -96,6 +102,7 @@ function signOff() {
   connection.stop();
   rooms.stop();
   inRoom = false;
+  token = null;
   showChat(false);
   signOn.show();
 }
@@ -174,6 +181,7 @@ function welcome(event, news) {
   room = event.room;
   name = event.name;
   inRoom = true;
+  token = event.token ?? null;
   timeline.me = name;
   const otherEpoch = timeline.enter(event.epoch);
   for (const message of event.history) {

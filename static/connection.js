@@ -12,6 +12,7 @@ export const Close = Object.freeze({
   TRY_AGAIN_LATER: 1013,
   INVALID_NAME: 4400,
   NAME_TAKEN: 4409,
+  REPLACED: 4410,
 });
 
 // After these, connecting again unchanged would be refused again: the user acts first.
@@ -21,6 +22,7 @@ const FINAL = new Set([
   Close.MESSAGE_TOO_BIG,
   Close.INVALID_NAME,
   Close.NAME_TAKEN,
+  Close.REPLACED,
 ]);
 
 const FIRST_DELAY = 1000;

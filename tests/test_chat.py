@@ -151,6 +151,22 @@ def test_a_name_already_online_in_the_room_is_refused_with_4409(client: TestClie
         assert ann.next_of("message")["text"] == "still here"
 
 
+def test_a_reconnection_with_the_token_of_the_welcome_takes_the_name_over(client: TestClient) -> None:
+    with chat(client, "name=bob") as bob, chat(client, "name=ann") as ann:
+        assert bob.next_of("join")["name"] == "ann"
+        with pytest.raises(WebSocketDisconnect) as refused, chat(client, "name=ann&token=guessed"):
+            pass
+        assert refused.value.code == CloseCode.NAME_TAKEN
+        with chat(client, f"name=ANN&token={ann.welcome['token']}") as back:
+            assert back.welcome["name"] == "ann"  # as the others know it
+            assert back.welcome["online"] == ["bob", "ann"]
+            with pytest.raises(WebSocketDisconnect) as replaced:
+                ann.next()
+            assert replaced.value.code == CloseCode.REPLACED
+            back.say("back")
+            assert bob.next() == back.next()  # the message: nobody left, nobody joined
+
+
 def test_a_name_is_free_again_once_its_owner_left(client: TestClient) -> None:
     with chat(client, "name=ann"):
         pass

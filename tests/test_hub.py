@@ -15,7 +15,7 @@ import pytest
 
 from app.backends.memory import MemoryBackend
 from app.client import Client
-from app.hub import Hub
+from app.hub import Hub, NameTaken
 from app.protocol import CloseCode
 from app.settings import Settings
 from tests.fakes import FakeConnection
@@ -160,6 +160,43 @@ async def test_online_counts_name_each_room_with_people_in_it(hub: Hub) -> None:
     cy.close(CloseCode.NORMAL, "bye")
     await cy.finished()
     assert hub.online_counts() == {"attic": 1, "den": 1}
+
+
+async def test_the_token_of_a_welcome_takes_the_name_over_and_nobody_else_notices(
+    hub: Hub, connect: Callable[[], FakeConnection]
+) -> None:
+    old, bob = connect(), connect()
+    ghost = await join(hub, "Ann", old)
+    bob_client = await join(hub, "bob", bob)
+    await join(hub, "cy", connect())
+    say(ghost, "before")
+    await bob.wait_for(lambda c: c.messages() == ["before"])
+    old.stall()  # the network between them is gone: the old connection takes nothing more
+    token, epoch = old.events[0]["token"], old.events[0]["epoch"]
+    last_seen = [event["id"] for event in old.events if event["type"] == "message"][-1]
+    say(bob_client, "while ann was away")
+    await bob.wait_for(lambda c: len(c.messages()) == 2)
+    for wrong in ("", token[:-1], token + "x", "x" * 1000):
+        with pytest.raises(NameTaken):
+            await hub.join(connect(), lambda: None, "lobby", "ann", token=wrong)
+
+    new = connect()
+    back = await hub.join(new, new.abort, "lobby", "ann", since=str(last_seen), epoch=epoch, sink=new.sink, token=token)
+    await new.wait_for(lambda c: c.frames)
+    welcome = new.events[0]
+    assert welcome["name"] == "Ann"  # as the others know it
+    assert welcome["online"] == ["Ann", "bob", "cy"]  # in its place
+    assert [message["text"] for message in welcome["history"]] == ["while ann was away"]
+    assert welcome["token"] != token
+    assert ghost.close_code == CloseCode.REPLACED
+    await old.aborted.wait()  # it could not take its close: cut off after close_timeout
+    await ghost.finished()  # its end says nothing to anyone either
+    say(back, "back")
+    await bob.wait_for(lambda c: "back" in c.messages())
+    assert [event for event in bob.events if event["type"] in ("join", "leave")] == [{"type": "join", "name": "cy"}]
+    assert hub.rooms["lobby"].members["ann"] is back
+    with pytest.raises(NameTaken):  # a token is good for one connection
+        await hub.join(connect(), lambda: None, "lobby", "ann", token=token)
 
 
 def test_the_core_imports_no_web_framework() -> None:

@@ -11,7 +11,7 @@ from tests.browser.conftest import Tabs
 from tests.browser.helpers import online, say, sign_on, texts
 from tests.browser.proxy import BlipProxy
 from tests.conftest import Certificates
-from tests.servers import run_server, uvicorn_command
+from tests.servers import free_port, run_server, uvicorn_command
 
 pytestmark = pytest.mark.browser
 
@@ -58,7 +58,8 @@ def test_after_a_server_restart_the_page_reconnects_and_shows_everything_once(
             expect(page.locator("#log .divider")).to_have_count(1)
 
 
-def test_after_a_blip_the_page_waits_for_the_server_to_let_its_old_connection_go(tabs: Tabs) -> None:
+def test_after_a_blip_the_page_takes_its_name_back_from_its_old_connection_at_once(tabs: Tabs) -> None:
+    tabs.tolerate(REFUSED)  # the proxy stops before the page does, which then tries to reconnect
     with BlipProxy(tabs.server.port) as proxy:
         ann, bob = tabs.open(origin=proxy.origin), tabs.open()
         sign_on(ann, "ann")
@@ -67,14 +68,46 @@ def test_after_a_blip_the_page_waits_for_the_server_to_let_its_old_connection_go
         expect(texts(ann)).to_have_text(["before the blip"])
 
         proxy.blip()
-        # The server still has ann's old connection, which holds the name: the page is told
-        # the name is taken, and must take that for its own ghost, not for someone else.
+        say(bob, "while ann was cut off")
+        # The server still has ann's old connection, which holds the name; the page's new
+        # one shows the token of its welcome and takes the name over, without waiting for
+        # the server's pings to find the old one dead.
+        expect(ann.locator("#status")).to_contain_text("Online as ann")
+        expect(texts(ann)).to_have_text(["before the blip", "while ann was cut off"])
+        say(ann, "back")
+        expect(texts(bob)).to_have_text(["before the blip", "while ann was cut off", "back"])
+        expect(online(bob)).to_have_text(["ann", "bob"])
+        # Nobody saw ann leave or come back: any such notice would have come before "back".
+        expect(bob.locator("#log .notice")).to_have_count(0)
+
+
+def test_after_a_blip_onto_another_server_the_page_waits_for_its_old_connection_to_go(
+    tabs: Tabs, certificates: Certificates, tmp_path: Path, redis_url: str
+) -> None:
+    tabs.tolerate(REFUSED)  # the servers stop before the pages do, which then try to reconnect
+    shared = {"CHAT_BACKEND_URL": redis_url}
+    first, second = free_port(), free_port()
+    with (
+        run_server(uvicorn_command(first, certificates.cert, certificates.key), first, tmp_path, shared),
+        run_server(uvicorn_command(second, certificates.cert, certificates.key), second, tmp_path, shared),
+        BlipProxy(first) as proxy,
+    ):
+        ann, bob = tabs.open(origin=proxy.origin), tabs.open(origin=f"https://127.0.0.1:{second}")
+        sign_on(ann, "ann")
+        sign_on(bob, "bob")
+        say(bob, "before the blip")
+        expect(texts(ann)).to_have_text(["before the blip"])
+
+        proxy.target = second  # the page's next connection lands on the other server
+        proxy.blip()
+        # The first server still holds ann's name for her old connection: the second cannot
+        # hand it over, and the page must take the refusal for its own ghost.
         expect(ann.locator("#status")).to_contain_text("Your previous connection is still open")
         say(bob, "while ann was cut off")
         expect(ann.locator("#signon")).to_be_hidden()
         expect(ann.locator("#chat")).to_be_visible()
 
-        proxy.release_ghosts()  # what the server's unanswered pings would do, later
+        proxy.release_ghosts()  # what the first server's unanswered pings would do, later
         expect(ann.locator("#status")).to_contain_text("Online as ann", timeout=20_000)
         expect(texts(ann)).to_have_text(["before the blip", "while ann was cut off"])
         expect(online(bob)).to_have_text(["ann", "bob"])
