@@ -63,6 +63,11 @@ _WAKE = b""  # queued only to wake a writer task; real frames are never empty
 _TOO_SLOW = "Too slow: fell too far behind the room"
 
 
+def new_token() -> str:
+    """A connection's token (see `Client.token`): 128 random bits."""
+    return secrets.token_urlsafe(16)
+
+
 def utf8_length_over(text: str, limit: int) -> bool:
     """Whether `text` takes more than `limit` bytes in UTF-8, encoding it only when in doubt."""
     if len(text) > limit:
@@ -123,6 +128,7 @@ class Client:
         abort: Callable[[], None],
         settings: Settings,
         sink: Sink | None = None,
+        token: str | None = None,
     ) -> None:
         self.hub = hub
         self.room = room
@@ -130,7 +136,7 @@ class Client:
         self.key = key
         self.settings = settings
         # Given in the welcome: a connection presenting it may take this one's name over.
-        self.token = secrets.token_urlsafe(16)
+        self.token = token or new_token()
         # With a sink, most frames go straight into the socket: the queue is made only once
         # something has to wait (an asyncio.Queue weighs 3 KiB, idle connections add up).
         self._queue: asyncio.Queue[bytes] | None = None

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from app.client import Client, Connection, Sink
+from app.client import Client, Connection, Sink, new_token
 from app.names import DEFAULT_ROOM, clean_name, clean_room, guest_name, name_key
 from app.protocol import (
     MAX_ID,
@@ -279,7 +279,7 @@ class Hub:
         self._leaving: dict[str, asyncio.Task[None]] = {}  # rooms being unsubscribed
 
     async def start(self) -> None:
-        await self.backend.start(self._deliver)
+        await self.backend.start(self._deliver, self._evict)
 
     def close_all(self, code: int = CloseCode.GOING_AWAY, reason: str = "Server shutting down") -> list[Client]:
         """Start closing every client, after the events already on their way; returns them."""
@@ -313,19 +313,27 @@ class Hub:
 
         `since` (the last message id the client saw) asks for exactly the messages after it,
         provided `epoch`, when given, is this history's: ids of another epoch mean nothing here.
-        `token`, from the welcome of a connection that holds the name in this process, takes
-        the name over from it: a client back from a network blip need not wait until the
-        server finds its old connection dead. Raises `BadRequest` (`InvalidName` for names)
-        or `NameTaken`; without `name`, a guest name is chosen.
+        `token`, from the welcome of the connection that holds the name, in this process or
+        another, takes the name over from it: a client back from a network blip need not wait
+        until the server finds its old connection dead. Raises `BadRequest` (`InvalidName`
+        for names) or `NameTaken`; without `name`, a guest name is chosen.
         """
         room_key = clean_room(room_name) if room_name is not None else DEFAULT_ROOM
         wanted = clean_name(name) if name is not None else None
         last_seen = _parse_since(since)
         room = await self._open(room_key)
+        fresh = new_token()  # the newcomer's, in its welcome
         if wanted is not None and token is not None:
-            holder = room.members.get(name_key(wanted))
+            key = name_key(wanted)
+            holder = room.members.get(key)
             if holder is not None and holder.issued(token):
-                return await self._take_over(holder, connection, abort, last_seen, epoch, sink)
+                return await self._take_over(holder, connection, abort, last_seen, epoch, sink, fresh)
+            if holder is None and (known := await self._take_over_elsewhere(room, key, token, fresh)) is not None:
+                client = Client(self, room, known, key, connection, abort, self.settings, sink, fresh)
+                resume = self._admit(client, last_seen, epoch)
+                if resume is not None:
+                    await self._resume(client, resume)
+                return client
         # A name must be free here and, with a shared backend, in every other process too.
         for _ in range(GUEST_TRIES if wanted is None else 1):
             chosen = wanted
@@ -334,12 +342,12 @@ class Hub:
                 while name_key(chosen) in room.members:
                     chosen = guest_name()
             key = name_key(chosen)
-            if key not in room.members and await self._claim(room, key, chosen):
+            if key not in room.members and await self._claim(room, key, chosen, fresh):
                 break
         else:
             self._close_if_empty(room)
             raise NameTaken(f"{chosen!r} is already online in {room_key!r}")
-        client = Client(self, room, chosen, key, connection, abort, self.settings, sink)
+        client = Client(self, room, chosen, key, connection, abort, self.settings, sink, fresh)
         self.backend.announce(room.name, join_event(chosen))  # to those already there
         resume = self._admit(client, last_seen, epoch)
         if resume is not None:
@@ -354,11 +362,13 @@ class Hub:
         last_seen: int | None,
         epoch: str | None,
         sink: Sink | None,
+        token: str,
     ) -> Client:
         """Give `holder`'s name, as it is known, to a newer connection of the same client, and
         close `holder`; its claim, in the backend too, simply goes on."""
         room = holder.room
-        client = Client(self, room, holder.name, holder.key, connection, abort, self.settings, sink)
+        client = Client(self, room, holder.name, holder.key, connection, abort, self.settings, sink, token)
+        self.backend.retoken(room.name, holder.key, token)
         room.hand_over(holder)
         resume = self._admit(client, last_seen, epoch)
         holder.close(CloseCode.REPLACED, "Replaced by a newer connection of yours")
@@ -377,7 +387,7 @@ class Hub:
             online=self.backend.online(room.name),
         )
 
-    async def _claim(self, room: Room, key: str, name: str) -> bool:
+    async def _claim(self, room: Room, key: str, name: str, token: str) -> bool:
         """Whether `name` is free in every process, and now ours (`Backend.claim`).
 
         One process answers without suspending; a shared backend asks, and the room stays
@@ -385,13 +395,37 @@ class Hub:
         """
         room.waiting += 1
         try:
-            claimed = await self.backend.claim(room.name, key, name)
+            claimed = await self.backend.claim(room.name, key, name, token)
         except BaseException:
             room.waiting -= 1
             self._close_if_empty(room)
             raise
         room.waiting -= 1
         return claimed
+
+    async def _take_over_elsewhere(self, room: Room, key: str, token: str, new_token: str) -> str | None:
+        """The name `key`, as it is known, if another process held it for the connection whose
+        token this is, and it is now ours (`Backend.take_over`); the room stays open meanwhile."""
+        room.waiting += 1
+        try:
+            known = await self.backend.take_over(room.name, key, token, new_token)
+        except BaseException:
+            room.waiting -= 1
+            self._close_if_empty(room)
+            raise
+        room.waiting -= 1
+        return known
+
+    def _evict(self, room_name: str, key: str) -> None:
+        """A newer connection of the same client, in another process, took over the name that
+        `key`'s holder has here: close it, and tell nobody, for nobody left."""
+        room = self.rooms.get(room_name)
+        holder = room.members.get(key) if room is not None else None
+        if room is None or holder is None:
+            return
+        room.remove(holder)
+        self._close_if_empty(room)
+        holder.close(CloseCode.REPLACED, "Replaced by a newer connection of yours")
 
     async def _resume(self, client: Client, resume: Resume) -> None:
         room = client.room

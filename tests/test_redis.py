@@ -34,11 +34,18 @@ class Delivered:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, bytes, Message | None]] = []
+        self.evicted: list[tuple[str, str]] = []  # names taken over by another process
         self.arrived = asyncio.Condition()
 
     def __call__(self, room: str, event: bytes, message: Message | None) -> None:
         self.events.append((room, event, message))
+        self._notify()
 
+    def evict(self, room: str, key: str) -> None:
+        self.evicted.append((room, key))
+        self._notify()
+
+    def _notify(self) -> None:
         async def notify() -> None:
             async with self.arrived:
                 self.arrived.notify_all()
@@ -65,7 +72,7 @@ async def open_backend(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
         overrides.setdefault("presence_ttl", 1.0)
         backend = RedisBackend(redis_url, Settings(backend_url=redis_url, **overrides))
         delivered = Delivered()
-        await backend.start(delivered)
+        await backend.start(delivered, delivered.evict)
         started.append(backend)
         return backend, delivered
 
@@ -265,6 +272,60 @@ async def test_names_are_unique_across_processes_and_free_again_once_released(
     assert await second.claim("den", "ann", "ann")
 
 
+async def test_a_token_takes_a_name_over_from_another_process_and_nobody_else_notices(
+    open_backend: Callable[..., Any],
+) -> None:
+    (first, got_first), (second, got_second), (third, _) = [await open_backend() for _ in range(3)]
+    for backend in (first, second, third):
+        await backend.subscribe("den")
+    assert await first.claim("den", "ann", "Ann", "first")
+    assert await third.claim("den", "bob", "bob")  # no token: nobody may take it over
+    first.announce("den", join_event("Ann"))
+    third.announce("den", join_event("bob"))
+    await got_second.wait_for(lambda d: len(d.presence("den")) == 2)
+    for wrong in ("guessed", "", "first "):
+        assert await second.take_over("den", "ann", wrong, "second") is None
+    assert await second.take_over("den", "bob", "", "second") is None
+    assert await second.take_over("den", "nobody", "first", "second") is None
+
+    assert await second.take_over("den", "ann", "first", "second") == "Ann"  # as the others know it
+    await got_first.wait_for(lambda d: d.evicted == [("den", "ann")])
+    assert "den" not in first._claims
+    assert second.online("den") == third.online("den") == ["Ann", "bob"]
+    assert await first.take_over("den", "ann", "first", "again") is None  # a token is good once
+    assert await third.take_over("den", "ann", "second", "third") == "Ann"
+    await got_second.wait_for(lambda d: d.evicted == [("den", "ann")])
+    third.announce("den", leave_event("Ann"))
+    third.release("den", "ann", "Ann")
+    await got_first.wait_for(lambda d: leave_event("Ann") in d.presence("den"))
+    # Only the join and the leave: the moves were no news for anyone.
+    for got in (got_first, got_second):
+        joins, after = got.presence("den")[:2], got.presence("den")[2:]
+        assert sorted(joins) == sorted([join_event("Ann"), join_event("bob")])
+        assert after == [leave_event("Ann")]
+    assert await first.claim("den", "ann", "ann")  # free again
+
+
+async def test_a_name_taken_over_from_a_process_whose_holder_left_meanwhile_is_back_there(
+    open_backend: Callable[..., Any],
+) -> None:
+    (first, got_first), (second, _) = await open_backend(), await open_backend()
+    for backend in (first, second):
+        await backend.subscribe("den")
+    assert await first.claim("den", "ann", "ann", "first")
+    first.announce("den", join_event("ann"))
+    # The old connection ends here as the name is taken over: its leave is told here first,
+    # and its release reaches Redis after the take-over.
+    first.announce("den", leave_event("ann"))
+    assert await second.take_over("den", "ann", "first", "second") == "ann"
+    first.release("den", "ann", "ann")
+    await got_first.wait_for(lambda d: d.evicted == [("den", "ann")])
+    await got_first.wait_for(lambda d: len(d.presence("den")) == 3)
+    assert got_first.presence("den") == [join_event("ann"), leave_event("ann"), join_event("ann")]
+    assert first.online("den") == ["ann"]
+    assert not await first.claim("den", "ann", "ann")  # the release did not let the moved name go
+
+
 async def test_joins_and_leaves_reach_the_other_processes_and_their_online_lists(
     open_backend: Callable[..., Any],
 ) -> None:
@@ -393,6 +454,42 @@ def two_apps(redis_url: str) -> Iterator[tuple[TestClient, TestClient]]:
         TestClient(app_with(backend_url=redis_url, presence_ttl=1.0)) as second,
     ):
         yield first, second
+
+
+def test_a_reconnection_to_another_app_with_the_welcome_token_takes_the_name_over(
+    two_apps: tuple[TestClient, TestClient],
+) -> None:
+    first, second = two_apps
+    with chat(first, "name=bob") as bob, chat(first, "name=ann") as ann:
+        assert bob.next() == {"type": "join", "name": "ann"}
+        with pytest.raises(WebSocketDisconnect) as refused, chat(second, "name=ann&token=guessed"):
+            pass
+        assert refused.value.code == CloseCode.NAME_TAKEN
+        with chat(second, f"name=ANN&token={ann.welcome['token']}") as back:
+            assert back.welcome["name"] == "ann"  # as the others know it
+            assert back.welcome["online"] == ["bob", "ann"]
+            with pytest.raises(WebSocketDisconnect) as replaced:
+                ann.next()
+            assert replaced.value.code == CloseCode.REPLACED
+            back.say("back, on the second")
+            assert bob.next() == back.next()  # the message: nobody left, nobody joined
+            with chat(first, f"name=ann&token={back.welcome['token']}") as again:  # and back to the first
+                with pytest.raises(WebSocketDisconnect) as replaced:
+                    back.next()
+                assert replaced.value.code == CloseCode.REPLACED
+                again.say("back on the first")
+                assert bob.next() == again.next()
+                # Taken over within the first, then from the second: the first told Redis the
+                # newer token when it handed the name over locally.
+                with (
+                    chat(first, f"name=ann&token={again.welcome['token']}") as local,
+                    chat(second, f"name=ann&token={local.welcome['token']}") as remote,
+                ):
+                    with pytest.raises(WebSocketDisconnect) as replaced:
+                        local.next()
+                    assert replaced.value.code == CloseCode.REPLACED
+                    remote.say("and on the second again")
+                    assert bob.next() == remote.next()
 
 
 def test_two_apps_sharing_a_room_are_one_chat(two_apps: tuple[TestClient, TestClient]) -> None:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 Deliver = Callable[[str, bytes, "Message | None"], None]
 """`deliver(room, event_json, message)`: one event for a room; `message` is set for chat messages."""
 
+Evict = Callable[[str, str], None]
+"""`evict(room, key)`: another process took over the name `key` holds here in `room` (`take_over`)."""
+
 
 class BackendError(Exception):
     """The backend could not do what was asked (store a message, read history)."""
@@ -31,13 +34,16 @@ class Backend(ABC):
         self.url = url
         self.settings = settings
         self._deliver: Deliver | None = None
+        self._evict: Evict | None = None
         # Names this history's lifetime: message ids are comparable only within one epoch.
         # A backend whose history can be lost (memory://) starts a new one each time.
         self.epoch = secrets.token_hex(8)
 
-    async def start(self, deliver: Deliver) -> None:
-        """Connect, migrate or whatever the backend needs; then events go to `deliver`."""
+    async def start(self, deliver: Deliver, evict: Evict | None = None) -> None:
+        """Connect, migrate or whatever the backend needs; then events go to `deliver`, and
+        names taken over by other processes to `evict`."""
         self._deliver = deliver
+        self._evict = evict
 
     async def stop(self) -> None:
         """Let go of every resource; nothing is delivered afterwards."""
@@ -91,14 +97,27 @@ class Backend(ABC):
     # claimed by the hub's own check and nothing else is needed; a backend shared by several
     # processes overrides these to make names unique across them and to tell who is online.
 
-    async def claim(self, room: str, key: str, name: str) -> bool:
-        """Take screen name `name` (compared by `key`) in `room` for a newcomer of this process;
-        False if someone holds it, in any process. Raises `BackendError` if it cannot tell.
+    async def claim(self, room: str, key: str, name: str, token: str | None = None) -> bool:
+        """Take screen name `name` (compared by `key`) in `room` for a newcomer of this process,
+        whose welcome will give it `token` (None: nobody may take the name over); False if
+        someone holds the name, in any process. Raises `BackendError` if it cannot tell.
 
         Must not suspend when there is nothing to ask anyone: the hub's check that the name is
         free in this process and its use of the name then happen with nothing in between.
         """
         return True
+
+    async def take_over(self, room: str, key: str, token: str, new_token: str) -> str | None:
+        """Take the name `key` over from the connection of another process whose welcome gave
+        it `token`, for a newcomer of this process whose welcome will give it `new_token`.
+
+        Returns the name as the others know it; None if no other process holds the name
+        for a connection with that token. That process's hub is told through `evict`.
+        """
+        return None
+
+    def retoken(self, room: str, key: str, token: str) -> None:  # noqa: B027 - one process keeps tokens itself
+        """A name held here passed to a newer connection of this process, whose token is `token`."""
 
     def release(self, room: str, key: str, name: str) -> None:  # noqa: B027 - nothing to undo in one process
         """The holder of a claimed name has left `room`; called after its `leave` is announced."""

@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("redis:// needs the redis client: pip install 'chatroom[redis]'") from exc
 
 from app.backends import redis_scripts as scripts
-from app.backends.base import Backend, BackendError, Deliver
+from app.backends.base import Backend, BackendError, Deliver, Evict
 from app.messages import Message
 from app.names import name_key
 from app.protocol import join_event, leave_event
@@ -63,6 +63,7 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.05, 5.0  # seconds between reconnection attempts
 UNBLOCK_TRIES = 20
 RETENTION_INTERVAL = 60.0  # seconds between two retention passes, over all processes
 RETENTION_CHUNK = 1_000  # messages one retention script looks at: a script runs alone in Redis
+NO_TOKEN = "-"  # noqa: S105 - the token hash of a name nobody may take over: no SHA-256 digest is this
 
 _RedisErrors = (RedisError, OSError, TimeoutError)
 _Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry as redis-py reads it: id, fields
@@ -108,6 +109,13 @@ def _stream_id(entry: bytes) -> tuple[int, int]:
 
 def _message_id(entry: bytes) -> int:
     return int(entry.partition(b"-")[0])
+
+
+def _token_hash(token: str | None) -> str:
+    """What Redis keeps of a token: enough to check one, not to show one."""
+    if token is None:
+        return NO_TOKEN
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class RedisBackend(Backend):
@@ -157,8 +165,8 @@ class RedisBackend(Backend):
             **options,
         )
 
-    async def start(self, deliver: Deliver) -> None:
-        await super().start(deliver)
+    async def start(self, deliver: Deliver, evict: Evict | None = None) -> None:
+        await super().start(deliver, evict)
         self._redis = self._connect(socket_timeout=COMMAND_TIMEOUT)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -266,8 +274,8 @@ class RedisBackend(Backend):
 
     # Presence
 
-    async def claim(self, room: str, key: str, name: str) -> bool:
-        claimed = self._write(("c", room, key, name, join_event(name), leave_event(name)))
+    async def claim(self, room: str, key: str, name: str, token: str | None = None) -> bool:
+        claimed = self._write(("c", room, key, name, join_event(name), leave_event(name), _token_hash(token)))
         try:
             taken = bool(await asyncio.shield(claimed))
         except asyncio.CancelledError:
@@ -278,9 +286,23 @@ class RedisBackend(Backend):
             self._claims.setdefault(room, {})[key] = name
         return taken
 
-    def _undo_claim(self, claimed: asyncio.Future[Any], room: str, key: str, name: str) -> None:
+    def _undo_claim(self, claimed: asyncio.Future[Any], room: str, key: str, name: str | None) -> None:
         if not claimed.cancelled() and claimed.exception() is None and claimed.result():
-            self._write(("r", room, key, leave_event(name)), wait=False)
+            self._write(("r", room, key, leave_event(name or claimed.result())), wait=False)
+
+    async def take_over(self, room: str, key: str, token: str, new_token: str) -> str | None:
+        taken = self._write(("o", room, key, _token_hash(token), _token_hash(new_token)))
+        try:
+            name: str | None = await asyncio.shield(taken)
+        except asyncio.CancelledError:
+            taken.add_done_callback(lambda done: self._undo_claim(done, room, key, None))
+            raise
+        if name is not None:
+            self._claims.setdefault(room, {})[key] = name
+        return name
+
+    def retoken(self, room: str, key: str, token: str) -> None:
+        self._write(("t", room, key, _token_hash(token)), wait=False)
 
     def release(self, room: str, key: str, name: str) -> None:
         held = self._claims.get(room)
@@ -351,7 +373,9 @@ class RedisBackend(Backend):
         logger.warning("this process's presence had expired in Redis; claiming its names again")
         for room, held in list(self._claims.items()):
             for key, name in list(held.items()):
-                claimed = self._write(("c", room, key, name, join_event(name), leave_event(name)))
+                # The token of the connection holding it is not kept here: until that
+                # connection's successor comes, nobody may take the name over.
+                claimed = self._write(("c", room, key, name, join_event(name), leave_event(name), NO_TOKEN))
                 try:
                     if not await claimed:
                         logger.warning("%r in room %r was taken meanwhile by another process", name, room)
@@ -433,6 +457,8 @@ class RedisBackend(Backend):
                     assert isinstance(tail, bytes)
                     json = b'{"type":"message","id":%d%s%s}' % (result, tail, ts)
                     results.append(Message.from_json(str(op.args[1]), int(result), json))
+                elif op.args[0] == "o":
+                    results.append(result.decode() if isinstance(result, bytes) else None)
                 else:
                     results.append(bool(result))
         return results
@@ -449,6 +475,11 @@ class RedisBackend(Backend):
             # name claimed again after a sweep stays claimed: the next heartbeat retries it.)
             room, key, name = op.args[1], op.args[2], op.args[3]
             self._unreleased.append(_Op(("r", room, key, leave_event(str(name))), None))
+        elif kind == "o":
+            # It may have run too, and the name be this process's with nobody to hold it; the
+            # name itself is unknown, so the process it came from announces no leave (see
+            # _presence_entry) and this one lets it go with the leave it was stored with.
+            self._unreleased.append(_Op(("r", op.args[1], op.args[2], b""), None))
         if op.done is not None and not op.done.done():
             op.done.set_exception(BackendError(f"Redis did not take it: {exc}"))
 
@@ -644,6 +675,9 @@ class RedisBackend(Backend):
         if fields[b"o"] == self._node:
             return  # ours: our clients were told when it happened
         key = fields[b"k"].decode()
+        if fields[b"t"] == b"move":
+            self._moved(state, key, fields)
+            return
         if key in self._claims.get(state.name, ()):
             return  # a name held here: only this process tells its clients about it
         if fields[b"t"] == b"join":
@@ -654,6 +688,22 @@ class RedisBackend(Backend):
             return
         assert self._deliver is not None
         self._deliver(state.name, fields[b"e"], None)
+
+    def _moved(self, state: _Room, key: str, fields: dict[bytes, bytes]) -> None:
+        """A newer connection of the same client, in process `o`, took the name over from its
+        connection in process `f`: nobody left. If that was here, the old connection goes."""
+        if fields[b"f"] == self._node:
+            held = self._claims.get(state.name)
+            if held is not None and held.pop(key, None) is not None and not held:
+                del self._claims[state.name]
+            if self._evict is not None:
+                self._evict(state.name, key)
+        if key not in state.online:
+            # Its old connection had left here meanwhile, and that was told: it is back.
+            name = fields[b"n"].decode()
+            state.online[key] = name
+            assert self._deliver is not None
+            self._deliver(state.name, join_event(name), None)
 
     async def _catch_up(self) -> None:
         """After a reconnection: check that Redis kept its data (`_beat`), claim what must be

@@ -10,10 +10,13 @@ trip, and every process sees the same order. Keys (under `PREFIX`, in one Redis 
   every process sends it: it is serialised once, here, for every process.
 - `presence:ROOM`: a stream of joins and leaves (fields `o` the process of the one who
   joined or left, `t` join or leave, `k` the name's key, `n` the name, `e` the event's wire
-  JSON), bounded.
+  JSON), bounded; and of moves (`t` move, `f` the process the name moved from): a newer
+  connection of the same client, in process `o`, took the name over with its token.
 - `names:ROOM`: a hash, name key -> "PROCESS\\nJOIN-ENTRY-ID\\nNAME": who is online; changed
   only together with an entry of `presence:ROOM`, so a copy of it and a position in that
   stream always fit together.
+- `tokens:ROOM`: a hash, name key -> SHA-256 (hex) of the token of the connection holding it,
+  which lets a newer connection of the same client, in any process, take the name over.
 - `nodes`: a sorted set, process -> the time (Redis's clock, ms) its presence expires
   unless it sends another heartbeat.
 - `node:PROCESS`: a hash, "ROOM\\nKEY" -> the leave event of each name the process holds, so
@@ -48,6 +51,7 @@ local function sweep(prefix, gone, presence_maxlen)
     local owner = redis.call('HGET', names, key)
     if owner and string.sub(owner, 1, #gone + 1) == gone .. '\\n' then
       redis.call('HDEL', names, key)
+      redis.call('HDEL', prefix .. 'tokens:' .. room, key)
       redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
                  'o', gone, 't', 'leave', 'k', key, 'e', held[i + 1])
     end
@@ -63,9 +67,15 @@ WRITE = (
 -- ARGV: prefix, process, messages kept per room (0: all), presence entries kept per room,
 -- then operations, applied in order:
 --   m ROOM TAIL                  a message: TAIL is its JSON from `,"room":` to `"ts":`
---   c ROOM KEY NAME JOIN LEAVE   claim a name; JOIN and LEAVE are the events to use
---   r ROOM KEY LEAVE             release a name this process holds
--- Returns {ts, one result per operation}: a message's id; 1 or 0 for a claim or release.
+--   c ROOM KEY NAME JOIN LEAVE HASH   claim a name; JOIN and LEAVE are the events to use,
+--                                     HASH that of the claiming connection's token
+--   r ROOM KEY LEAVE                  release a name this process holds (LEAVE empty: the
+--                                     leave it was stored with)
+--   t ROOM KEY HASH                   a newer connection here holds the name: its token's hash
+--   o ROOM KEY HASH NEWHASH           take over a name another process holds for a connection
+--                                     whose token has HASH; NEWHASH is the newer connection's
+-- Returns {ts, one result per operation}: a message's id; 1 or 0 for a claim, release or
+-- new token; the name as it is known, or 0, for a take-over.
 local prefix, process = ARGV[1], ARGV[2]
 local maxlen, presence_maxlen = tonumber(ARGV[3]), ARGV[4]
 local ts = string.format('%d', now)
@@ -93,24 +103,62 @@ while i <= #ARGV do
       local entry = redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
                                'o', process, 't', 'join', 'k', key, 'n', name, 'e', ARGV[i + 4])
       redis.call('HSET', names, key, process .. '\\n' .. entry .. '\\n' .. name)
+      redis.call('HSET', prefix .. 'tokens:' .. room, key, ARGV[i + 6])
       redis.call('HSET', prefix .. 'node:' .. process, room .. '\\n' .. key, ARGV[i + 5])
       results[#results + 1] = 1
     end
-    i = i + 6
+    i = i + 7
   elseif op == 'r' then
     local key = ARGV[i + 2]
     local names = prefix .. 'names:' .. room
     local owner = redis.call('HGET', names, key)
-    redis.call('HDEL', prefix .. 'node:' .. process, room .. '\\n' .. key)
-    if owner and string.sub(owner, 1, #process + 1) == process .. '\\n' then
+    local node, leave = prefix .. 'node:' .. process, ARGV[i + 3]
+    if leave == '' then
+      leave = redis.call('HGET', node, room .. '\\n' .. key)
+    end
+    redis.call('HDEL', node, room .. '\\n' .. key)
+    if leave and owner and string.sub(owner, 1, #process + 1) == process .. '\\n' then
       redis.call('HDEL', names, key)
+      redis.call('HDEL', prefix .. 'tokens:' .. room, key)
       redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
-                 'o', process, 't', 'leave', 'k', key, 'e', ARGV[i + 3])
+                 'o', process, 't', 'leave', 'k', key, 'e', leave)
       results[#results + 1] = 1
     else
       results[#results + 1] = 0
     end
     i = i + 4
+  elseif op == 't' then
+    local key = ARGV[i + 2]
+    local owner = redis.call('HGET', prefix .. 'names:' .. room, key)
+    if owner and string.sub(owner, 1, #process + 1) == process .. '\\n' then
+      redis.call('HSET', prefix .. 'tokens:' .. room, key, ARGV[i + 3])
+      results[#results + 1] = 1
+    else
+      results[#results + 1] = 0
+    end
+    i = i + 4
+  elseif op == 'o' then
+    local key = ARGV[i + 2]
+    local names, tokens = prefix .. 'names:' .. room, prefix .. 'tokens:' .. room
+    local owner = redis.call('HGET', names, key)
+    local from, entry, name, leave
+    if owner then
+      from, entry, name = string.match(owner, '^(.-)\\n(.-)\\n(.*)$')
+      leave = redis.call('HGET', prefix .. 'node:' .. from, room .. '\\n' .. key)
+    end
+    if leave and from ~= process and redis.call('HGET', tokens, key) == ARGV[i + 3] then
+      -- The join entry stays: the name keeps its place among the others.
+      redis.call('HSET', names, key, process .. '\\n' .. entry .. '\\n' .. name)
+      redis.call('HSET', tokens, key, ARGV[i + 4])
+      redis.call('HDEL', prefix .. 'node:' .. from, room .. '\\n' .. key)
+      redis.call('HSET', prefix .. 'node:' .. process, room .. '\\n' .. key, leave)
+      redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
+                 'o', process, 't', 'move', 'k', key, 'n', name, 'f', from)
+      results[#results + 1] = name
+    else
+      results[#results + 1] = 0
+    end
+    i = i + 5
   else
     return redis.error_reply('unknown operation ' .. tostring(op))
   end

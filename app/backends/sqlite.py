@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from app.backends.base import Backend, BackendError, Deliver
+from app.backends.base import Backend, BackendError, Deliver, Evict
 from app.backends.sqlite_schema import migrate
 from app.messages import Message, now_ms
 from app.settings import Settings
@@ -70,8 +70,8 @@ class SQLiteBackend(Backend):
 
     # Life cycle
 
-    async def start(self, deliver: Deliver) -> None:
-        await super().start(deliver)
+    async def start(self, deliver: Deliver, evict: Evict | None = None) -> None:
+        await super().start(deliver, evict)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_exclusively(self.path)
         try:

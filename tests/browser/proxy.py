@@ -45,6 +45,7 @@ class BlipProxy:
         self._pairs: list[_Pair] = []
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._holding = False  # new connections are closed at once, as by a network still down
 
     @property
     def origin(self) -> str:
@@ -72,6 +73,13 @@ class BlipProxy:
                 if not pair.ghost:
                     pair.close_browser_side()
 
+    def hold(self) -> None:
+        """From now on, close every new connection at once."""
+        self._holding = True
+
+    def let_through(self) -> None:
+        self._holding = False
+
     def release_ghosts(self) -> None:
         """Close the server's side of every connection cut by `blip`, as its pings would in the end."""
         with self._lock:
@@ -91,6 +99,9 @@ class BlipProxy:
                 browser, _ = self._listener.accept()
             except OSError:
                 return  # closed: the proxy is done
+            if self._holding:
+                browser.close()
+                continue
             server = socket.create_connection(("127.0.0.1", self.target))
             pair = _Pair(browser, server)
             with self._lock:
