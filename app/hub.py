@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.client import Client, Connection, Sink, new_token
 from app.names import DEFAULT_ROOM, clean_name, clean_room, guest_name, name_key
@@ -38,6 +38,8 @@ logger = logging.getLogger("chatroom")
 
 PRESENCE_DELAY = 0.1  # seconds a join or leave may wait to share a frame with others
 GUEST_TRIES = 5  # guest names drawn before giving up, should other processes hold each one
+
+_Answer = TypeVar("_Answer")
 
 
 class NameTaken(Exception):
@@ -388,33 +390,27 @@ class Hub:
         )
 
     async def _claim(self, room: Room, key: str, name: str, token: str) -> bool:
-        """Whether `name` is free in every process, and now ours (`Backend.claim`).
-
-        One process answers without suspending; a shared backend asks, and the room stays
-        open meanwhile. A claim that cannot be made raises `BackendError`.
-        """
-        room.waiting += 1
-        try:
-            claimed = await self.backend.claim(room.name, key, name, token)
-        except BaseException:
-            room.waiting -= 1
-            self._close_if_empty(room)
-            raise
-        room.waiting -= 1
-        return claimed
+        """Whether `name` is free in every process, and now ours (`Backend.claim`). A claim
+        that cannot be made raises `BackendError`."""
+        return await self._asking(room, self.backend.claim(room.name, key, name, token))
 
     async def _take_over_elsewhere(self, room: Room, key: str, token: str, new_token: str) -> str | None:
         """The name `key`, as it is known, if another process held it for the connection whose
-        token this is, and it is now ours (`Backend.take_over`); the room stays open meanwhile."""
+        token this is, and it is now ours (`Backend.take_over`)."""
+        return await self._asking(room, self.backend.take_over(room.name, key, token, new_token))
+
+    async def _asking(self, room: Room, question: Awaitable[_Answer]) -> _Answer:
+        """The backend's answer about `room`. One process answers without suspending; a shared
+        backend asks the others, and the room stays open meanwhile."""
         room.waiting += 1
         try:
-            known = await self.backend.take_over(room.name, key, token, new_token)
+            answer = await question
         except BaseException:
             room.waiting -= 1
             self._close_if_empty(room)
             raise
         room.waiting -= 1
-        return known
+        return answer
 
     def _evict(self, room_name: str, key: str) -> None:
         """A newer connection of the same client, in another process, took over the name that

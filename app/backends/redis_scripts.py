@@ -77,6 +77,9 @@ WRITE = (
 -- Returns {ts, one result per operation}: a message's id; 1 or 0 for a claim, release or
 -- new token; the name as it is known, or 0, for a take-over.
 local prefix, process = ARGV[1], ARGV[2]
+local function held_here(owner)  -- an entry of names:ROOM
+  return owner and string.sub(owner, 1, #process + 1) == process .. '\\n'
+end
 local maxlen, presence_maxlen = tonumber(ARGV[3]), ARGV[4]
 local ts = string.format('%d', now)
 local results = {ts}
@@ -117,7 +120,7 @@ while i <= #ARGV do
       leave = redis.call('HGET', node, room .. '\\n' .. key)
     end
     redis.call('HDEL', node, room .. '\\n' .. key)
-    if leave and owner and string.sub(owner, 1, #process + 1) == process .. '\\n' then
+    if leave and held_here(owner) then
       redis.call('HDEL', names, key)
       redis.call('HDEL', prefix .. 'tokens:' .. room, key)
       redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
@@ -130,7 +133,7 @@ while i <= #ARGV do
   elseif op == 't' then
     local key = ARGV[i + 2]
     local owner = redis.call('HGET', prefix .. 'names:' .. room, key)
-    if owner and string.sub(owner, 1, #process + 1) == process .. '\\n' then
+    if held_here(owner) then
       redis.call('HSET', prefix .. 'tokens:' .. room, key, ARGV[i + 3])
       results[#results + 1] = 1
     else
