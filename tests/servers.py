@@ -125,6 +125,16 @@ def run_server(
                 process.wait()
 
 
+# What `chatroom` runs uvicorn with (README.md): among the rest, bounds on how long a peer may
+# take over its close, which plain uvicorn leaves at 10 s for a WebSocket close and 30 s for
+# a TLS close.
+CHATROOM_STACK = (
+    "--loop", "app.loop:new_event_loop",
+    "--http", "app.httpprotocol:ChatHttpProtocol",
+    "--ws", "app.wsprotocol:ChatWebSocketProtocol",
+)  # fmt: skip
+
+
 def uvicorn_command(port: int, certfile: Path, keyfile: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
