@@ -28,10 +28,11 @@ const FINAL = new Set([
 const FIRST_DELAY = 1000;
 const MAX_DELAY = 30_000;
 
-// A page whose connection dropped without the server noticing (a network blip) finds its
-// name still held by its old connection until the server's pings reap it: 40 s with the
-// default ping interval and timeout. Until then, a refused name is taken for that ghost,
-// and retried often, for the name is free as soon as the server lets the ghost go.
+// A name refused soon after losing a connection that was in may still be this page's own:
+// held by the old connection, which a server process lets go a moment after a clean close,
+// or up to 40 s after a blip when the token of the welcome cannot take it over (see
+// docs/protocol.md, "Resuming"). Or someone else took it meanwhile: the page cannot tell,
+// so for a minute it retries often, for the name may be free at any moment.
 const GHOST_GRACE = 60_000;
 const GHOST_MAX_DELAY = 5_000;
 

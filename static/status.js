@@ -9,7 +9,7 @@ const WHY = new Map([
   [Close.UNSUPPORTED_DATA, "Disconnected: the server could not read what this page sent."],
   [Close.POLICY_VIOLATION, "Disconnected for sending too many messages too fast."],
   [Close.MESSAGE_TOO_BIG, "Disconnected: a message was too big for the server."],
-  [Close.REPLACED, "Disconnected: a newer connection of this page took the name over."],
+  [Close.REPLACED, "Disconnected: a newer connection took this page's name over."],
 ]);
 
 export function explain(code) {
