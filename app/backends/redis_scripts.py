@@ -38,6 +38,21 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
+# Names: whether an entry of `names:ROOM` is held by `process`; and letting a name go, with
+# its leave announced in the name of the process that held it.
+_NAMES = """
+local function held_by(owner, process)
+  return owner and string.sub(owner, 1, #process + 1) == process .. '\\n'
+end
+
+local function let_go(prefix, room, key, process, leave, presence_maxlen)
+  redis.call('HDEL', prefix .. 'names:' .. room, key)
+  redis.call('HDEL', prefix .. 'tokens:' .. room, key)
+  redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
+             'o', process, 't', 'leave', 'k', key, 'e', leave)
+end
+"""
+
 # Announce the leaves of every name process `gone` holds, and forget it. The leaves are
 # written in its name (`o`): every process but that one, should it be alive after all (taken
 # for dead while it could not reach Redis), tells its clients.
@@ -47,13 +62,8 @@ local function sweep(prefix, gone, presence_maxlen)
   local held = redis.call('HGETALL', node)
   for i = 1, #held, 2 do
     local room, key = string.match(held[i], '^(.-)\\n(.*)$')
-    local names = prefix .. 'names:' .. room
-    local owner = redis.call('HGET', names, key)
-    if owner and string.sub(owner, 1, #gone + 1) == gone .. '\\n' then
-      redis.call('HDEL', names, key)
-      redis.call('HDEL', prefix .. 'tokens:' .. room, key)
-      redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
-                 'o', gone, 't', 'leave', 'k', key, 'e', held[i + 1])
+    if held_by(redis.call('HGET', prefix .. 'names:' .. room, key), gone) then
+      let_go(prefix, room, key, gone, held[i + 1], presence_maxlen)
     end
   end
   redis.call('DEL', node)
@@ -63,6 +73,7 @@ end
 
 WRITE = (
     _NOW
+    + _NAMES
     + """
 -- ARGV: prefix, process, messages kept per room (0: all), presence entries kept per room,
 -- then operations, applied in order:
@@ -77,9 +88,6 @@ WRITE = (
 -- Returns {ts, one result per operation}: a message's id; 1 or 0 for a claim, release or
 -- new token; the name as it is known, or 0, for a take-over.
 local prefix, process = ARGV[1], ARGV[2]
-local function held_here(owner)  -- an entry of names:ROOM
-  return owner and string.sub(owner, 1, #process + 1) == process .. '\\n'
-end
 local maxlen, presence_maxlen = tonumber(ARGV[3]), ARGV[4]
 local ts = string.format('%d', now)
 local results = {ts}
@@ -113,18 +121,14 @@ while i <= #ARGV do
     i = i + 7
   elseif op == 'r' then
     local key = ARGV[i + 2]
-    local names = prefix .. 'names:' .. room
-    local owner = redis.call('HGET', names, key)
+    local owner = redis.call('HGET', prefix .. 'names:' .. room, key)
     local node, leave = prefix .. 'node:' .. process, ARGV[i + 3]
     if leave == '' then
       leave = redis.call('HGET', node, room .. '\\n' .. key)
     end
     redis.call('HDEL', node, room .. '\\n' .. key)
-    if leave and held_here(owner) then
-      redis.call('HDEL', names, key)
-      redis.call('HDEL', prefix .. 'tokens:' .. room, key)
-      redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
-                 'o', process, 't', 'leave', 'k', key, 'e', leave)
+    if leave and held_by(owner, process) then
+      let_go(prefix, room, key, process, leave, presence_maxlen)
       results[#results + 1] = 1
     else
       results[#results + 1] = 0
@@ -133,7 +137,7 @@ while i <= #ARGV do
   elseif op == 't' then
     local key = ARGV[i + 2]
     local owner = redis.call('HGET', prefix .. 'names:' .. room, key)
-    if held_here(owner) then
+    if held_by(owner, process) then
       redis.call('HSET', prefix .. 'tokens:' .. room, key, ARGV[i + 3])
       results[#results + 1] = 1
     else
@@ -172,6 +176,7 @@ return results
 
 BEAT = (
     _NOW
+    + _NAMES
     + _SWEEP
     + """
 -- ARGV: prefix, process, presence lifetime (ms), presence entries kept per room.
@@ -213,7 +218,8 @@ return {old, old == count and 1 or 0}
 """
 
 GOODBYE = (
-    _SWEEP
+    _NAMES
+    + _SWEEP
     + """
 -- ARGV: prefix, process, presence entries kept per room. A process that stops says goodbye:
 -- the leaves of whatever it still holds, at once rather than when its presence expires.
