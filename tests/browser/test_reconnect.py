@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
 from tests.browser.conftest import Tabs
@@ -76,27 +76,33 @@ def test_after_a_server_restart_the_page_reconnects_and_shows_everything_once(
             expect(page.locator("#log .divider")).to_have_count(1)
 
 
+def chat_across_a_blip(proxy: BlipProxy, ann: Page, bob: Page, back_to: int | None = None) -> None:
+    """ann, whose page is behind `proxy`, and bob chat; ann's side of her connection drops
+    (her next one goes to port `back_to`, if given). Her page takes the name back from the
+    old connection, which the server still has, with the token of its welcome, at once and
+    without the server's pings, and nobody sees her leave or come back."""
+    sign_on(ann, "ann")
+    sign_on(bob, "bob")
+    say(bob, "before the blip")
+    expect(texts(ann)).to_have_text(["before the blip"])
+
+    if back_to is not None:
+        proxy.target = back_to
+    proxy.blip()
+    say(bob, "while ann was cut off")
+    expect(ann.locator("#status")).to_contain_text("Online as ann")
+    expect(texts(ann)).to_have_text(["before the blip", "while ann was cut off"])
+    say(ann, "back")
+    expect(texts(bob)).to_have_text(["before the blip", "while ann was cut off", "back"])
+    expect(online(bob)).to_have_text(["ann", "bob"])
+    # Nobody saw ann leave or come back: any such notice would have come before "back".
+    expect(bob.locator("#log .notice")).to_have_count(0)
+
+
 def test_after_a_blip_the_page_takes_its_name_back_from_its_old_connection_at_once(tabs: Tabs) -> None:
     tabs.tolerate(REFUSED)  # the proxy stops before the page does, which then tries to reconnect
     with BlipProxy(tabs.server.port) as proxy:
-        ann, bob = tabs.open(origin=proxy.origin), tabs.open()
-        sign_on(ann, "ann")
-        sign_on(bob, "bob")
-        say(bob, "before the blip")
-        expect(texts(ann)).to_have_text(["before the blip"])
-
-        proxy.blip()
-        say(bob, "while ann was cut off")
-        # The server still has ann's old connection, which holds the name; the page's new
-        # one shows the token of its welcome and takes the name over, without waiting for
-        # the server's pings to find the old one dead.
-        expect(ann.locator("#status")).to_contain_text("Online as ann")
-        expect(texts(ann)).to_have_text(["before the blip", "while ann was cut off"])
-        say(ann, "back")
-        expect(texts(bob)).to_have_text(["before the blip", "while ann was cut off", "back"])
-        expect(online(bob)).to_have_text(["ann", "bob"])
-        # Nobody saw ann leave or come back: any such notice would have come before "back".
-        expect(bob.locator("#log .notice")).to_have_count(0)
+        chat_across_a_blip(proxy, tabs.open(origin=proxy.origin), tabs.open())
 
 
 def test_after_a_blip_onto_another_server_the_page_takes_its_name_over_from_there(
@@ -110,23 +116,10 @@ def test_after_a_blip_onto_another_server_the_page_takes_its_name_over_from_ther
         run_server(uvicorn_command(second, certificates.cert, certificates.key), second, tmp_path, shared),
         BlipProxy(first) as proxy,
     ):
+        # The first server holds ann's name for her old connection; the second, where her
+        # page comes back, hands it to her new one through Redis, and the first closes the old.
         ann, bob = tabs.open(origin=proxy.origin), tabs.open(origin=f"https://127.0.0.1:{second}")
-        sign_on(ann, "ann")
-        sign_on(bob, "bob")
-        say(bob, "before the blip")
-        expect(texts(ann)).to_have_text(["before the blip"])
-
-        proxy.target = second  # the page's next connection lands on the other server
-        proxy.blip()
-        say(bob, "while ann was cut off")
-        # The first server still holds ann's name for her old connection; the second hands
-        # it to her new one through Redis, and the first closes the old one.
-        expect(ann.locator("#status")).to_contain_text("Online as ann")
-        expect(texts(ann)).to_have_text(["before the blip", "while ann was cut off"])
-        say(ann, "back")
-        expect(texts(bob)).to_have_text(["before the blip", "while ann was cut off", "back"])
-        expect(online(bob)).to_have_text(["ann", "bob"])
-        expect(bob.locator("#log .notice")).to_have_count(0)  # nobody left, nobody came back
+        chat_across_a_blip(proxy, ann, bob, back_to=second)
 
 
 def test_a_page_whose_name_was_taken_while_it_was_away_keeps_trying_for_a_while(
