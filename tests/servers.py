@@ -157,14 +157,24 @@ Event = dict[str, Any]
 
 
 class Peer:
-    """A websockets client that reads events one at a time."""
+    """A websockets client that keeps its welcome and reads events one at a time."""
 
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
         self._pending: list[Event] = []
         self.welcome: Event = {}
+        self.seen: list[Event] = []  # every event after the welcome, in order
+
+    @property
+    def name(self) -> str:
+        return str(self.welcome["name"])
 
     async def next(self, timeout: float = 10) -> Event:
+        event = await self._read(timeout)
+        self.seen.append(event)
+        return event
+
+    async def _read(self, timeout: float = 10) -> Event:
         while not self._pending:
             frame = await asyncio.wait_for(self.connection.recv(), timeout)
             assert isinstance(frame, str)
@@ -179,12 +189,15 @@ class Peer:
     async def say(self, text: str) -> None:
         await self.connection.send(json.dumps({"type": "message", "text": text}))
 
+    def messages(self) -> list[Event]:
+        return [event for event in self.seen if event["type"] == "message"]
+
 
 async def open_peer(server: Server, query: str, cafile: Path, **kwargs: Any) -> Peer:
     # A welcome may be large (a resumed history in one frame): accept frames as a browser does.
     kwargs.setdefault("max_size", None)
     connection = await connect(server.url(query), ssl=client_context(cafile), open_timeout=10, **kwargs)
     peer = Peer(connection)
-    peer.welcome = await peer.next()
-    assert peer.welcome["type"] == "welcome"
+    peer.welcome = await peer._read()
+    assert peer.welcome["type"] == "welcome", peer.welcome
     return peer

@@ -4,28 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.protocol import CloseCode
 from tests.conftest import Certificates
 from tests.redis_server import DURABLE, running_redis
-from tests.servers import Server, chatroom_command, client_context, free_port, run_server, uvicorn_command
+from tests.servers import (
+    Event,
+    Peer,
+    Server,
+    chatroom_command,
+    client_context,
+    free_port,
+    open_peer,
+    run_server,
+    uvicorn_command,
+)
 
 pytestmark = pytest.mark.anyio
-
-Event = dict[str, Any]
 
 
 @pytest.fixture
@@ -33,48 +39,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Peer:
-    """A websockets client that keeps its welcome and reads events one at a time, within a timeout."""
-
-    def __init__(self, connection: ClientConnection, name: str) -> None:
-        self.connection = connection
-        self.name = name
-        self.welcome: Event = {}
-        self.seen: list[Event] = []  # every event after the welcome, in order
-        self._pending: list[Event] = []
-
-    async def next(self, timeout: float = 10) -> Event:
-        while not self._pending:
-            frame = await asyncio.wait_for(self.connection.recv(), timeout)
-            assert isinstance(frame, str)
-            self._pending.extend(json.loads(line) for line in frame.split("\n"))
-        event = self._pending.pop(0)
-        self.seen.append(event)
-        return event
-
-    async def next_of(self, kind: str, timeout: float = 10) -> Event:
-        while (event := await self.next(timeout))["type"] != kind:
-            pass
-        return event
-
-    async def say(self, text: str) -> None:
-        await self.connection.send(json.dumps({"type": "message", "text": text}))
-
-    def messages(self) -> list[Event]:
-        return [event for event in self.seen if event["type"] == "message"]
-
-
-async def open_peer(server: Server, name: str, cafile: Path, room: str = "lobby") -> Peer:
-    connection = await connect(
-        server.url(f"name={name}&room={room}"), ssl=client_context(cafile), max_size=None, open_timeout=10
-    )
-    peer = Peer(connection, name)
-    frame = await asyncio.wait_for(connection.recv(), 10)
-    assert isinstance(frame, str)
-    peer.welcome, *rest = (json.loads(line) for line in frame.split("\n"))
-    assert peer.welcome["type"] == "welcome", peer.welcome
-    peer._pending.extend(rest)
-    return peer
+async def open_named(server: Server, name: str, cafile: Path, room: str = "lobby") -> Peer:
+    return await open_peer(server, f"name={name}&room={room}", cafile)
 
 
 def health(server: Server, cafile: Path) -> int:
@@ -126,7 +92,7 @@ async def test_two_workers_behave_as_one_chat(tmp_path: Path, redis_url: str) ->
         # The kernel hands connections to whichever worker accepts first: connect until both have some.
         while len(peers) < 2 or sum(1 for count in worker_of(server).values() if count) < 2:
             assert len(peers) < 40, f"every connection went to one worker: {worker_of(server)}"
-            peers.append(await open_peer(server, f"p{len(peers)}", cafile))
+            peers.append(await open_named(server, f"p{len(peers)}", cafile))
         names = [peer.name for peer in peers]
         assert peers[-1].welcome["online"] == names  # everyone, whichever worker holds them, in order
         for peer in peers:
@@ -155,8 +121,8 @@ async def test_a_server_killed_with_9_has_its_users_leave_for_the_others(
         redis_chat_server(certificates, tmp_path, redis_url, **ttl) as doomed,
         redis_chat_server(certificates, tmp_path, redis_url, **ttl) as lasting,
     ):
-        ghost = await open_peer(doomed, "ghost", certificates.ca)
-        watcher = await open_peer(lasting, "watcher", certificates.ca)
+        ghost = await open_named(doomed, "ghost", certificates.ca)
+        watcher = await open_named(lasting, "watcher", certificates.ca)
         assert watcher.welcome["online"] == ["ghost", "watcher"]
         doomed.process.send_signal(signal.SIGKILL)  # no goodbye
         assert doomed.process.wait(10) == -signal.SIGKILL
@@ -164,7 +130,7 @@ async def test_a_server_killed_with_9_has_its_users_leave_for_the_others(
         assert await watcher.next(timeout=10) == {"type": "leave", "name": "ghost"}
         # 1 s of presence, then a heartbeat of the other server (every 0.25 s) finds it expired.
         assert asyncio.get_running_loop().time() - started < 5
-        again = await open_peer(lasting, "ghost", certificates.ca)
+        again = await open_named(lasting, "ghost", certificates.ca)
         assert again.welcome["online"] == ["watcher", "ghost"]
         await again.connection.close()
         await watcher.connection.close()
@@ -197,8 +163,8 @@ async def test_redis_killed_and_restarted_mid_conversation_loses_nothing(
         redis_chat_server(certificates, tmp_path, redis.url) as first,
         redis_chat_server(certificates, tmp_path, redis.url) as second,
     ):
-        ann = await open_peer(first, "ann", certificates.ca)
-        bob = await open_peer(second, "bob", certificates.ca)
+        ann = await open_named(first, "ann", certificates.ca)
+        bob = await open_named(second, "bob", certificates.ca)
         said: list[str] = []
         for number in range(20):
             echo, refusals = await say_until_stored(ann if number % 2 else bob, f"before {number}")
@@ -233,7 +199,7 @@ async def test_redis_killed_and_restarted_mid_conversation_loses_nothing(
         assert [event for event in bob.seen if event["type"] in ("join", "leave")] == []
         assert ann.messages() == bob.messages()
         # The history kept across the crash is exactly what everyone saw.
-        reader = await open_peer(second, "reader", certificates.ca)
+        reader = await open_named(second, "reader", certificates.ca)
         assert reader.welcome["history"] == bob.messages()
         assert reader.welcome["online"] == ["ann", "bob", "reader"]
         for peer in (ann, bob, reader):
