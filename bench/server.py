@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -72,7 +73,7 @@ def chatroom(workdir: Path, backend: str, workers: int = 1) -> Iterator[Server]:
     log = (workdir / "server.log").open("w")
     process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
     try:
-        _wait_for(port, process, workdir / "server.log")
+        wait_for_port(port, process, workdir / "server.log")
         yield Server(f"wss://127.0.0.1:{port}/ws", cert, psutil.Process(process.pid))
     finally:
         process.send_signal(signal.SIGTERM)
@@ -84,11 +85,13 @@ def chatroom(workdir: Path, backend: str, workers: int = 1) -> Iterator[Server]:
         log.close()
 
 
-def _wait_for(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[Any], log: Path, timeout: float = 30) -> None:
+    """Return once `process` listens on 127.0.0.1:`port`; fail, with its log, if it exits or
+    takes longer than `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read_text()}")
+            raise RuntimeError(f"the server exited with {process.returncode} before listening:\n{log.read_text()}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return
         time.sleep(0.05)

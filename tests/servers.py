@@ -21,6 +21,8 @@ from typing import Any
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.server import wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 CHATROOM = Path(sys.executable).parent / "chatroom"
 
@@ -89,17 +91,6 @@ async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -
     return time.monotonic() - started
 
 
-def wait_for_port(port: int, process: subprocess.Popen[str], log: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before listening:\n{log.read_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"server did not listen on {port} within {timeout} s:\n{log.read_text()}")
-
-
 @contextlib.contextmanager
 def run_server(
     command: list[str], port: int, tmp_path: Path, env: Mapping[str, str] | None = None, scheme: str = "wss"
@@ -113,7 +104,7 @@ def run_server(
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT, text=True)
     server = Server(process, port, log, scheme)
     try:
-        wait_for_port(port, process, log)
+        wait_for_port(port, process, log, timeout=20)
         yield server
     finally:
         if process.poll() is None:
