@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from app.allocator import run_on_jemalloc
-from app.devcert import ensure_dev_certificate
+from app.server.allocator import run_on_jemalloc
+from app.server.devcert import ensure_dev_certificate
 from app.settings import Settings
 
 # Backends whose rooms live in one process: workers would each have their own chat.
@@ -76,9 +76,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         ssl_keyfile=str(keyfile),
         ssl_context_factory=tls_context,
         # Time limits uvicorn lacks: on TLS handshakes and closes (the loop), on request heads.
-        loop="app.loop:new_event_loop",
-        http="app.httpprotocol:ChatHttpProtocol",
-        ws="app.wsprotocol:ChatWebSocketProtocol",
+        loop="app.server.loop:new_event_loop",
+        http="app.server.http:ChatHttpProtocol",
+        ws="app.server.websocket:ChatWebSocketProtocol",
         # Refuse an oversized frame in the parser (close 1009), before it is buffered.
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.ping_interval,

@@ -12,13 +12,13 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app.backends import create_backend
-from app.connections import Connections
-from app.endpoint import ChatEndpoint
-from app.hub import Hub
-from app.pages import STATIC_DIR, health, index, rooms
-from app.security import SecurityHeaders
+from app.core.hub import Hub
 from app.settings import Settings
-from app.shutdown import close_clients_before_exit
+from app.web.connections import Connections
+from app.web.endpoint import ChatEndpoint
+from app.web.pages import STATIC_DIR, Pages
+from app.web.security import SecurityHeaders
+from app.web.shutdown import close_clients_before_exit
 
 
 class State(TypedDict):
@@ -42,11 +42,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             restore_signals()
             await hub.stop()
 
+    pages = Pages()
     routes = [
-        Route("/", index, name="index"),
-        Route("/r/{room}", index, name="room"),
-        Route("/healthz", health, name="health"),
-        Route("/api/rooms", rooms, name="rooms"),
+        Route("/", pages.index, name="index"),
+        Route("/r/{room}", pages.index, name="room"),
+        Route("/healthz", pages.health, name="health"),
+        Route("/api/rooms", pages.rooms, name="rooms"),
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

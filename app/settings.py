@@ -116,13 +116,6 @@ _AT_LEAST_ONE = (
 )
 
 
-def of_server(app_state: Mapping[str, Any]) -> Settings:
-    """The app's settings as a uvicorn protocol sees them: from the app's lifespan state
-    (app.main.State), or from the environment, as create_app reads them, without one."""
-    settings = app_state.get("settings")
-    return settings if isinstance(settings, Settings) else Settings.from_env()
-
-
 def _parse(name: str, kind: Any, raw: str) -> Any:
     variable = ENV_PREFIX + name.upper()
     kind = str(kind)

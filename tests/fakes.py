@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from app.client import ConnectionClosed
+from app.core.sockets import ConnectionClosed
 
 
 class FakeConnection:

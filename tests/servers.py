@@ -120,9 +120,9 @@ def run_server(
 # take over its close, which plain uvicorn leaves at 10 s for a WebSocket close and 30 s for
 # a TLS close.
 CHATROOM_STACK = (
-    "--loop", "app.loop:new_event_loop",
-    "--http", "app.httpprotocol:ChatHttpProtocol",
-    "--ws", "app.wsprotocol:ChatWebSocketProtocol",
+    "--loop", "app.server.loop:new_event_loop",
+    "--http", "app.server.http:ChatHttpProtocol",
+    "--ws", "app.server.websocket:ChatWebSocketProtocol",
 )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.protocol import CloseCode
+from app.core.protocol import CloseCode
 from tests.servers import Server, chatroom_command, client_context, free_port, open_peer, run_server, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -261,7 +261,7 @@ async def test_storms_of_connections_leave_the_hub_presence_and_memory_as_they_w
     memory = [baseline]
     for cycle in range(1, 4):
         await storm(cycle)
-        # The allocator gives freed pages back within a second or so (app/allocator.py).
+        # The allocator gives freed pages back within a second or so (app/server/allocator.py).
         await wait_until(lambda: server.rss() < baseline * 1.10, 10, f"memory back within 10% after storm {cycle}")
         memory.append(await settled_rss(server, 1.0))
     print(

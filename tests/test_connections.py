@@ -6,8 +6,8 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from app.connections import Connections, address_key
-from app.protocol import CloseCode
+from app.core.protocol import CloseCode
+from app.web.connections import Connections, address_key
 from tests.helpers import app_with, chat
 
 

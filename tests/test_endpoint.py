@@ -6,8 +6,8 @@ import pytest
 from starlette.types import Message
 from starlette.websockets import WebSocket
 
-from app.client import ConnectionClosed
-from app.endpoint import _Socket
+from app.core.sockets import ConnectionClosed
+from app.web.endpoint import _Socket
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from app.protocol import CloseCode
+from app.core.protocol import CloseCode
 from tests.servers import ROOT, Peer, Server, chatroom_command, free_port, open_peer, run_server
 
 pytestmark = pytest.mark.anyio

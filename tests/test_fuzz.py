@@ -27,8 +27,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from app.backends.memory import MemoryBackend
-from app.hub import Hub
-from app.protocol import CloseCode, ErrorCode
+from app.core.hub import Hub
+from app.core.protocol import CloseCode, ErrorCode
 from app.settings import Settings
 from tests.conftest import budget
 from tests.fakes import FakeConnection

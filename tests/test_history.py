@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from app.hub import Hub
+from app.core.hub import Hub
 from tests.helpers import Event, Events, app_with, chat
 
 ROOMS = itertools.count()

@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from app.protocol import CloseCode
+from app.core.protocol import CloseCode
 from tests.helpers import app_with, chat
 
 

@@ -10,8 +10,8 @@ from hypothesis import assume, example, given, reject, settings
 from hypothesis import strategies as st
 
 from app.backends.memory import MemoryBackend
-from app.hub import Hub, NameTaken
-from app.names import MAX_NAME_LENGTH, InvalidName, clean_name, name_key
+from app.core.hub import Hub, NameTaken
+from app.core.names import MAX_NAME_LENGTH, InvalidName, clean_name, name_key
 from app.settings import Settings
 from tests.conftest import budget
 from tests.fakes import FakeConnection

@@ -12,11 +12,12 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from app.backends import redis as redis_backend
 from app.backends.base import BackendError
-from app.backends.redis import BLOCK_MS, RedisBackend
-from app.messages import Message
-from app.protocol import CloseCode, join_event, leave_event
+from app.backends.redis import RedisBackend
+from app.backends.redis import backend as redis_backend
+from app.backends.redis.backend import BLOCK_MS
+from app.core.messages import Message
+from app.core.protocol import CloseCode, join_event, leave_event
 from app.settings import Settings
 from tests.helpers import app_with, chat
 from tests.redis_server import RedisServer, running_redis

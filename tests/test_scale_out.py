@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.protocol import CloseCode
+from app.core.protocol import CloseCode
 from tests.conftest import Certificates
 from tests.redis_server import DURABLE, running_redis
 from tests.servers import (

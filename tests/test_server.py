@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from app.protocol import CloseCode
+from app.core.protocol import CloseCode
 from tests.conftest import Certificates
 from tests.servers import (
     Server,

@@ -14,8 +14,8 @@ import pytest
 
 from app.backends.base import BackendError
 from app.backends.sqlite import SQLiteBackend
-from app.backends.sqlite_schema import VERSION, migrate, version_of
-from app.messages import Message
+from app.backends.sqlite.schema import VERSION, migrate, version_of
+from app.core.messages import Message
 from app.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -257,7 +257,7 @@ async def test_publishing_without_subscribing_is_a_programming_error(backend: tu
 async def test_checkpoints_run_off_the_event_loop_and_keep_the_log_short(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("app.backends.sqlite.CHECKPOINT_INTERVAL", 0.01)
+    monkeypatch.setattr("app.backends.sqlite.backend.CHECKPOINT_INTERVAL", 0.01)
     checkpointed = asyncio.Event()
     threads: list[str] = []
     checkpoint = SQLiteBackend._checkpoint

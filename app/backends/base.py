@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.messages import Message
+    from app.core.messages import Message
     from app.settings import Settings
 
 Deliver = Callable[[str, bytes, "Message | None"], None]

@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 
 from app.backends.base import Backend
-from app.messages import Message, now_ms
+from app.core.messages import Message, now_ms
 from app.settings import Settings
 
 

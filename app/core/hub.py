@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from app.client import Client, Connection, Sink, new_token
-from app.names import DEFAULT_ROOM, clean_name, clean_room, guest_name, name_key
-from app.protocol import (
+from app.core.client import Client, new_token
+from app.core.names import DEFAULT_ROOM, clean_name, clean_room, guest_name, name_key
+from app.core.protocol import (
     MAX_ID,
     BadRequest,
     CloseCode,
@@ -28,10 +28,11 @@ from app.protocol import (
     leave_event,
     welcome_event,
 )
+from app.core.sockets import Connection, Sink
 
 if TYPE_CHECKING:
     from app.backends.base import Backend
-    from app.messages import Message
+    from app.core.messages import Message
     from app.settings import Settings
 
 logger = logging.getLogger("chatroom")

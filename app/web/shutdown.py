@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from app.hub import Hub
+from app.core.hub import Hub
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

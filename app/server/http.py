@@ -14,9 +14,9 @@ within `max_header_bytes`:
 
 and either way the connection is closed. Between requests, uvicorn's keep-alive timeout
 applies as before. Once the head is complete the request is the application's, and a
-WebSocket its protocol's (app/wsprotocol.py): the deadline ends there.
+WebSocket its protocol's (app/server/websocket.py): the deadline ends there.
 
-    uvicorn app.main:app --http app.httpprotocol:ChatHttpProtocol ...   (`chatroom` does this)
+    uvicorn app.main:app --http app.server.http:ChatHttpProtocol ...   (`chatroom` does this)
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from app.settings import of_server
+from app.server.app_settings import of_server
 
 
 class ChatHttpProtocol(HttpToolsProtocol):
@@ -102,5 +102,5 @@ class ChatHttpProtocol(HttpToolsProtocol):
         head.append(f"content-length: {len(body)}\r\n\r\n".encode())
         self.transport.write(b"".join(head) + body)
         # Over TLS this waits for the peer's close_notify, but no longer than the loop's
-        # ssl_shutdown_timeout (app/loop.py): a peer that stalled here will not send it.
+        # ssl_shutdown_timeout (app/server/loop.py): a peer that stalled here will not send it.
         self.transport.close()

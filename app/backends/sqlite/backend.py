@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.backends.base import Backend, BackendError, Deliver, Evict
-from app.backends.sqlite_schema import migrate
-from app.messages import Message, now_ms
+from app.backends.sqlite.schema import migrate
+from app.core.messages import Message, now_ms
 from app.settings import Settings
 
 logger = logging.getLogger("chatroom.sqlite")

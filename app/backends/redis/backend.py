@@ -1,6 +1,6 @@
 """`redis://HOST:PORT/DB`: many processes, on many hosts, behaving as one chat through one Redis.
 
-Each room's messages go through a Redis Stream (app/backends/redis_scripts.py has the keys).
+Each room's messages go through a Redis Stream (app/backends/redis/scripts.py has the keys).
 Writes are grouped as with SQLite: whatever is published during one turn of the event loop
 goes to Redis in one pipeline of scripts, and a message counts as sent once its script ran.
 Every process reads the streams of the rooms it has clients in on a connection of its own
@@ -39,11 +39,11 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("redis:// needs the redis client: pip install 'chatroom[redis]'") from exc
 
-from app.backends import redis_scripts as scripts
 from app.backends.base import Backend, BackendError, Deliver, Evict
-from app.messages import Message
-from app.names import name_key
-from app.protocol import join_event, leave_event
+from app.backends.redis import scripts
+from app.core.messages import Message
+from app.core.names import name_key
+from app.core.protocol import join_event, leave_event
 from app.settings import Settings
 
 logger = logging.getLogger("chatroom.redis")

@@ -19,7 +19,7 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001  # the server is shutting down
     UNSUPPORTED_DATA = 1003  # a binary frame
-    INVALID_DATA = 1007  # a text frame that is not UTF-8 (app/wsprotocol.py)
+    INVALID_DATA = 1007  # a text frame that is not UTF-8 (app/server/websocket.py)
     POLICY_VIOLATION = 1008  # persistent flooding
     MESSAGE_TOO_BIG = 1009  # a frame over max_message_bytes
     TRY_AGAIN_LATER = 1013  # the client fell too far behind (its queue is full)

@@ -22,7 +22,7 @@ trip, and every process sees the same order. Keys (under `PREFIX`, in one Redis 
 - `node:PROCESS`: a hash, "ROOM\\nKEY" -> the leave event of each name the process holds, so
   that whoever finds the process dead can announce the leaves for it.
 
-Room names and screen names are printable (app/names.py): they never hold a newline, which
+Room names and screen names are printable (app/core/names.py): they never hold a newline, which
 therefore separates the parts of a field. The scripts compute key names from `PREFIX`
 rather than receiving them in KEYS: this backend targets one Redis (with replicas if you
 like), not Redis Cluster.

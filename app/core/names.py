@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import unicodedata
 
-from app.protocol import BadRequest
+from app.core.protocol import BadRequest
 
 MAX_NAME_LENGTH = 24
 DEFAULT_ROOM = "lobby"

@@ -2,9 +2,9 @@
 
 `chatroom` serves with this protocol; plain uvicorn can too:
 
-    uvicorn app.main:app --ws app.wsprotocol:ChatWebSocketProtocol ...
+    uvicorn app.main:app --ws app.server.websocket:ChatWebSocketProtocol ...
 
-1. A sink (`app.client.Sink`), offered to the application as the ASGI extension
+1. A sink (`app.core.client.Sink`), offered to the application as the ASGI extension
    "chatroom.sink": it writes a whole text frame into the transport at once. A room
    serialises a fan-out frame once and its writer hands the same bytes to every member's
    sink, without one task, await or copy per member through the ASGI `send` path (frames
@@ -35,10 +35,9 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.http11 import Request
 
-from app.protocol import CloseCode
-from app.settings import of_server
-
-SINK_EXTENSION = "chatroom.sink"
+from app.core.protocol import CloseCode
+from app.core.sockets import SINK_EXTENSION
+from app.server.app_settings import of_server
 
 _TEXT_FIN = 0x81  # FIN bit and opcode 1 (text)
 

@@ -9,13 +9,13 @@ from starlette.endpoints import WebSocketEndpoint
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from app.backends.base import BackendError
-from app.client import Client, ConnectionClosed
-from app.connections import Connections, Slot
-from app.hub import Hub, NameTaken
-from app.origins import origin_allowed
-from app.protocol import BadRequest, CloseCode
+from app.core.client import Client
+from app.core.hub import Hub, NameTaken
+from app.core.protocol import BadRequest, CloseCode
+from app.core.sockets import SINK_EXTENSION, ConnectionClosed
 from app.settings import Settings
-from app.wsprotocol import SINK_EXTENSION
+from app.web.connections import Connections, Slot
+from app.web.origins import origin_allowed
 
 # What a send raises once the peer is gone. RuntimeError too: uvicorn closes a connection by
 # itself (a frame over ws_max_size, or not UTF-8) and then refuses whatever the app sends with
@@ -26,7 +26,7 @@ _GONE = (WebSocketDisconnect, WebSocketDisconnected, RuntimeError)
 
 
 class _Socket:
-    """`app.client.Connection` over a Starlette WebSocket."""
+    """`app.core.client.Connection` over a Starlette WebSocket."""
 
     __slots__ = ("_websocket",)
 

@@ -7,10 +7,10 @@ import asyncio
 import hmac
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from app.limits import Strikes, TokenBucket
-from app.protocol import (
+from app.core.limits import Strikes, TokenBucket
+from app.core.protocol import (
     MAX_BATCH,
     CloseCode,
     ErrorCode,
@@ -20,43 +20,11 @@ from app.protocol import (
     error_event,
     parse,
 )
+from app.core.sockets import Connection, ConnectionClosed, Sink
 
 if TYPE_CHECKING:
-    from app.hub import Hub, Room
+    from app.core.hub import Hub, Room
     from app.settings import Settings
-
-
-class ConnectionClosed(Exception):
-    """The peer is gone: nothing more can be written to it."""
-
-
-class Connection(Protocol):
-    """What a client needs of its WebSocket; the web layer adapts Starlette's to this."""
-
-    async def send_text(self, payload: bytes) -> None:
-        """Send one text frame holding `payload` (UTF-8); raise `ConnectionClosed` if the peer is gone."""
-
-    async def close(self, code: int, reason: str) -> None:
-        """Send a close frame; raise `ConnectionClosed` if the peer is gone."""
-
-
-class Sink(Protocol):
-    """A socket that takes whole text frames at once, without awaiting anything.
-
-    The `chatroom` command's WebSocket protocol (app/wsprotocol.py) offers one. With it, a
-    room's writer task writes each frame straight into its members' sockets: no task, no
-    await and no copy per member. Without it (any other ASGI server), each client has a
-    writer task of its own that awaits `Connection.send_text`.
-    """
-
-    def writable(self) -> bool:
-        """Whether the socket takes data now: open, and its buffer under the high-water mark."""
-
-    def write(self, payload: bytes) -> None:
-        """Write one text frame holding `payload`."""
-
-    def on_writable(self, callback: Callable[[], None]) -> None:
-        """Call `callback` whenever the socket takes data again after being full."""
 
 
 _WAKE = b""  # queued only to wake a writer task; real frames are never empty
@@ -442,4 +410,4 @@ class Client:
                     raise
 
 
-__all__ = ["Client", "Connection", "ConnectionClosed", "ProtocolError", "Sink"]
+__all__ = ["Client"]

@@ -11,7 +11,7 @@ loop does for every TLS server it creates:
 - `ssl_shutdown_timeout` = `close_timeout` (5 s by default): a peer that does not answer our
   close_notify is cut off instead of holding its socket.
 
-    uvicorn app.main:app --loop app.loop:new_event_loop ...   (`chatroom` does this)
+    uvicorn app.main:app --loop app.server.loop:new_event_loop ...   (`chatroom` does this)
 """
 
 from __future__ import annotations

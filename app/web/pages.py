@@ -1,0 +1,50 @@
+"""The HTTP side: the chat page, the list of active rooms, and the health check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.templating import Jinja2Templates
+
+if TYPE_CHECKING:
+    from app.core.hub import Hub
+    from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+
+_NO_STORE = {"cache-control": "no-store"}
+MAX_LISTED_ROOMS = 50  # the busiest; a page lists rooms to pick from, not a census
+
+
+class Pages:
+    """The HTTP endpoints; built by `create_app`, which owns their templates."""
+
+    def __init__(self, templates_dir: Path = TEMPLATES_DIR) -> None:
+        self.templates = Jinja2Templates(directory=templates_dir)
+
+    async def index(self, request: Request) -> Response:
+        """The chat page; `/r/NAME` and `/?room=NAME` open it on a room."""
+        settings: Settings = request.state.settings
+        room = request.path_params.get("room") or request.query_params.get("room") or ""
+        context = {"room": room, "max_message_bytes": settings.max_message_bytes}
+        return self.templates.TemplateResponse(request, "index.html", context)
+
+    async def rooms(self, request: Request) -> Response:
+        """`{"rooms": [{"room": "lobby", "online": 3}, ...]}`: the rooms with someone in them, busiest first."""
+        hub: Hub = request.state.hub
+        busiest = sorted(hub.online_counts().items(), key=lambda item: (-item[1], item[0]))[:MAX_LISTED_ROOMS]
+        listed = [{"room": room, "online": online} for room, online in busiest]
+        return JSONResponse({"rooms": listed}, headers=_NO_STORE)
+
+    async def health(self, request: Request) -> Response:
+        """`{"status": "ok"}`, or 503 with what is wrong when the backend cannot serve (Redis unreachable)."""
+        hub: Hub = request.state.hub
+        problem = await hub.backend.check()
+        if problem is not None:
+            return JSONResponse({"status": "unavailable", "detail": problem}, status_code=503, headers=_NO_STORE)
+        return JSONResponse({"status": "ok"}, headers=_NO_STORE)
