@@ -27,19 +27,29 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time of the server and its workers so far."""
-        total = 0.0
-        for process in (self.process, *self.process.children(recursive=True)):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = process.cpu_times()
-                total += times.user + times.system
-        return total
+        return tree_cpu_seconds(self.process)
 
     def rss_bytes(self) -> int:
-        total = 0
-        for process in (self.process, *self.process.children(recursive=True)):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += process.memory_info().rss
-        return total
+        return tree_rss(self.process)
+
+
+def tree_cpu_seconds(process: psutil.Process) -> float:
+    """CPU time of `process` and its descendants (a server and its workers) so far."""
+    total = 0.0
+    for each in (process, *process.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = each.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident memory of `process` and its descendants: what the system gave them and they kept."""
+    total = 0
+    for each in (process, *process.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += each.memory_info().rss
+    return total
 
 
 def free_port() -> int:

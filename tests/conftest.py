@@ -1,48 +1,32 @@
+"""The fixtures every test can use: the event loop, certificates, Redis, each backend in turn,
+and Chromium. What they are built from lives in tests/support/."""
+
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import trustme
-from hypothesis import settings
+from playwright.sync_api import Browser, Playwright, sync_playwright
 
-from tests.redis_server import RedisServer, running_redis
-
-# Property-based tests run the same examples on every run and every machine (derandomized,
-# no example database), each with a budget of examples that keeps the suite quick. For a
-# longer, randomised search: HYPOTHESIS_PROFILE=deep ./scripts/test -k "fuzz or names"
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
-settings.register_profile("deep", database=None, deadline=None, print_blob=True)
-settings.load_profile(PROFILE)
+from bench.server import free_port
+from tests.support import properties  # noqa: F401 - registers and loads the hypothesis profile
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, Tabs
+from tests.support.certificates import Certificates, make_certificates
+from tests.support.redis_server import RedisServer, running_redis
+from tests.support.servers import Server, run_server, uvicorn_command
 
 
-def budget(examples: int) -> int:
-    """A property test's number of examples: as given in CI, twenty times more in the deep profile."""
-    return examples * 20 if PROFILE == "deep" else examples
-
-
-@dataclass(frozen=True)
-class Certificates:
-    ca: Path
-    cert: Path
-    key: Path
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests (marked anyio) run on asyncio, as the server does."""
+    return "asyncio"
 
 
 @pytest.fixture(scope="session")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     """A real CA and a server certificate for 127.0.0.1 and localhost, made by trustme."""
-    folder = tmp_path_factory.mktemp("tls")
-    authority = trustme.CA()
-    issued = authority.issue_cert("127.0.0.1", "localhost")
-    ca, cert, key = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
-    authority.cert_pem.write_to_path(str(ca))
-    issued.cert_chain_pems[0].write_to_path(str(cert))
-    issued.private_key_pem.write_to_path(str(key))
-    return Certificates(ca, cert, key)
+    return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +52,37 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url: str = request.getfixturevalue("redis_url")
         return url
     return "memory://"
+
+
+# Browser tests (tests/browser/, marked `browser`; ./scripts/test runs them in a process of their own)
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (scripts/test does)")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def server(certificates: Certificates, tmp_path: Path) -> Iterator[Server]:
+    """A real server (plain uvicorn, over TLS) for a browser test."""
+    port = free_port()
+    with run_server(uvicorn_command(port, certificates.cert, certificates.key), port, tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def tabs(browser: Browser, server: Server) -> Iterator[Tabs]:
+    tabs = Tabs(browser, server)
+    yield tabs
+    tabs.close()
+    assert tabs.errors == []

@@ -4,6 +4,7 @@ A backend stores each room's history and carries each room's events to every pro
 that has clients in that room. The hub never knows which backend it holds: it subscribes
 to the rooms its clients are in, publishes what they say, and fans out whatever the
 backend delivers, its own clients' messages included, so one process and many behave alike.
+Who holds which name is the backend's `presence`.
 """
 
 from __future__ import annotations
@@ -11,91 +12,41 @@ from __future__ import annotations
 import asyncio
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+from app.core.protocol import join_event, leave_event
 
 if TYPE_CHECKING:
     from app.core.messages import Message
     from app.settings import Settings
 
-Deliver = Callable[[str, bytes, "Message | None"], None]
-"""`deliver(room, event_json, message)`: one event for a room; `message` is set for chat messages."""
 
-Evict = Callable[[str, str], None]
-"""`evict(room, key)`: another process took over the name `key` holds here in `room` (`take_over`)."""
+class Subscriber(Protocol):
+    """What a backend delivers to: the hub of this process."""
+
+    def deliver(self, room: str, event: bytes, message: Message | None) -> None:
+        """One event for `room`, in order with the others; `message` is set for chat messages."""
+
+    def evict(self, room: str, key: str) -> None:
+        """Another process took over the name `key` holds here in `room` (`Presence.take_over`)."""
 
 
 class BackendError(Exception):
     """The backend could not do what was asked (store a message, read history)."""
 
 
-class Backend(ABC):
-    def __init__(self, url: str, settings: Settings) -> None:
-        self.url = url
-        self.settings = settings
-        self._deliver: Deliver | None = None
-        self._evict: Evict | None = None
-        # Names this history's lifetime: message ids are comparable only within one epoch.
-        # A backend whose history can be lost (memory://) starts a new one each time.
-        self.epoch = secrets.token_hex(8)
+class Presence:
+    """Who holds which name in each room, and who is online.
 
-    async def start(self, deliver: Deliver, evict: Evict | None = None) -> None:
-        """Connect, migrate or whatever the backend needs; then events go to `deliver`, and
-        names taken over by other processes to `evict`."""
-        self._deliver = deliver
-        self._evict = evict
+    This one is for backends that serve one process: the hub's own check that a name is
+    free there is the whole truth, so every claim succeeds and nothing can be taken over
+    from elsewhere; joins and leaves go to this process's subscriber. A backend shared by
+    several processes has one that makes names unique across them.
+    """
 
-    async def stop(self) -> None:
-        """Let go of every resource; nothing is delivered afterwards."""
-        self._deliver = None
-
-    @property
-    def backlogged(self) -> bool:
-        """Whether publishing should pause until `ready`: messages wait to be stored."""
-        return False
-
-    async def ready(self) -> None:  # noqa: B027 - most backends are never backlogged
-        """Return once the backend takes messages again without piling them up."""
-
-    @abstractmethod
-    async def subscribe(self, room: str) -> list[Message]:
-        """From now on, deliver `room`'s events to this process.
-
-        Returns the room's latest messages (at most `settings.welcome_history`, oldest
-        first); every message after them is delivered, none before them.
-        """
-
-    @abstractmethod
-    async def unsubscribe(self, room: str) -> None:
-        """This process has no client left in `room`."""
-
-    @abstractmethod
-    def publish(self, room: str, name: str, text: str) -> asyncio.Future[Message]:
-        """Give the message an id and a time, store it, then deliver it to every subscriber.
-
-        Returns at once, so a sender's next message can be read while this one is stored;
-        the future settles when the message is stored, or fails with `BackendError`.
-        """
-
-    def store_pending(self) -> None:  # noqa: B027 - most backends store as they publish
-        """Store what was published and deliver it now, if that can be done at once.
-
-        A room calls this right before it sends what it has, so that a message published
-        during one turn of the event loop goes out in the next, with the rest of its batch.
-        """
-
-    @abstractmethod
-    def announce(self, room: str, event: bytes) -> None:
-        """Deliver a presence event (`join` or `leave`; not stored) to this process's subscriber
-        of `room`, in order with its other events.
-
-        In one process that is everyone. A backend shared by several processes carries joins
-        and leaves to the others itself, through `claim` and `release`.
-        """
-
-    # Presence. One process knows who is online from its own rooms, so by default a name is
-    # claimed by the hub's own check and nothing else is needed; a backend shared by several
-    # processes overrides these to make names unique across them and to tell who is online.
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._online: dict[str, dict[str, str]] = {}  # room -> name key -> name, in the order they came
 
     async def claim(self, room: str, key: str, name: str, token: str | None = None) -> bool:
         """Take screen name `name` (compared by `key`) in `room` for a newcomer of this process,
@@ -116,22 +67,100 @@ class Backend(ABC):
         """
         return None
 
-    def retoken(self, room: str, key: str, token: str) -> None:  # noqa: B027 - one process keeps tokens itself
+    def retoken(self, room: str, key: str, token: str) -> None:
         """A name held here passed to a newer connection of this process, whose token is `token`."""
 
-    def release(self, room: str, key: str, name: str) -> None:  # noqa: B027 - nothing to undo in one process
-        """The holder of a claimed name has left `room`; called after its `leave` is announced."""
+    def joined(self, room: str, key: str, name: str) -> None:
+        """The holder of the claimed name `name` is in `room`: its `join` goes to this process's
+        members of the room (a shared backend told the other processes when it claimed)."""
+        self._online.setdefault(room, {})[key] = name
+        self._backend.deliver_here(room, join_event(name))
 
-    def online(self, room: str) -> list[str] | None:
+    def left(self, room: str, key: str, name: str) -> None:
+        """The holder of the name has left `room`: its `leave` goes to everyone, the name is free."""
+        online = self._online.get(room)
+        if online is not None:
+            online.pop(key, None)
+            if not online:
+                del self._online[room]
+        self._backend.deliver_here(room, leave_event(name))
+
+    def online(self, room: str) -> list[str]:
         """Who is online in `room` in every process, in the order they came, as of the events
-        delivered here so far; None if the hub's own members are everyone (one process)."""
-        return None
+        delivered here so far."""
+        return list(self._online.get(room, {}).values())
 
-    # Health
+
+class Backend(ABC):
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.settings = settings
+        self.subscriber: Subscriber | None = None
+        self.presence = Presence(self)
+        # Names this history's lifetime: message ids are comparable only within one epoch.
+        # A backend whose history can be lost (memory://) starts a new one each time.
+        self.epoch = secrets.token_hex(8)
+
+    async def start(self, subscriber: Subscriber) -> None:
+        """Connect, migrate or whatever the backend needs; then events go to `subscriber`."""
+        self.subscriber = subscriber
+
+    async def stop(self) -> None:
+        """Let go of every resource; nothing is delivered afterwards."""
+        self.subscriber = None
 
     async def check(self) -> str | None:
         """None when the backend works; otherwise what is wrong, for `GET /healthz` (503)."""
         return None
+
+    # Rooms
+
+    @abstractmethod
+    async def subscribe(self, room: str) -> list[Message]:
+        """From now on, deliver `room`'s events to this process.
+
+        Returns the room's latest messages (at most `settings.welcome_history`, oldest
+        first); every message after them is delivered, none before them.
+        """
+
+    @abstractmethod
+    async def unsubscribe(self, room: str) -> None:
+        """This process has no client left in `room`."""
+
+    @abstractmethod
+    def subscribed(self, room: str) -> bool:
+        """Whether this process reads `room`."""
+
+    def deliver_here(self, room: str, event: bytes, message: Message | None = None) -> None:
+        """Hand an event to this process's subscriber, if it reads `room`."""
+        if self.subscriber is not None and self.subscribed(room):
+            self.subscriber.deliver(room, event, message)
+
+    # Messages
+
+    @abstractmethod
+    def publish(self, room: str, name: str, text: str) -> asyncio.Future[Message]:
+        """Give the message an id and a time, store it, then deliver it to every subscriber.
+
+        Returns at once, so a sender's next message can be read while this one is stored;
+        the future settles when the message is stored, or fails with `BackendError`.
+        """
+
+    def commit(self) -> None:  # noqa: B027 - most backends store as they publish
+        """Store what was published and deliver it now, if that can be done at once.
+
+        The hub calls this at the end of each turn of the event loop, right before its
+        rooms send (app/core/turn.py): a message published during a turn goes out at its
+        end, with the rest of its batch.
+        """
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether publishing should pause until `pace` returns: messages wait to be stored."""
+        return False
+
+    async def pace(self) -> None:  # noqa: B027 - most backends are never backlogged
+        """Return once the backend takes messages again without piling them up."""
 
     @abstractmethod
     async def history(self, room: str, before: int | None, limit: int) -> tuple[list[Message], bool]:

@@ -41,13 +41,15 @@ class MemoryBackend(Backend):
     async def unsubscribe(self, room: str) -> None:
         self._subscribed.discard(room)
 
+    def subscribed(self, room: str) -> bool:
+        return room in self._subscribed
+
     def publish(self, room: str, name: str, text: str) -> asyncio.Future[Message]:
         log = self._log(room)
         log.last_id += 1
         message = Message(room, log.last_id, name, text, now_ms())
         log.messages.append(message)
-        if self._deliver is not None and room in self._subscribed:
-            self._deliver(room, message.json, message)
+        self.deliver_here(room, message.json, message)
         stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         stored.set_result(message)
         return stored
@@ -63,7 +65,3 @@ class MemoryBackend(Backend):
         # bounded log already let the messages in between go.
         forgot = bool(kept) and kept[0].id > after + 1
         return newer[-limit:], len(newer) > limit or forgot
-
-    def announce(self, room: str, event: bytes) -> None:
-        if self._deliver is not None and room in self._subscribed:
-            self._deliver(room, event, None)

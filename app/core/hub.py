@@ -1,43 +1,34 @@
-"""`Hub` and `Room`: who is in which room, presence, and fan-out. No web framework here.
+"""`Hub`: every room with a connection in this process, and the way in and out of them.
 
-Fan-out is batched per room: every event a room receives until its writer task next runs
-is joined into one frame, serialised once, and handed to each member once. However many
-messages arrive together, each member costs one write.
+The hub puts connections in rooms under screen names (claimed through the backend's
+presence, so that they are unique in every process), takes names over for a client's
+newer connection, publishes what sessions say, and fans out what the backend delivers at
+the end of each turn (app/core/turn.py). No web framework here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from app.core.client import Client, new_token
+from app.core.member import Member, new_member, new_token
 from app.core.names import DEFAULT_ROOM, clean_name, clean_room, guest_name, name_key
-from app.core.protocol import (
-    MAX_ID,
-    BadRequest,
-    CloseCode,
-    ErrorCode,
-    error_event,
-    frames_of,
-    history_event,
-    join_event,
-    leave_event,
-    welcome_event,
-)
-from app.core.sockets import Connection, Sink
+from app.core.protocol import MAX_ID, BadRequest, CloseCode, ErrorCode, error_event, history_event
+from app.core.room import Resume, Room
+from app.core.session import Session
+from app.core.turn import Turn
 
 if TYPE_CHECKING:
     from app.backends.base import Backend
     from app.core.messages import Message
+    from app.core.sockets import Connection, Sink
     from app.settings import Settings
 
 logger = logging.getLogger("chatroom")
 
-PRESENCE_DELAY = 0.1  # seconds a join or leave may wait to share a frame with others
 GUEST_TRIES = 5  # guest names drawn before giving up, should other processes hold each one
 
 _Answer = TypeVar("_Answer")
@@ -47,273 +38,61 @@ class NameTaken(Exception):
     """The screen name is already online in the room."""
 
 
-@dataclass(frozen=True, slots=True)
-class Resume:
-    """A resuming client's welcome is waiting for history: the messages after `after`, up to
-    `upto` (what the room had when the client came), and who was online then."""
-
-    after: int
-    upto: int
-    online: list[str]
-
-
-class Room:
-    """The members of one room in this process, and the events on their way to them.
-
-    The room's writer task sends its fan-out: every event the room received since it last
-    ran is joined into frames (serialised once, under MAX_BATCH each) and delivered to each
-    member once. It is also the one writer of members whose socket is a `Sink`.
-    """
-
-    def __init__(
-        self, name: str, epoch: str, recent_size: int, store_pending: Callable[[], None] = lambda: None
-    ) -> None:
-        self.name = name
-        self.epoch = epoch
-        self._store_pending = store_pending
-        # Everyone holding a name here, in the order they came; `clients` get every frame.
-        self.members: dict[str, Client] = {}
-        self.clients: dict[str, Client] = {}
-        self.recent_size = recent_size
-        self.recent: deque[Message] = deque(maxlen=recent_size)
-        loop = asyncio.get_running_loop()
-        self.opened: asyncio.Future[None] = loop.create_future()
-        self.waiting = 0  # joins awaiting `opened`
-        self._events: list[bytes] = []
-        self._messages: list[Message] = []
-        # Welcomed while events were pending: (client, how many of them its welcome covers).
-        self._newcomers: list[tuple[Client, int]] = []
-        self._due = False  # pending events go out at the writer's next turn
-        self._presence_timer: asyncio.TimerHandle | None = None
-        self._ready: list[Client] = []  # members whose own frames wait for their sink
-        self._closing: tuple[int, str] | None = None  # close everyone after the next flush
-        self._wake = asyncio.Event()
-        self._writer = loop.create_task(self._write_forever(), name=f"chatroom room {name}")
-        # Members far behind (Client.lagging): senders wait until they catch up (`drained`).
-        self._lagging: set[Client] = set()
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-
-    @property
-    def empty(self) -> bool:
-        return not self.members and not self.waiting
-
-    def post(self, event: bytes, message: Message | None) -> None:
-        """Queue an event for every member.
-
-        A chat message goes out at the writer's next turn. Presence waits up to
-        PRESENCE_DELAY for company: when hundreds connect at once, each member gets a few
-        frames of joins instead of one frame per join. Events never overtake each other.
-        """
-        self._events.append(event)
-        if message is not None:
-            self._messages.append(message)
-            self._make_due()
-        elif not self._due and self._presence_timer is None:
-            self._presence_timer = asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._make_due)
-
-    def _make_due(self) -> None:
-        if self._presence_timer is not None:
-            self._presence_timer.cancel()
-            self._presence_timer = None
-        self._due = True
-        self._wake.set()
-
-    def expect(self) -> None:
-        """A message of this room waits to be stored: the writer's next turn stores it, then sends it."""
-        self._due = True
-        self._wake.set()
-
-    def ready(self, client: Client) -> None:
-        """`client` has frames of its own for its sink, or a close to send."""
-        if not client.ready:
-            client.ready = True
-            self._ready.append(client)
-            self._wake.set()
-
-    def close_all(self, code: int, reason: str) -> list[Client]:
-        """Close every member once the events already posted have reached them."""
-        self._closing = (code, reason)
-        self._make_due()
-        return list(self.members.values())
-
-    async def _write_forever(self) -> None:
-        wake = self._wake
-        while True:
-            await wake.wait()
-            wake.clear()
-            try:
-                if self._due:
-                    # What was published since the last turn goes out in this one, not the next.
-                    self._store_pending()
-                    self.flush()
-                if self._closing is not None:
-                    for client in list(self.members.values()):
-                        client.close(*self._closing)
-                ready, self._ready = self._ready, []
-                for client in ready:
-                    client.ready = False
-                    client.drain()
-            except Exception:  # a bug here must not silence the room for good
-                logger.exception("room %s: writing failed", self.name)
-
-    async def stop(self) -> None:
-        self._writer.cancel()
-        if self._presence_timer is not None:
-            self._presence_timer.cancel()
-        await asyncio.wait([self._writer])
-
-    def admit(
-        self, client: Client, since: int | None, replay_limit: int, stale: bool = False, online: list[str] | None = None
-    ) -> Resume | None:
-        """Make `client` a member and queue its welcome, which covers the pending events.
-
-        Without `since`, the welcome holds the latest messages (with `gap` set if the client
-        resumes from a `stale` epoch). With it, the messages after `since`: when this room's
-        recent messages do not reach back that far, the client is held and a `Resume`
-        returned, saying what the hub must read from the backend. `online` is who is in the
-        room in every process, when the backend knows better than this room's members.
-        """
-        self.members[client.key] = client
-        if online is None:
-            online = [member.name for member in self.members.values()]
-        known = [*self.recent, *self._messages]
-        if since is None:
-            client.push(self.welcome(client, online, known[-self.recent_size :], gap=True if stale else None))
-        elif not known or known[0].id <= since or len(self.recent) < self.recent_size:
-            # Everything after `since` is here: the backend had no more when we subscribed.
-            newer = [message for message in known if message.id > since]
-            client.push(self.welcome(client, online, newer[-replay_limit:], gap=len(newer) > replay_limit))
-            since = None
-        else:
-            client.hold()
-        if self._events:
-            self._newcomers.append((client, len(self._events)))
-        else:
-            self.clients[client.key] = client
-        return None if since is None else Resume(since, known[-1].id, online)
-
-    def welcome(self, client: Client, online: list[str], history: list[Message], gap: bool | None = None) -> bytes:
-        history_json = [message.json for message in history]
-        return welcome_event(client.name, self.name, self.epoch, client.token, online, history_json, gap)
-
-    @property
-    def waiting_on(self) -> bool:
-        """Whether a member is so far behind that senders should wait for it."""
-        return bool(self._lagging)
-
-    def lagging(self, client: Client) -> None:
-        self._lagging.add(client)
-        self._flowing.clear()
-
-    def caught_up(self, client: Client) -> None:
-        self._lagging.discard(client)
-        if not self._lagging:
-            self._flowing.set()
-
-    async def drained(self, stall_timeout: float) -> None:
-        """Wait until no member is far behind.
-
-        A member that falls behind because the server is busy, or because it reads slowly,
-        slows the senders down to its pace; one whose socket took nothing for
-        `stall_timeout` has stopped reading and is closed, so the room goes on without it.
-        """
-        loop = asyncio.get_running_loop()
-        while self._lagging:
-            try:
-                async with asyncio.timeout(stall_timeout):
-                    await self._flowing.wait()
-            except TimeoutError:
-                now = loop.time()
-                for client in tuple(self._lagging):
-                    if client.stalled(now):
-                        client.close(CloseCode.TRY_AGAIN_LATER, "Too slow: stopped reading")
-
-    def hand_over(self, holder: Client) -> None:
-        """`holder`'s name passes to a newer connection of the same client, admitted next in
-        its place among the members: the others are told nothing, as nobody left."""
-        self.caught_up(holder)
-        if self.clients.get(holder.key) is holder:
-            del self.clients[holder.key]
-        self._newcomers = [(client, count) for client, count in self._newcomers if client is not holder]
-
-    def remove(self, client: Client) -> bool:
-        """Take the client out; False if it was not a member (already gone)."""
-        self.caught_up(client)
-        if self.members.get(client.key) is not client:
-            return False
-        del self.members[client.key]
-        if self.clients.get(client.key) is client:
-            del self.clients[client.key]
-        return True
-
-    def flush(self) -> None:
-        """Send every pending event to every client; called by the writer."""
-        self._due = False
-        if self._presence_timer is not None:
-            self._presence_timer.cancel()
-            self._presence_timer = None
-        events, self._events = self._events, []
-        if self._messages:
-            self.recent.extend(self._messages)
-            self._messages = []
-        if events:
-            clients = tuple(self.clients.values())
-            for frame in frames_of(events):
-                for client in clients:
-                    client.deliver(frame)
-        if self._newcomers:
-            for client, covered in self._newcomers:
-                if self.members.get(client.key) is client:
-                    for frame in frames_of(events[covered:]) if covered < len(events) else ():
-                        client.deliver(frame)
-                    self.clients[client.key] = client
-            self._newcomers = []
-
-
 class Hub:
     """Every room with a client in this process; the backend carries events between processes."""
 
     def __init__(self, backend: Backend, settings: Settings) -> None:
         self.backend = backend
+        self.presence = backend.presence
         self.settings = settings
         self.rooms: dict[str, Room] = {}
+        self._turn: Turn | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._leaving: dict[str, asyncio.Task[None]] = {}  # rooms being unsubscribed
 
-    async def start(self) -> None:
-        await self.backend.start(self._deliver, self._evict)
+    @property
+    def turn(self) -> Turn:
+        assert self._turn is not None, "the hub has not started"
+        return self._turn
 
-    def close_all(self, code: int = CloseCode.GOING_AWAY, reason: str = "Server shutting down") -> list[Client]:
-        """Start closing every client, after the events already on their way; returns them."""
-        return [client for room in list(self.rooms.values()) for client in room.close_all(code, reason)]
+    async def start(self) -> None:
+        self._turn = Turn(self.backend.commit)
+        await self.backend.start(self)
+
+    def close_all(self, code: int = CloseCode.GOING_AWAY, reason: str = "Server shutting down") -> list[Member]:
+        """Start closing every member, after the events already on their way; returns them."""
+        return [member for room in list(self.rooms.values()) for member in room.close_all(code, reason)]
 
     async def stop(self) -> None:
-        """Close every client with 1001 (going away), wait for them, then stop the backend."""
-        clients = self.close_all()
-        if clients:
-            await asyncio.wait([asyncio.ensure_future(client.wait_closed()) for client in clients])
-            for client in clients:
-                await client.finished()
+        """Close every member with 1001 (going away), wait for them, then stop the backend."""
+        members = self.close_all()
+        if members:
+            await asyncio.wait([asyncio.ensure_future(member.wait_closed()) for member in members])
+            for member in members:
+                await member.finished()
         for room in list(self.rooms.values()):
             self._drop(room)
         while self._tasks:
             await asyncio.wait(set(self._tasks))
+        self.turn.stop()
         await self.backend.stop()
+
+    # Coming in
 
     async def join(
         self,
         connection: Connection,
-        abort: Callable[[], None],
+        cut_off: Callable[[], None],
         room_name: str | None,
         name: str | None,
         since: str | None = None,
         epoch: str | None = None,
         sink: Sink | None = None,
         token: str | None = None,
-    ) -> Client:
+    ) -> Session:
         """Put a connection in a room under a screen name; its welcome is its first frame.
 
+        `cut_off` drops the socket, for a peer that does not take its close in time.
         `since` (the last message id the client saw) asks for exactly the messages after it,
         provided `epoch`, when given, is this history's: ids of another epoch mean nothing here.
         `token`, from the welcome of the connection that holds the name, in this process or
@@ -326,17 +105,16 @@ class Hub:
         last_seen = _parse_since(since)
         room = await self._open(room_key)
         fresh = new_token()  # the newcomer's, in its welcome
+        member = partial(self._new_member, room, token=fresh, connection=connection, cut_off=cut_off, sink=sink)
         if wanted is not None and token is not None:
             key = name_key(wanted)
             holder = room.members.get(key)
-            if holder is not None and holder.issued(token):
-                return await self._take_over(holder, connection, abort, last_seen, epoch, sink, fresh)
-            if holder is None and (known := await self._take_over_elsewhere(room, key, token, fresh)) is not None:
-                client = Client(self, room, known, key, connection, abort, self.settings, sink, fresh)
-                resume = self._admit(client, last_seen, epoch)
-                if resume is not None:
-                    await self._resume(client, resume)
-                return client
+            if holder is not None and holder.holds_token(token):
+                return await self._take_over(holder, room, member(name=holder.name, key=key), last_seen, epoch)
+            if holder is None:
+                known = await self._holding_open(room, self.presence.take_over(room.name, key, token, fresh))
+                if known is not None:
+                    return await self._enter(room, member(name=known, key=key), last_seen, epoch)
         # A name must be free here and, with a shared backend, in every other process too.
         for _ in range(GUEST_TRIES if wanted is None else 1):
             chosen = wanted
@@ -350,59 +128,40 @@ class Hub:
         else:
             self._close_if_empty(room)
             raise NameTaken(f"{chosen!r} is already online in {room_key!r}")
-        client = Client(self, room, chosen, key, connection, abort, self.settings, sink, fresh)
-        self.backend.announce(room.name, join_event(chosen))  # to those already there
-        resume = self._admit(client, last_seen, epoch)
+        self.presence.joined(room.name, key, chosen)  # to those already there
+        return await self._enter(room, member(name=chosen, key=key), last_seen, epoch)
+
+    def _new_member(self, room: Room, **parts: Any) -> Member:
+        return new_member(room, settings=self.settings, **parts)
+
+    async def _enter(self, room: Room, member: Member, last_seen: int | None, epoch: str | None) -> Session:
+        """Admit `member`, whose name is now its own, with its welcome."""
+        stale = last_seen is not None and epoch is not None and epoch != room.epoch
+        online = self.presence.online(room.name)
+        resume = room.admit(member, online, None if stale else last_seen, self.settings.replay_limit, stale=stale)
         if resume is not None:
-            await self._resume(client, resume)
-        return client
+            await self._resume(room, member, resume)
+        return Session(self, room, member, self.settings)
 
     async def _take_over(
-        self,
-        holder: Client,
-        connection: Connection,
-        abort: Callable[[], None],
-        last_seen: int | None,
-        epoch: str | None,
-        sink: Sink | None,
-        token: str,
-    ) -> Client:
+        self, holder: Member, room: Room, member: Member, last_seen: int | None, epoch: str | None
+    ) -> Session:
         """Give `holder`'s name, as it is known, to a newer connection of the same client, and
         close `holder`; its claim, in the backend too, simply goes on."""
-        room = holder.room
-        client = Client(self, room, holder.name, holder.key, connection, abort, self.settings, sink, token)
-        self.backend.retoken(room.name, holder.key, token)
+        self.presence.retoken(room.name, holder.key, member.token)
         room.hand_over(holder)
-        resume = self._admit(client, last_seen, epoch)
+        session = await self._enter(room, member, last_seen, epoch)
         holder.close(CloseCode.REPLACED, "Replaced by a newer connection of yours")
-        if resume is not None:
-            await self._resume(client, resume)
-        return client
-
-    def _admit(self, client: Client, last_seen: int | None, epoch: str | None) -> Resume | None:
-        room = client.room
-        stale = last_seen is not None and epoch is not None and epoch != room.epoch
-        return room.admit(
-            client,
-            None if stale else last_seen,
-            self.settings.replay_limit,
-            stale=stale,
-            online=self.backend.online(room.name),
-        )
+        return session
 
     async def _claim(self, room: Room, key: str, name: str, token: str) -> bool:
-        """Whether `name` is free in every process, and now ours (`Backend.claim`). A claim
+        """Whether `name` is free in every process, and now ours (`Presence.claim`). A claim
         that cannot be made raises `BackendError`."""
-        return await self._asking(room, self.backend.claim(room.name, key, name, token))
+        return await self._holding_open(room, self.presence.claim(room.name, key, name, token))
 
-    async def _take_over_elsewhere(self, room: Room, key: str, token: str, new_token: str) -> str | None:
-        """The name `key`, as it is known, if another process held it for the connection whose
-        token this is, and it is now ours (`Backend.take_over`)."""
-        return await self._asking(room, self.backend.take_over(room.name, key, token, new_token))
-
-    async def _asking(self, room: Room, question: Awaitable[_Answer]) -> _Answer:
-        """The backend's answer about `room`. One process answers without suspending; a shared
-        backend asks the others, and the room stays open meanwhile."""
+    async def _holding_open(self, room: Room, question: Awaitable[_Answer]) -> _Answer:
+        """The backend's answer about `room`, which stays open meanwhile. One process answers
+        without suspending; a shared backend asks the others."""
         room.waiting += 1
         try:
             answer = await question
@@ -413,7 +172,22 @@ class Hub:
         room.waiting -= 1
         return answer
 
-    def _evict(self, room_name: str, key: str) -> None:
+    async def _resume(self, room: Room, member: Member, resume: Resume) -> None:
+        try:
+            messages, gap = await self.backend.since(room.name, resume.after, resume.upto, self.settings.replay_limit)
+        except Exception:
+            logger.exception("could not read the history of %s for %s", room.name, member.name)
+            messages, gap = list(room.recent), True  # the latest we have; the client pages for the rest
+        member.release(room.welcome(member, resume.online, messages, gap))
+
+    # Leaving
+
+    def _left(self, room: Room, member: Member) -> None:
+        """`member` is no longer in `room` (it closed, or its connection ended): the others hear it."""
+        self.presence.left(room.name, member.key, member.name)
+        self._close_if_empty(room)
+
+    def evict(self, room_name: str, key: str) -> None:
         """A newer connection of the same client, in another process, took over the name that
         `key`'s holder has here: close it, and tell nobody, for nobody left."""
         room = self.rooms.get(room_name)
@@ -424,64 +198,54 @@ class Hub:
         self._close_if_empty(room)
         holder.close(CloseCode.REPLACED, "Replaced by a newer connection of yours")
 
-    async def _resume(self, client: Client, resume: Resume) -> None:
-        room = client.room
-        try:
-            messages, gap = await self.backend.since(room.name, resume.after, resume.upto, self.settings.replay_limit)
-        except Exception:
-            logger.exception("could not read the history of %s for %s", room.name, client.name)
-            messages, gap = list(room.recent), True  # the latest we have; the client pages for the rest
-        client.release(room.welcome(client, resume.online, messages, gap))
+    # What sessions ask (app.core.session.Dispatcher)
 
-    async def keep_pace(self, client: Client) -> None:
+    def publish(self, session: Session, text: str) -> None:
+        stored = self.backend.publish(session.room.name, session.member.name, text)
+        stored.add_done_callback(partial(self._check_stored, session))
+        self.turn.schedule()  # its end commits what was published, then sends it
+
+    def _check_stored(self, session: Session, stored: asyncio.Future[Message]) -> None:
+        if stored.cancelled() or stored.exception() is not None:
+            logger.warning("message from %s in %s not stored: %r", session.name, session.room.name, stored)
+            session.member.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
+
+    def holds_senders(self, session: Session) -> bool:
+        return session.room.holds_senders or self.backend.backlogged
+
+    async def keep_pace(self, session: Session) -> None:
         """Hold a sender back while the backend or its room cannot keep up."""
-        await self.backend.ready()
-        await client.room.drained(self.settings.stall_timeout)
+        await self.backend.pace()
+        await session.room.pace(self.settings.stall_timeout)
 
-    async def send_history(self, client: Client, before: int | None, limit: int) -> None:
+    async def send_history(self, session: Session, before: int | None, limit: int) -> None:
         """Answer a `history` request: the page of messages before `before`."""
-        room = client.room
+        room = session.room
         try:
             messages, more = await self.backend.history(room.name, before, limit)
         except Exception:
             logger.exception("could not read the history of %s", room.name)
-            client.push(error_event(ErrorCode.UNAVAILABLE, "History cannot be read right now; try again"))
+            session.member.push(error_event(ErrorCode.UNAVAILABLE, "History cannot be read right now; try again"))
             return
-        client.push(history_event(room.name, [message.json for message in messages], more))
+        session.member.push(history_event(room.name, [message.json for message in messages], more))
+
+    # What the backend delivers (app.backends.base.Subscriber)
+
+    def deliver(self, room_name: str, event: bytes, message: Message | None) -> None:
+        room = self.rooms.get(room_name)
+        if room is not None:
+            room.post(event, message)
+
+    # Rooms
 
     def online_counts(self) -> dict[str, int]:
         """How many people each room has in this process; rooms with nobody in them are left out."""
         return {name: len(room.members) for name, room in self.rooms.items() if room.members}
 
-    def leave(self, client: Client) -> None:
-        room = client.room
-        if room.remove(client):
-            self.backend.announce(room.name, leave_event(client.name))
-            self.backend.release(room.name, client.key, client.name)
-            self._close_if_empty(room)
-
-    def publish(self, client: Client, text: str) -> None:
-        stored = self.backend.publish(client.room.name, client.name, text)
-        if stored.done():
-            self._check_stored(client, stored)
-        else:
-            client.room.expect()
-            stored.add_done_callback(lambda future: self._check_stored(client, future))
-
-    def _check_stored(self, client: Client, stored: asyncio.Future[Message]) -> None:
-        if stored.cancelled() or stored.exception() is not None:
-            logger.warning("message from %s in %s not stored: %r", client.name, client.room.name, stored)
-            client.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
-
-    def _deliver(self, room_name: str, event: bytes, message: Message | None) -> None:
-        room = self.rooms.get(room_name)
-        if room is not None:
-            room.post(event, message)
-
     async def _open(self, name: str) -> Room:
         room = self.rooms.get(name)
         if room is None:
-            room = Room(name, self.backend.epoch, self.settings.welcome_history, self.backend.store_pending)
+            room = Room(name, self.backend.epoch, self.settings.welcome_history, self.turn, self._left)
             self.rooms[name] = room
             self._spawn(self._subscribe(room))
         if not room.opened.done():
@@ -500,7 +264,7 @@ class Hub:
             recent = await self.backend.subscribe(room.name)
         except Exception as exc:
             del self.rooms[room.name]
-            self._spawn(room.stop())
+            room.stop()
             room.opened.set_exception(exc)
             return
         room.recent.extend(recent)
@@ -512,11 +276,11 @@ class Hub:
 
     def _drop(self, room: Room) -> None:
         del self.rooms[room.name]
+        room.stop()
         self._leaving[room.name] = self._spawn(self._unsubscribe(room))
 
     async def _unsubscribe(self, room: Room) -> None:
         try:
-            await room.stop()
             await self.backend.unsubscribe(room.name)
         finally:
             if self._leaving.get(room.name) is asyncio.current_task():

@@ -1,10 +1,32 @@
-"""`Message`: one chat message as stored in history and sent on the wire."""
+"""`Message`: one chat message as stored in history and sent on the wire.
+
+This module is the one place that builds a message's wire form (docs/protocol.md,
+"message"). A shared backend assigns the id and the time itself (the Redis scripts), so the
+form is built in parts: `WIRE_HEAD`, the id, `wire_middle(...)`, the time, `WIRE_END`. The
+time comes last, and the Redis retention script reads it there.
+"""
 
 from __future__ import annotations
 
 import time
 
 import orjson
+
+WIRE_HEAD = b'{"type":"message","id":'
+WIRE_END = b"}"
+
+
+def wire_middle(room: str, name: str, text: str) -> bytes:
+    """The wire form between the id and the time."""
+    fields = orjson.dumps({"room": room, "name": name, "text": text})
+    return b"%s%s%s" % (b",", fields[1:-1], b',"ts":')
+
+
+def wire_form(id: int, middle: bytes, ts: int | bytes) -> bytes:
+    """A message event's JSON from its parts; `ts` may be the digits as Redis gave them."""
+    if isinstance(ts, int):
+        return b"%s%d%s%d%s" % (WIRE_HEAD, id, middle, ts, WIRE_END)
+    return b"%s%d%s%s%s" % (WIRE_HEAD, id, middle, ts, WIRE_END)
 
 
 class Message:
@@ -22,7 +44,7 @@ class Message:
         self._name: str | None = name
         self._text: str | None = text
         self._ts: int | None = ts
-        self.json = orjson.dumps({"type": "message", "id": id, "room": room, "name": name, "text": text, "ts": ts})
+        self.json = wire_form(id, wire_middle(room, name, text), ts)
 
     @classmethod
     def from_json(cls, room: str, id: int, json: bytes) -> Message:

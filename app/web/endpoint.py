@@ -1,4 +1,4 @@
-"""The `/ws` endpoint: a thin adapter from Starlette's WebSocket to the hub's `Client`."""
+"""The `/ws` endpoint: a thin adapter from Starlette's WebSocket to the hub's `Session`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from starlette.endpoints import WebSocketEndpoint
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from app.backends.base import BackendError
-from app.core.client import Client
 from app.core.hub import Hub, NameTaken
 from app.core.protocol import BadRequest, CloseCode
+from app.core.session import Session
 from app.core.sockets import SINK_EXTENSION, ConnectionClosed
 from app.settings import Settings
 from app.web.connections import Connections, Slot
@@ -26,7 +26,7 @@ _GONE = (WebSocketDisconnect, WebSocketDisconnected, RuntimeError)
 
 
 class _Socket:
-    """`app.core.client.Connection` over a Starlette WebSocket."""
+    """`app.core.sockets.Connection` over a Starlette WebSocket."""
 
     __slots__ = ("_websocket",)
 
@@ -51,7 +51,7 @@ class ChatEndpoint(WebSocketEndpoint):
 
     encoding = None  # frames go to the client as they are: it owns decoding and its limits
 
-    client: Client | None = None
+    session: Session | None = None
     _cut_off = False
     _slot: Slot | None = None  # this connection, counted against its address's cap
 
@@ -93,7 +93,7 @@ class ChatEndpoint(WebSocketEndpoint):
 
         params = websocket.query_params
         try:
-            self.client = await hub.join(
+            self.session = await hub.join(
                 _Socket(websocket),
                 cut_off,
                 params.get("room"),
@@ -113,9 +113,9 @@ class ChatEndpoint(WebSocketEndpoint):
             await websocket.close(CloseCode.TRY_AGAIN_LATER, "The chat is unavailable right now; try again soon")
 
     async def on_receive(self, websocket: WebSocket, data: Any) -> None:
-        if self.client is not None:
-            await self.client.receive(data)
+        if self.session is not None:
+            await self.session.receive(data)
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
-        if self.client is not None:
-            await self.client.finished()
+        if self.session is not None:
+            await self.session.finished()

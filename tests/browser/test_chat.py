@@ -7,8 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Tabs
-from tests.browser.helpers import online, say, sign_on, texts
+from tests.support.browser import Tabs, online, say, sign_on, texts
 
 pytestmark = pytest.mark.browser
 

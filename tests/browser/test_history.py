@@ -11,9 +11,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Tabs
-from tests.browser.fake_server import FakeServer
-from tests.browser.helpers import sign_on, texts
+from tests.support.browser import Tabs, sign_on, texts
+from tests.support.fake_server import FakeServer
 
 pytestmark = pytest.mark.browser
 

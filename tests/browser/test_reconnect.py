@@ -10,11 +10,11 @@ import pytest
 from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
-from tests.browser.conftest import Tabs
-from tests.browser.helpers import online, say, sign_on, texts
-from tests.browser.proxy import BlipProxy
-from tests.conftest import Certificates
-from tests.servers import CHATROOM_STACK, Server, free_port, run_server, uvicorn_command
+from bench.server import free_port
+from tests.support.browser import Tabs, online, say, sign_on, texts
+from tests.support.certificates import Certificates
+from tests.support.proxy import BlipProxy
+from tests.support.servers import CHATROOM_STACK, Server, run_server, uvicorn_command
 
 pytestmark = pytest.mark.browser
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Tabs
-from tests.browser.helpers import online, say, sign_on, texts
-from tests.servers import ROOT
+from tests.support.browser import Tabs, online, say, sign_on, texts
+from tests.support.servers import ROOT
 
 pytestmark = pytest.mark.browser
 

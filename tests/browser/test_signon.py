@@ -7,8 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Tabs
-from tests.browser.helpers import sign_on, texts, try_name
+from tests.support.browser import Tabs, sign_on, texts, try_name
 
 pytestmark = pytest.mark.browser
 

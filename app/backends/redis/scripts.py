@@ -76,8 +76,9 @@ WRITE = (
     + _NAMES
     + """
 -- ARGV: prefix, process, messages kept per room (0: all), presence entries kept per room,
--- then operations, applied in order:
---   m ROOM TAIL                  a message: TAIL is its JSON from `,"room":` to `"ts":`
+-- the start and the end of a message's JSON (app/core/messages.py), then operations, applied
+-- in order:
+--   m ROOM MIDDLE                     a message: MIDDLE is its JSON between the id and the time
 --   c ROOM KEY NAME JOIN LEAVE HASH   claim a name; JOIN and LEAVE are the events to use,
 --                                     HASH that of the claiming connection's token
 --   r ROOM KEY LEAVE                  release a name this process holds (LEAVE empty: the
@@ -89,14 +90,15 @@ WRITE = (
 -- new token; the name as it is known, or 0, for a take-over.
 local prefix, process = ARGV[1], ARGV[2]
 local maxlen, presence_maxlen = tonumber(ARGV[3]), ARGV[4]
+local json_head, json_end = ARGV[5], ARGV[6]
 local ts = string.format('%d', now)
 local results = {ts}
-local i = 5
+local i = 7
 while i <= #ARGV do
   local op, room = ARGV[i], ARGV[i + 1]
   if op == 'm' then
     local id = string.format('%d', redis.call('HINCRBY', prefix .. 'ids', room, 1))
-    local json = '{"type":"message","id":' .. id .. ARGV[i + 2] .. ts .. '}'
+    local json = json_head .. id .. ARGV[i + 2] .. ts .. json_end
     local stream = prefix .. 'messages:' .. room
     if maxlen > 0 then
       redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id .. '-0', 'j', json)

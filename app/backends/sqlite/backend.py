@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from app.backends.base import Backend, BackendError, Deliver, Evict
+from app.backends.base import Backend, BackendError, Subscriber
 from app.backends.sqlite.schema import migrate
 from app.core.messages import Message, now_ms
 from app.settings import Settings
@@ -70,8 +70,8 @@ class SQLiteBackend(Backend):
 
     # Life cycle
 
-    async def start(self, deliver: Deliver, evict: Evict | None = None) -> None:
-        await super().start(deliver, evict)
+    async def start(self, subscriber: Subscriber) -> None:
+        await super().start(subscriber)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_exclusively(self.path)
         try:
@@ -157,6 +157,9 @@ class SQLiteBackend(Backend):
     async def unsubscribe(self, room: str) -> None:
         self._subscribed.discard(room)
 
+    def subscribed(self, room: str) -> bool:
+        return room in self._subscribed
+
     def _latest(self, room: str, limit: int) -> tuple[int, list[Row]]:
         assert self._read_db is not None
         found = self._read_db.execute("SELECT last_id FROM rooms WHERE name = ?", (room,)).fetchone()
@@ -177,11 +180,7 @@ class SQLiteBackend(Backend):
             self._commit = loop.call_soon(self._commit_pending)
         return stored
 
-    def announce(self, room: str, event: bytes) -> None:
-        if self._deliver is not None and room in self._subscribed:
-            self._deliver(room, event, None)
-
-    def store_pending(self) -> None:
+    def commit(self) -> None:
         self._commit_pending()
 
     def _commit_pending(self) -> None:
@@ -199,11 +198,11 @@ class SQLiteBackend(Backend):
                 stored.set_exception(BackendError(f"Could not store the message: {exc}"))
             return
         self._written = True
-        deliver, subscribed = self._deliver, self._subscribed
+        subscriber, subscribed = self.subscriber, self._subscribed
         for message, stored in batch:
             stored.set_result(message)
-            if deliver is not None and message.room in subscribed:
-                deliver(message.room, message.json, message)
+            if subscriber is not None and message.room in subscribed:
+                subscriber.deliver(message.room, message.json, message)
 
     def _insert(self, messages: list[Message]) -> None:
         assert self._write_db is not None

@@ -1,0 +1,191 @@
+"""`RedisPresence`: screen names unique across every process, and who is online in each room.
+
+Names are claimed in Redis, so they are unique across processes, and every claim or
+release writes a join or leave into the room's presence stream in the same script. Each
+process keeps its own copy of who is online in its rooms (`RoomState.online`), changed
+exactly when it delivers a join or leave to its clients, so a welcome's `online` and the
+events after it fit together. A process that stops sending heartbeats is taken for dead
+after `presence_ttl` seconds, and the first other process to notice announces its users'
+leaves (scripts.BEAT); a process that was taken for dead wrongly claims its names again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from app.backends.base import Backend, BackendError, Presence
+from app.backends.redis.commands import NO_TOKEN, stream_id, token_hash
+from app.backends.redis.rooms import RoomState
+from app.backends.redis.writer import Args, Writer
+from app.core.protocol import join_event, leave_event
+
+logger = logging.getLogger("chatroom.redis")
+
+
+class RedisPresence(Presence):
+    def __init__(self, backend: Backend, writer: Writer, rooms: dict[str, RoomState], node: str) -> None:
+        super().__init__(backend)
+        self._writer = writer
+        self._rooms = rooms  # the rooms this process reads, shared with the backend's reader
+        self._node = node.encode()
+        self._claims: dict[str, dict[str, str]] = {}  # names held here: room -> key -> name
+
+    def holds(self, room: str, key: str) -> bool:
+        """Whether this process holds the name `key` in `room`."""
+        return key in self._claims.get(room, {})
+
+    async def claim(self, room: str, key: str, name: str, token: str | None = None) -> bool:
+        claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), token_hash(token)))
+        try:
+            taken = bool(await asyncio.shield(claimed))
+        except asyncio.CancelledError:
+            # The newcomer is gone, but its claim may yet succeed: let the name go if so.
+            claimed.add_done_callback(lambda done: self._undo_claim(done, room, key, name))
+            raise
+        if taken:
+            self._claims.setdefault(room, {})[key] = name
+        return taken
+
+    def _undo_claim(self, claimed: asyncio.Future[Any], room: str, key: str, name: str | None) -> None:
+        if not claimed.cancelled() and claimed.exception() is None and claimed.result():
+            self._writer.write(("r", room, key, leave_event(name or claimed.result())), wait=False)
+
+    async def take_over(self, room: str, key: str, token: str, new_token: str) -> str | None:
+        taken = self._writer.write(("o", room, key, token_hash(token), token_hash(new_token)))
+        try:
+            name: str | None = await asyncio.shield(taken)
+        except asyncio.CancelledError:
+            taken.add_done_callback(lambda done: self._undo_claim(done, room, key, None))
+            raise
+        if name is not None:
+            self._claims.setdefault(room, {})[key] = name
+        return name
+
+    def retoken(self, room: str, key: str, token: str) -> None:
+        self._writer.write(("t", room, key, token_hash(token)), wait=False)
+
+    def joined(self, room: str, key: str, name: str) -> None:
+        state = self._rooms.get(room)
+        if state is not None:
+            state.online[key] = name
+            self._backend.deliver_here(room, join_event(name))
+
+    def left(self, room: str, key: str, name: str) -> None:
+        state = self._rooms.get(room)
+        if state is not None:
+            state.online.pop(key, None)
+            self._backend.deliver_here(room, leave_event(name))
+        held = self._claims.get(room)
+        if held is not None:
+            held.pop(key, None)
+            if not held:
+                del self._claims[room]
+        self._writer.write(("r", room, key, leave_event(name)), wait=False)
+
+    def online(self, room: str) -> list[str]:
+        state = self._rooms.get(room)
+        return list(state.online.values()) if state is not None else []
+
+    def online_from(self, room: str, names: dict[bytes, bytes]) -> dict[str, str]:
+        """Who is online, from a copy of `names:ROOM`; this process's own names as it knows them."""
+        ours = self._claims.get(room, {})
+        others: list[tuple[tuple[int, int], str, str]] = []
+        for key, value in names.items():
+            node, entry, name = value.split(b"\n", 2)
+            if node != self._node:
+                others.append((stream_id(entry), key.decode(), name.decode()))
+        online = {key: name for _, key, name in sorted(others) if key not in ours}
+        online.update(ours)
+        return online
+
+    def undo(self, args: Args) -> Args | None:
+        """What to write first in the next batch after `args` failed (see Writer)."""
+        kind, room, key = args[0], str(args[1]), str(args[2]) if len(args) > 2 else ""
+        if kind == "r":
+            return args  # a name must not stay held by nobody
+        if kind == "c" and key not in self._claims.get(room, {}):
+            # The script may have run before the connection broke: let the name go again. (A
+            # name claimed again after a sweep stays claimed: the next heartbeat retries it.)
+            return ("r", room, key, leave_event(str(args[3])))
+        if kind == "o":
+            # It may have run too, and the name be this process's with nobody to hold it; the
+            # name itself is unknown, so the process it came from announces no leave (see
+            # `entry`) and this one lets it go with the leave it was stored with.
+            return ("r", room, key, b"")
+        return None
+
+    # What the reader brings
+
+    def entry(self, state: RoomState, entry: bytes, fields: dict[bytes, bytes]) -> None:
+        """An entry of the room's presence stream: another process's join, leave or move."""
+        if stream_id(entry) <= stream_id(state.presence_at):
+            return
+        state.presence_at = entry
+        if fields[b"o"] == self._node:
+            return  # ours: our clients were told when it happened
+        key = fields[b"k"].decode()
+        if fields[b"t"] == b"move":
+            self._moved(state, key, fields)
+            return
+        if key in self._claims.get(state.name, ()):
+            return  # a name held here: only this process tells its clients about it
+        if fields[b"t"] == b"join":
+            if key in state.online:
+                return
+            state.online[key] = fields[b"n"].decode()
+        elif state.online.pop(key, None) is None:
+            return
+        self._backend.deliver_here(state.name, fields[b"e"])
+
+    def _moved(self, state: RoomState, key: str, fields: dict[bytes, bytes]) -> None:
+        """A newer connection of the same client, in process `o`, took the name over from its
+        connection in process `f`: nobody left. If that was here, the old connection goes."""
+        if fields[b"f"] == self._node:
+            held = self._claims.get(state.name)
+            if held is not None and held.pop(key, None) is not None and not held:
+                del self._claims[state.name]
+            subscriber = self._backend.subscriber
+            if subscriber is not None:
+                subscriber.evict(state.name, key)
+        if key not in state.online:
+            # Its old connection had left here meanwhile, and that was told: it is back.
+            name = fields[b"n"].decode()
+            state.online[key] = name
+            self._backend.deliver_here(state.name, join_event(name))
+
+    def refresh(self, state: RoomState, names: dict[bytes, bytes], latest: bytes | None) -> None:
+        """After a reconnection: who is online now, from a copy of `names:ROOM` and the newest
+        entry of the presence stream. This process's clients hear what changed meanwhile."""
+        online = self.online_from(state.name, names)
+        for key, name in list(state.online.items()):
+            if key not in online:
+                state.online.pop(key)
+                self._backend.deliver_here(state.name, leave_event(name))
+        for key, name in online.items():
+            if key not in state.online:
+                state.online[key] = name
+                self._backend.deliver_here(state.name, join_event(name))
+        state.online = online
+        if latest is not None:
+            state.presence_at = latest
+
+    @property
+    def claims_any(self) -> bool:
+        return bool(self._claims)
+
+    async def claim_again(self) -> None:
+        """Another process took this one for dead and announced its users' leaves: claim
+        their names again (its own clients were never told they left)."""
+        logger.warning("this process's presence had expired in Redis; claiming its names again")
+        for room, held in list(self._claims.items()):
+            for key, name in list(held.items()):
+                # The token of the connection holding it is not kept here: until that
+                # connection's successor comes, nobody may take the name over.
+                claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), NO_TOKEN))
+                try:
+                    if not await claimed:
+                        logger.warning("%r in room %r was taken meanwhile by another process", name, room)
+                except BackendError:
+                    return  # Redis is out of reach again: the next heartbeat tries again

@@ -1,0 +1,242 @@
+"""`Room`: the members of one room in this process, and the events on their way to them.
+
+Fan-out is batched: every event a room receives during a turn of the event loop is joined
+into frames (serialised once, under MAX_BATCH each) at the end of that turn (app/core/turn.py)
+and handed to each member once. The room is also the pace of its senders: a member far
+behind holds them up until it catches up, or is found to have stopped reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from app.core.protocol import CloseCode, frames_of, welcome_event
+
+if TYPE_CHECKING:
+    from app.core.member import Member, SinkMember
+    from app.core.messages import Message
+    from app.core.turn import Turn
+
+PRESENCE_DELAY = 0.1  # seconds a join or leave may wait to share a frame with others
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """A resuming member's welcome is waiting for history: the messages after `after`, up to
+    `upto` (what the room had when the member came), and who was online then."""
+
+    after: int
+    upto: int
+    online: list[str]
+
+
+class Room:
+    def __init__(
+        self, name: str, epoch: str, recent_size: int, turn: Turn, left: Callable[[Room, Member], None]
+    ) -> None:
+        self.name = name
+        self.epoch = epoch
+        self._turn = turn
+        self._left = left  # told of each member that leaves (not of one whose name was handed over)
+        # Everyone holding a name here, in the order they came; `_receivers` get every frame
+        # (a newcomer joins them once the events its welcome covers have gone out).
+        self.members: dict[str, Member] = {}
+        self._receivers: dict[str, Member] = {}
+        self.recent_size = recent_size
+        self.recent: deque[Message] = deque(maxlen=recent_size)
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()  # subscribed to the backend
+        self.waiting = 0  # joins that keep the room open while they wait for something
+        self._events: list[bytes] = []
+        self._messages: list[Message] = []
+        # Welcomed while events were pending: (member, how many of them its welcome covers).
+        self._newcomers: list[tuple[Member, int]] = []
+        self._events_due = False  # pending events go out at the end of this turn
+        self._scheduled = False  # the turn's end will call `send`
+        self._presence_timer: asyncio.TimerHandle | None = None
+        self._woken: list[SinkMember] = []  # members whose own frames wait for their sink
+        self._closing: tuple[int, str] | None = None  # close everyone after the next send
+        # Members far behind (Member.behind): senders wait until they catch up (`pace`).
+        self._behind: set[Member] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    @property
+    def empty(self) -> bool:
+        return not self.members and not self.waiting
+
+    def post(self, event: bytes, message: Message | None) -> None:
+        """Queue an event for every member.
+
+        A chat message goes out at the end of this turn. Presence waits up to PRESENCE_DELAY
+        for company: when hundreds connect at once, each member gets a few frames of joins
+        instead of one frame per join. Events never overtake each other.
+        """
+        self._events.append(event)
+        if message is not None:
+            self._messages.append(message)
+            self._events_are_due()
+        elif not self._events_due and self._presence_timer is None:
+            self._presence_timer = asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._events_are_due)
+
+    def _events_are_due(self) -> None:
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+        self._events_due = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._turn.schedule(self)
+
+    def send(self) -> None:
+        """Send the pending events, then close whom `close_all` said, then write what members
+        with a sink have of their own; at the end of the turn."""
+        self._scheduled = False
+        if self._events_due:
+            self.flush()
+        if self._closing is not None:
+            for member in list(self.members.values()):
+                member.close(*self._closing)
+        woken, self._woken = self._woken, []
+        for member in woken:
+            member.woken = False
+            member.drain()
+
+    def flush(self) -> None:
+        """Send every pending event to every receiving member, each frame serialised once."""
+        self._events_due = False
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+        events, self._events = self._events, []
+        if self._messages:
+            self.recent.extend(self._messages)
+            self._messages = []
+        if events:
+            receivers = tuple(self._receivers.values())
+            for frame in frames_of(events):
+                for member in receivers:
+                    member.deliver(frame)
+        if self._newcomers:
+            for member, covered in self._newcomers:
+                if self.members.get(member.key) is member:
+                    for frame in frames_of(events[covered:]) if covered < len(events) else ():
+                        member.deliver(frame)
+                    self._receivers[member.key] = member
+            self._newcomers = []
+
+    def close_all(self, code: int, reason: str) -> list[Member]:
+        """Close every member once the events already posted have reached them."""
+        self._closing = (code, reason)
+        self._events_are_due()
+        return list(self.members.values())
+
+    def stop(self) -> None:
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+
+    # Members
+
+    def admit(
+        self, member: Member, online: list[str], since: int | None, replay_limit: int, stale: bool = False
+    ) -> Resume | None:
+        """Make `member` a member and queue its welcome, which covers the pending events.
+
+        Without `since`, the welcome holds the latest messages (with `gap` set if the member
+        resumes from a `stale` epoch). With it, the messages after `since`: when this room's
+        recent messages do not reach back that far, the member is held and a `Resume`
+        returned, saying what the hub must read from the backend. `online` is who is in the
+        room, in every process.
+        """
+        self.members[member.key] = member
+        known = [*self.recent, *self._messages]
+        if since is None:
+            member.push(self.welcome(member, online, known[-self.recent_size :], gap=True if stale else None))
+        elif not known or known[0].id <= since or len(self.recent) < self.recent_size:
+            # Everything after `since` is here: the backend had no more when we subscribed.
+            newer = [message for message in known if message.id > since]
+            member.push(self.welcome(member, online, newer[-replay_limit:], gap=len(newer) > replay_limit))
+            since = None
+        else:
+            member.hold()
+        if self._events:
+            self._newcomers.append((member, len(self._events)))
+        else:
+            self._receivers[member.key] = member
+        return None if since is None else Resume(since, known[-1].id, online)
+
+    def welcome(self, member: Member, online: list[str], history: list[Message], gap: bool | None = None) -> bytes:
+        history_json = [message.json for message in history]
+        return welcome_event(member.name, self.name, self.epoch, member.token, online, history_json, gap)
+
+    def hand_over(self, holder: Member) -> None:
+        """`holder`'s name passes to a newer connection of the same client, admitted next in
+        its place among the members: the others are told nothing, as nobody left."""
+        self.caught_up(holder)
+        if self._receivers.get(holder.key) is holder:
+            del self._receivers[holder.key]
+        self._newcomers = [(member, count) for member, count in self._newcomers if member is not holder]
+
+    def remove(self, member: Member) -> bool:
+        """Take the member out; False if it was not a member (already gone, or handed over)."""
+        self.caught_up(member)
+        if self.members.get(member.key) is not member:
+            return False
+        del self.members[member.key]
+        if self._receivers.get(member.key) is member:
+            del self._receivers[member.key]
+        return True
+
+    # What members tell their room (app.core.member.Owner)
+
+    def wake(self, member: SinkMember) -> None:
+        if not member.woken:
+            member.woken = True
+            self._woken.append(member)
+            self._schedule()
+
+    def fell_behind(self, member: Member) -> None:
+        self._behind.add(member)
+        self._flowing.clear()
+
+    def caught_up(self, member: Member) -> None:
+        self._behind.discard(member)
+        if not self._behind:
+            self._flowing.set()
+
+    def leave(self, member: Member) -> None:
+        if self.remove(member):
+            self._left(self, member)
+
+    # Pacing
+
+    @property
+    def holds_senders(self) -> bool:
+        """Whether a member is so far behind that senders should wait for it."""
+        return bool(self._behind)
+
+    async def pace(self, stall_timeout: float) -> None:
+        """Wait until no member is far behind.
+
+        A member that falls behind because the server is busy, or because it reads slowly,
+        slows the senders down to its pace; one whose socket took nothing for
+        `stall_timeout` has stopped reading and is closed, so the room goes on without it.
+        """
+        loop = asyncio.get_running_loop()
+        while self._behind:
+            try:
+                async with asyncio.timeout(stall_timeout):
+                    await self._flowing.wait()
+            except TimeoutError:
+                now = loop.time()
+                for member in tuple(self._behind):
+                    if member.stalled(now):
+                        member.close(CloseCode.TRY_AGAIN_LATER, "Too slow: stopped reading")

@@ -1,0 +1,268 @@
+"""The SQLite backend: durability, grouped commits, retention, migrations, constant-time welcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.backends.base import BackendError
+from app.backends.sqlite import SQLiteBackend
+from app.backends.sqlite.schema import VERSION, migrate, version_of
+from app.core.messages import Message
+from app.settings import Settings
+from tests.support.subscriber import Delivered
+
+pytestmark = pytest.mark.anyio
+
+
+async def open_backend(path: Path, **overrides: Any) -> tuple[SQLiteBackend, Delivered]:
+    backend = SQLiteBackend(f"sqlite:///{path}", Settings(**overrides))
+    delivered = Delivered()
+    await backend.start(delivered)
+    return backend, delivered
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[tuple[SQLiteBackend, Delivered]]:
+    backend, delivered = await open_backend(tmp_path / "chat.db")
+    yield backend, delivered
+    await backend.stop()
+
+
+async def test_a_message_is_delivered_only_once_committed(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    seen_on_disk: list[bool] = []
+
+    def on_disk(message: Message) -> None:  # another connection must already see it, committed
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            found = db.execute(
+                "SELECT text FROM messages WHERE room = ? AND id = ?", (message.room, message.id)
+            ).fetchone()
+        seen_on_disk.append(found == (message.text,))
+
+    store = SQLiteBackend(f"sqlite:///{path}", Settings())
+    await store.start(Delivered(on_message=on_disk))
+    await store.subscribe("den")
+    await asyncio.gather(*(store.publish("den", "ann", f"m{number}") for number in range(20)))
+    assert seen_on_disk == [True] * 20
+    await store.stop()
+
+
+async def test_a_message_that_could_not_be_stored_is_not_delivered(
+    backend: tuple[SQLiteBackend, Delivered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, delivered = backend
+    await store.subscribe("den")
+
+    def broken_disk(messages: list[Message]) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "_insert", broken_disk)
+    with pytest.raises(BackendError, match="disk I/O error"):
+        await store.publish("den", "ann", "lost?")
+    assert delivered.messages() == []
+
+
+async def test_commits_are_grouped(backend: tuple[SQLiteBackend, Delivered], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, delivered = backend
+    await store.subscribe("den")
+    commits: list[int] = []
+    insert = store._insert
+
+    def counting_insert(messages: list[Message]) -> None:
+        commits.append(len(messages))
+        insert(messages)
+
+    monkeypatch.setattr(store, "_insert", counting_insert)
+    stored = [store.publish("den", "ann", f"m{number}") for number in range(500)]
+    await asyncio.gather(*stored)
+    assert sum(commits) == 500
+    assert commits == [500]  # published in one turn of the event loop: one transaction
+    assert [message.text for message in delivered.messages()] == [f"m{number}" for number in range(500)]
+
+
+async def test_ids_keep_increasing_across_restarts_and_per_room(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    first, _ = await open_backend(path)
+    for room in ("a", "b"):
+        await first.subscribe(room)
+    ids = [(await first.publish(room, "ann", "x")).id for room in ("a", "a", "b")]
+    await first.stop()
+    second, _ = await open_backend(path)
+    recent = await second.subscribe("a")
+    await second.subscribe("b")
+    assert [message.id for message in recent] == [1, 2]
+    assert ids == [1, 2, 1]
+    assert (await second.publish("a", "ann", "y")).id == 3
+    assert (await second.publish("b", "ann", "y")).id == 2
+    assert first.epoch == second.epoch
+    await second.stop()
+
+
+async def test_ids_keep_increasing_even_when_retention_deleted_everything(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    store, _ = await open_backend(path, retention_days=1)
+    await store.subscribe("den")
+    for _ in range(3):
+        await store.publish("den", "ann", "old")
+    await store.stop()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE messages SET ts = ts - 2 * 86400000")  # two days ago
+    store, _ = await open_backend(path, retention_days=1)
+    assert await store.enforce_retention() == 3
+    assert await store.subscribe("den") == []
+    assert (await store.publish("den", "ann", "new")).id == 4
+    await store.stop()
+
+
+async def test_retention_keeps_the_latest_messages_of_each_room(backend: tuple[SQLiteBackend, Delivered]) -> None:
+    store, _ = backend
+    for room in ("a", "b"):
+        await store.subscribe(room)
+        for number in range(20):
+            await store.publish(room, "ann", f"{room}{number}")
+    store.settings = Settings(retention_messages=5)
+    assert await store.enforce_retention() == 30
+    for room in ("a", "b"):
+        messages, more = await store.history(room, None, 100)
+        assert [message.text for message in messages] == [f"{room}{number}" for number in range(15, 20)]
+        assert more is False
+
+
+async def test_retention_runs_by_itself_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "chat.db"
+    store, _ = await open_backend(path)
+    await store.subscribe("den")
+    for number in range(10):
+        await store.publish("den", "ann", str(number))
+    await store.stop()
+    passed = asyncio.Event()
+    enforce = SQLiteBackend.enforce_retention
+
+    async def observed(self: SQLiteBackend) -> int:
+        deleted = await enforce(self)
+        passed.set()
+        return deleted
+
+    monkeypatch.setattr(SQLiteBackend, "enforce_retention", observed)
+    store, _ = await open_backend(path, retention_messages=4)  # the first pass runs at start
+    await asyncio.wait_for(passed.wait(), 10)
+    messages, _ = await store.history("den", None, 100)
+    assert [message.text for message in messages] == ["6", "7", "8", "9"]
+    await store.stop()
+
+
+async def test_a_database_of_an_older_schema_is_migrated_on_start(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        migrate(db, target=1)  # as the first release left it
+        db.executemany(
+            "INSERT INTO messages (room, id, name, text, ts) VALUES (?, ?, ?, ?, ?)",
+            [("den", number, "ann", f"v1 {number}", 1_700_000_000_000 + number) for number in range(1, 6)],
+        )
+        assert version_of(db) == 1
+    db.close()
+    store, _ = await open_backend(path)
+    recent = await store.subscribe("den")
+    assert [message.text for message in recent] == [f"v1 {number}" for number in range(1, 6)]
+    assert (await store.publish("den", "ann", "v2")).id == 6
+    await store.stop()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert version_of(db) == VERSION
+        assert db.execute("SELECT last_id FROM rooms WHERE name = 'den'").fetchone() == (5,)  # as migrated
+    store, _ = await open_backend(path)
+    await store.subscribe("den")
+    assert (await store.publish("den", "ann", "again")).id == 7
+    await store.stop()
+
+
+async def test_a_newer_schema_than_known_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {VERSION + 1}")
+    db.close()
+    with pytest.raises(RuntimeError, match="upgrade chatroom"):
+        await open_backend(path)
+
+
+async def test_a_second_server_on_the_same_database_is_refused(backend: tuple[SQLiteBackend, Delivered]) -> None:
+    store, _ = backend
+    with pytest.raises(RuntimeError, match="in use by another chatroom process"):
+        await open_backend(store.path)
+
+
+def test_the_queries_use_the_primary_key_not_a_scan(tmp_path: Path) -> None:
+    """The welcome of a cold room, a page and a resume each read one index range."""
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        migrate(db)
+        queries = [
+            "SELECT id, name, text, ts FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?",
+            "SELECT id, name, text, ts FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            "SELECT id, name, text, ts FROM messages WHERE room = ? AND id > ? AND id <= ? ORDER BY id DESC LIMIT ?",
+        ]
+        for query in queries:
+            plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", (1,) * query.count("?")))
+            assert "SEARCH messages USING PRIMARY KEY" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan  # already in order: no sort
+    db.close()
+
+
+async def test_a_cold_welcome_reads_the_latest_of_a_large_room(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        migrate(db)
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO messages (room, id, name, text, ts) VALUES (?, ?, ?, ?, ?)",
+            (("big", number, "ann", f"m{number}", number) for number in range(1, 200_001)),
+        )
+        db.execute("INSERT INTO rooms (name, last_id) VALUES ('big', 200000), ('small', 0)")
+        db.execute("COMMIT")
+    db.close()
+    store, _ = await open_backend(path)
+    recent = await store.subscribe("big")
+    assert [message.id for message in recent] == list(range(199_901, 200_001))
+    assert await store.subscribe("small") == []
+    await store.stop()
+
+
+async def test_publishing_without_subscribing_is_a_programming_error(backend: tuple[SQLiteBackend, Delivered]) -> None:
+    store, _ = backend
+    with pytest.raises(KeyError):
+        store.publish("nowhere", "ann", "hello")
+
+
+async def test_checkpoints_run_off_the_event_loop_and_keep_the_log_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.backends.sqlite.backend.CHECKPOINT_INTERVAL", 0.01)
+    checkpointed = asyncio.Event()
+    threads: list[str] = []
+    checkpoint = SQLiteBackend._checkpoint
+
+    def observed(self: SQLiteBackend) -> None:
+        checkpoint(self)
+        threads.append(threading.current_thread().name)
+        self_loop.call_soon_threadsafe(checkpointed.set)
+
+    self_loop = asyncio.get_running_loop()
+    monkeypatch.setattr(SQLiteBackend, "_checkpoint", observed)
+    store, _ = await open_backend(tmp_path / "chat.db")
+    await store.subscribe("den")
+    for number in range(200):
+        await store.publish("den", "ann", f"m{number}")
+    await asyncio.wait_for(checkpointed.wait(), 10)
+    assert threads
+    assert all(name != threading.main_thread().name for name in threads)
+    with contextlib.closing(sqlite3.connect(tmp_path / "chat.db")) as db:
+        _, log, done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert log == done  # everything in the log is in the database too
+    await store.stop()

@@ -1,0 +1,263 @@
+"""The model of every frame a client can send, and of the answer docs/protocol.md gives it.
+
+Whatever a client sends, it gets the answer docs/protocol.md gives (an `error` event with the
+documented code, its message's echo, or a documented close code), and the others in its
+room receive nothing but valid events. The expected answer comes from `expected`, written
+from docs/protocol.md with Python's own JSON parser, not from the server's code; the
+strategies make frames of every shape for hypothesis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+from app.core.protocol import CloseCode, ErrorCode
+
+MAX_BYTES = 4096  # CHAT_MAX_MESSAGE_BYTES, the default
+
+# What a frame can be: text (str), or the raw bytes of a text frame (which may not be UTF-8),
+# or a binary frame.
+Frame = str | bytes
+
+
+@dataclass(frozen=True)
+class Binary:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RawText:
+    """A text frame sent as these bytes, UTF-8 or not."""
+
+    data: bytes
+
+
+Sent = str | RawText | Binary
+
+
+# The answers a frame may get.
+@dataclass(frozen=True)
+class Echo:
+    text: str
+
+
+@dataclass(frozen=True)
+class Error:
+    code: ErrorCode
+
+
+@dataclass(frozen=True)
+class Close:
+    code: CloseCode
+
+
+Answer = Echo | Error | Close
+
+
+class NotJSON(Exception):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise NotJSON(f"{name} is not JSON")
+
+
+def _number(text: str) -> float | int:
+    if not any(char in text for char in ".eE"):
+        integer = int(text)
+        if -(2**63) <= integer < 2**64:
+            return integer
+    value = float(text)  # larger integers are read as doubles
+    if math.isinf(value):
+        raise NotJSON("a number beyond a double")  # docs/protocol.md: bad_json
+    return value
+
+
+def _no_surrogates(value: Any) -> None:
+    pending = [value]  # a list, not recursion: values nest up to 1024 deep
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= char <= "\udfff" for char in item):
+                raise NotJSON("a lone surrogate")  # docs/protocol.md: bad_json
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+
+
+def _depth(text: str) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def reference_parse(text: str) -> Any:
+    """The frame's JSON value as docs/protocol.md defines JSON, or `NotJSON`."""
+    if _depth(text) > 1024:
+        raise NotJSON("nesting deeper than 1024")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + 2000)  # json's parser recurses once a level: let it reach 1024
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_number, parse_int=_number)
+    except ValueError as exc:  # JSONDecodeError is a ValueError
+        raise NotJSON(str(exc)) from None
+    finally:
+        sys.setrecursionlimit(limit)
+    _no_surrogates(value)
+    return value
+
+
+def expected(sent: Sent) -> Answer:
+    """The answer docs/protocol.md gives for a frame."""
+    if isinstance(sent, Binary):
+        return Close(CloseCode.UNSUPPORTED_DATA)
+    if isinstance(sent, RawText):
+        if len(sent.data) > MAX_BYTES:
+            return Close(CloseCode.MESSAGE_TOO_BIG)
+        try:
+            sent = sent.data.decode()
+        except UnicodeDecodeError:
+            return Close(CloseCode.INVALID_DATA)
+    if len(sent.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        return Close(CloseCode.MESSAGE_TOO_BIG)
+    try:
+        event = reference_parse(sent)
+    except NotJSON:
+        return Error(ErrorCode.BAD_JSON)
+    if not isinstance(event, dict):
+        return Error(ErrorCode.BAD_EVENT)
+    kind = event.get("type")
+    if kind == "message":
+        text = event.get("text")
+        if not isinstance(text, str):
+            return Error(ErrorCode.BAD_EVENT)
+        return Echo(text) if text.strip() else Error(ErrorCode.EMPTY_TEXT)
+    return Error(ErrorCode.UNKNOWN_TYPE if isinstance(kind, str) else ErrorCode.BAD_EVENT)
+
+
+# Strategies: what a client may send.
+
+odd_text = st.text(
+    st.characters(codec=None)  # every code point but lone surrogates...
+    | st.characters(categories=["Cs"])  # ...and those too
+    | st.sampled_from("\u202e\u2066\u200b\u200d\ufeff\u0000\u001f\u2028\u3000\ufffd\U0010ffff"),
+    max_size=40,
+)
+huge_numbers = (
+    st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([2**63, 2**64, -(2**63) - 1, 10**308, 10**309])
+)
+leaves = st.none() | st.booleans() | huge_numbers | odd_text
+json_values = st.recursive(
+    leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4), max_leaves=12
+)
+field = st.sampled_from(["message", "error", "welcome", "join", "Message", "message ", ""]) | json_values
+events = st.fixed_dictionaries(
+    {},
+    optional={"type": field, "text": field | odd_text, "id": json_values, "name": json_values, "room": json_values},
+)
+
+
+def dumps(value: Any, ascii_only: bool) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=ascii_only)
+    except (
+        ValueError
+    ):  # integers too long for str(): https://docs.python.org/3/library/stdtypes.html#int-max-str-digits
+        return "0"
+
+
+@st.composite
+def serialised(draw: st.DrawFn, values: st.SearchStrategy[Any]) -> str:
+    return dumps(draw(values), draw(st.booleans()))
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> str:
+    """A valid message with a few characters deleted, replaced or inserted."""
+    text = json.dumps({"type": "message", "text": draw(odd_text) or "hi"}, ensure_ascii=draw(st.booleans()))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(text)))
+        text = (
+            text[:at]
+            + draw(st.sampled_from(["", '"', "\\", "{", "}", ",", ":", "\\u", "\ud800", "\n"]))
+            + text[at + 1 :]
+        )
+    return text
+
+
+def nested(depth: int, kind: str) -> str:
+    if kind == "array":
+        return "[" * depth + "]" * depth
+    if kind == "object":
+        return '{"a":' * depth + "1" + "}" * depth
+    return '{"type":"message","text":' + "[" * depth + '"x"' + "]" * depth + "}"
+
+
+deep = st.builds(
+    nested, st.integers(1, 1100) | st.just(1024) | st.just(1025), st.sampled_from(["array", "object", "text"])
+)
+huge = st.builds(
+    lambda n: json.dumps({"type": "message", "text": "x" * n}), st.integers(MAX_BYTES - 40, MAX_BYTES + 10)
+)
+text_frames = (
+    serialised(events)
+    | serialised(json_values)
+    | mutated()
+    | deep
+    | huge
+    | st.text(max_size=60)
+    | odd_text
+    | st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "\ufeff{}", "{}", "null", " ", ""])
+)
+raw_frames = st.builds(RawText, st.binary(max_size=50)) | st.builds(
+    RawText, st.sampled_from([b"\xed\xa0\x80", b'{"type":"message","text":"\xed\xa0\x80"}', b"\xff", b"\xc0\xaf"])
+)
+frames: st.SearchStrategy[Sent] = text_frames | raw_frames | st.builds(Binary, st.binary(max_size=20))
+
+
+# What the others may receive.
+
+
+def check_event(event: Any, room: str) -> None:
+    """Fail unless `event` is a valid event of docs/protocol.md for someone else in `room`."""
+    assert isinstance(event, dict), event
+    kind = event["type"]
+    if kind == "message":
+        assert event.keys() == {"type", "id", "room", "name", "text", "ts"}, event
+        assert type(event["id"]) is int
+        assert type(event["ts"]) is int
+        assert event["room"] == room
+        assert isinstance(event["name"], str)
+        assert isinstance(event["text"], str)
+        assert event["text"].strip()
+        event["text"].encode()  # real text: no lone surrogates
+    elif kind in ("join", "leave"):
+        assert event.keys() == {"type", "name"}, event
+        assert isinstance(event["name"], str)
+    else:
+        raise AssertionError(f"an observer received {event!r}")

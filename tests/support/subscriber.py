@@ -1,0 +1,45 @@
+"""`Delivered`: a backend's subscriber for tests, recording what it delivers as a hub would receive it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from app.core.messages import Message
+
+
+class Delivered:
+    """What a backend delivers (`app.backends.base.Subscriber`); waits for what a test expects."""
+
+    def __init__(self, on_message: Callable[[Message], None] | None = None) -> None:
+        self.events: list[tuple[str, bytes, Message | None]] = []
+        self.evicted: list[tuple[str, str]] = []  # names taken over by another process
+        self.arrived = asyncio.Condition()
+        self._on_message = on_message
+
+    def deliver(self, room: str, event: bytes, message: Message | None) -> None:
+        if message is not None and self._on_message is not None:
+            self._on_message(message)
+        self.events.append((room, event, message))
+        self._notify()
+
+    def evict(self, room: str, key: str) -> None:
+        self.evicted.append((room, key))
+        self._notify()
+
+    def _notify(self) -> None:
+        async def notify() -> None:
+            async with self.arrived:
+                self.arrived.notify_all()
+
+        asyncio.get_running_loop().create_task(notify())
+
+    def messages(self, room: str | None = None) -> list[Message]:
+        return [message for name, _, message in self.events if message is not None and room in (None, name)]
+
+    def presence(self, room: str) -> list[bytes]:
+        return [event for name, event, message in self.events if message is None and name == room]
+
+    async def wait_for(self, predicate: Callable[[Delivered], bool], timeout: float = 5) -> None:
+        async with asyncio.timeout(timeout), self.arrived:
+            await self.arrived.wait_for(lambda: predicate(self))

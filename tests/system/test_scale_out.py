@@ -1,0 +1,201 @@
+"""Several real server processes on one real Redis, over TLS: workers, Redis dying, a server dying."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from app.core.protocol import CloseCode
+from bench.server import free_port
+from tests.support.certificates import Certificates
+from tests.support.redis_server import DURABLE, running_redis
+from tests.support.servers import (
+    Event,
+    Peer,
+    Server,
+    chatroom_command,
+    client_context,
+    open_peer,
+    run_server,
+    uvicorn_command,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def open_named(server: Server, name: str, cafile: Path, room: str = "lobby") -> Peer:
+    return await open_peer(server, f"name={name}&room={room}", cafile)
+
+
+def health(server: Server, cafile: Path) -> int:
+    context = ssl.create_default_context(cafile=str(cafile))
+    try:
+        with urllib.request.urlopen(f"{server.origin}/healthz", context=context, timeout=5) as answer:  # noqa: S310
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+async def wait_for_health(server: Server, cafile: Path, status: int, timeout: float = 15) -> None:
+    async with asyncio.timeout(timeout):
+        # Another process's state: nothing to await but its answers.
+        while await asyncio.to_thread(health, server, cafile) != status:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+
+@contextlib.contextmanager
+def redis_chat_server(certificates: Certificates, tmp_path: Path, redis_url: str, **env: str) -> Iterator[Server]:
+    """`uvicorn app.main:app` on Redis, as the README runs it, on a free port."""
+    port = free_port()
+    variables = {"CHAT_BACKEND_URL": redis_url, "CHAT_RATE_LIMIT": "0", **env}
+    with run_server(
+        uvicorn_command(port, certificates.cert, certificates.key), port, tmp_path, env=variables
+    ) as server:
+        yield server
+
+
+def worker_of(server: Server) -> dict[int, int]:
+    """How many WebSocket connections each worker process of `server` holds."""
+    held: dict[int, int] = {}
+    for worker in psutil.Process(server.process.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            connections = worker.net_connections(kind="tcp")
+            held[worker.pid] = sum(
+                1 for c in connections if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == server.port
+            )
+    return held
+
+
+async def test_two_workers_behave_as_one_chat(tmp_path: Path, redis_url: str) -> None:
+    port = free_port()
+    certs = tmp_path / "certs"
+    command = chatroom_command(port, certs / "cert.pem", certs / "key.pem", "--workers", "2", "--backend", redis_url)
+    with run_server(command, port, tmp_path, env={"CHAT_RATE_LIMIT": "0"}) as server:
+        cafile = certs / "cert.pem"
+        peers: list[Peer] = []
+        # The kernel hands connections to whichever worker accepts first: connect until both have some.
+        while len(peers) < 2 or sum(1 for count in worker_of(server).values() if count) < 2:
+            assert len(peers) < 40, f"every connection went to one worker: {worker_of(server)}"
+            peers.append(await open_named(server, f"p{len(peers)}", cafile))
+        names = [peer.name for peer in peers]
+        assert peers[-1].welcome["online"] == names  # everyone, whichever worker holds them, in order
+        for peer in peers:
+            await peer.say(f"from {peer.name}")
+        for peer in peers:
+            while len(peer.messages()) < len(peers):
+                await peer.next()
+        orders = [[(event["id"], event["text"]) for event in peer.messages()] for peer in peers]
+        assert all(order == orders[0] for order in orders)  # each message once, in one order, everywhere
+        assert sorted(text for _, text in orders[0]) == sorted(f"from {name}" for name in names)
+        for peer in peers:  # the joins of those who came later, each once
+            joins = [event["name"] for event in peer.seen if event["type"] == "join"]
+            assert joins == names[names.index(peer.name) + 1 :]
+        twin = await connect(server.url("name=P0"), ssl=client_context(cafile), open_timeout=10)
+        await asyncio.wait_for(twin.wait_closed(), 10)
+        assert twin.close_code == CloseCode.NAME_TAKEN
+        for peer in peers:
+            await peer.connection.close()
+
+
+async def test_a_server_killed_with_9_has_its_users_leave_for_the_others(
+    certificates: Certificates, tmp_path: Path, redis_url: str
+) -> None:
+    ttl = {"CHAT_PRESENCE_TTL": "1"}
+    with (
+        redis_chat_server(certificates, tmp_path, redis_url, **ttl) as doomed,
+        redis_chat_server(certificates, tmp_path, redis_url, **ttl) as lasting,
+    ):
+        ghost = await open_named(doomed, "ghost", certificates.ca)
+        watcher = await open_named(lasting, "watcher", certificates.ca)
+        assert watcher.welcome["online"] == ["ghost", "watcher"]
+        doomed.process.send_signal(signal.SIGKILL)  # no goodbye
+        assert doomed.process.wait(10) == -signal.SIGKILL
+        started = asyncio.get_running_loop().time()
+        assert await watcher.next(timeout=10) == {"type": "leave", "name": "ghost"}
+        # 1 s of presence, then a heartbeat of the other server (every 0.25 s) finds it expired.
+        assert asyncio.get_running_loop().time() - started < 5
+        again = await open_named(lasting, "ghost", certificates.ca)
+        assert again.welcome["online"] == ["watcher", "ghost"]
+        await again.connection.close()
+        await watcher.connection.close()
+        with contextlib.suppress(ConnectionClosed):
+            await ghost.connection.close()
+
+
+async def say_until_stored(peer: Peer, text: str, tries: int = 50) -> tuple[Event, list[Event]]:
+    """Send `text` again and again until its echo comes back; returns the echo and the refusals."""
+    refusals: list[Event] = []
+    for _ in range(tries):
+        await peer.say(text)
+        while True:
+            event = await peer.next(timeout=15)
+            if event["type"] == "message" and event["text"] == text:
+                return event, refusals
+            if event["type"] == "error":
+                assert event["code"] == "not_stored", event
+                refusals.append(event)
+                break
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{text!r} was never stored: {refusals[-3:]}")
+
+
+async def test_redis_killed_and_restarted_mid_conversation_loses_nothing(
+    certificates: Certificates, tmp_path: Path
+) -> None:
+    with (
+        running_redis(tmp_path / "redis", DURABLE) as redis,
+        redis_chat_server(certificates, tmp_path, redis.url) as first,
+        redis_chat_server(certificates, tmp_path, redis.url) as second,
+    ):
+        ann = await open_named(first, "ann", certificates.ca)
+        bob = await open_named(second, "bob", certificates.ca)
+        said: list[str] = []
+        for number in range(20):
+            echo, refusals = await say_until_stored(ann if number % 2 else bob, f"before {number}")
+            assert not refusals
+            said.append(echo["text"])
+
+        redis.kill()  # kill -9, mid-conversation
+        await ann.say("while Redis is gone")
+        refused = await ann.next_of("error", timeout=15)
+        assert refused["code"] == "not_stored"  # told, not dropped in silence
+        await wait_for_health(first, certificates.ca, 503)
+
+        redis.start()  # the same port and folder: it replays its append-only file
+        # Whichever server reconnects first, the other catches up from the last entry it read.
+        for number in range(10):
+            speaker = ann if number % 2 else bob
+            echo, _ = await say_until_stored(speaker, f"after {number}")
+            said.append(echo["text"])
+        for server in (first, second):
+            await wait_for_health(server, certificates.ca, 200)
+        for peer in (ann, bob):
+            while [event["text"] for event in peer.messages()][-1:] != [said[-1]]:
+                await peer.next()
+
+        for peer in (ann, bob):
+            texts = [event["text"] for event in peer.messages()]
+            ids = [event["id"] for event in peer.messages()]
+            assert texts == said  # every stored message once, nothing that was refused
+            assert ids == sorted(set(ids))
+        # Presence went on as if nothing had happened: bob's join, and nobody left.
+        assert [event for event in ann.seen if event["type"] in ("join", "leave")] == [{"type": "join", "name": "bob"}]
+        assert [event for event in bob.seen if event["type"] in ("join", "leave")] == []
+        assert ann.messages() == bob.messages()
+        # The history kept across the crash is exactly what everyone saw.
+        reader = await open_named(second, "reader", certificates.ca)
+        assert reader.welcome["history"] == bob.messages()
+        assert reader.welcome["online"] == ["ann", "bob", "reader"]
+        for peer in (ann, bob, reader):
+            await peer.connection.close()
