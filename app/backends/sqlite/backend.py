@@ -16,41 +16,24 @@ second connection that WAL mode lets read beside the writer.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import IO, Any
 
 from app.backends.base import Backend, BackendError, Subscriber
+from app.backends.sqlite.files import connect, lock_exclusively, path_from_url, transaction
+from app.backends.sqlite.retention import RETENTION_INTERVAL, Retention
 from app.backends.sqlite.schema import migrate
 from app.core.messages import Message, now_ms
 from app.settings import Settings
 
 logger = logging.getLogger("chatroom.sqlite")
 
-# The rooms that have messages, one index seek each (a plain DISTINCT would read every row).
-_EVERY_ROOM = (
-    "WITH RECURSIVE rooms(name) AS (SELECT min(room) FROM messages UNION ALL "
-    "SELECT (SELECT min(room) FROM messages WHERE room > rooms.name) FROM rooms WHERE name IS NOT NULL) "
-    "SELECT name FROM rooms WHERE name IS NOT NULL"
-)
 CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoints, when something was written
-RETENTION_INTERVAL = 60.0  # seconds between two retention passes
-RETENTION_CHUNK = 1000  # rows deleted per transaction: a few milliseconds on the event loop
 
 Row = tuple[int, str, str, int]  # id, name, text, ts
-
-
-def path_from_url(url: str) -> Path:
-    """`sqlite:///relative/file.db` or `sqlite:////absolute/file.db`."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"Expected sqlite:///relative/path.db or sqlite:////absolute/path.db, but got {url!r}")
-    return Path(url[len(prefix) :])
 
 
 class SQLiteBackend(Backend):
@@ -67,13 +50,14 @@ class SQLiteBackend(Backend):
         self._commit: asyncio.Handle | None = None
         self._written = False  # since the last checkpoint
         self._background: list[asyncio.Task[None]] = []
+        self.retention = Retention(self._writer_db, self._wrote)
 
     # Life cycle
 
     async def start(self, subscriber: Subscriber) -> None:
         await super().start(subscriber)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock_exclusively(self.path)
+        self._lock = lock_exclusively(self.path)
         try:
             # Opening may migrate a large database: off the event loop.
             self._write_db, self.epoch = await self._read(self._open_writer)
@@ -103,7 +87,7 @@ class SQLiteBackend(Backend):
         await super().stop()
 
     def _open_writer(self) -> tuple[sqlite3.Connection, str]:
-        db = _connect(self.path)
+        db = connect(self.path)
         try:
             return db, self._prepare(db)
         except BaseException:
@@ -125,7 +109,7 @@ class SQLiteBackend(Backend):
         return str(epoch)
 
     def _open_reader(self) -> sqlite3.Connection:
-        db = _connect(self.path)
+        db = connect(self.path)
         db.execute("PRAGMA query_only = ON")
         return db
 
@@ -206,7 +190,7 @@ class SQLiteBackend(Backend):
 
     def _insert(self, messages: list[Message]) -> None:
         assert self._write_db is not None
-        with _transaction(self._write_db) as db:
+        with transaction(self._write_db) as db:
             db.executemany(
                 "INSERT INTO messages (room, id, name, text, ts) VALUES (?, ?, ?, ?, ?)",
                 [(message.room, message.id, message.name, message.text, message.ts) for message in messages],
@@ -241,24 +225,8 @@ class SQLiteBackend(Backend):
     # Retention
 
     async def enforce_retention(self) -> int:
-        """Delete what the retention settings no longer keep; returns how many messages went.
-
-        Works in small transactions on the event loop, yielding in between, so commits of
-        new messages never wait long behind it.
-        """
-        assert self._write_db is not None
-        keep = self.settings.retention_messages
-        cutoff = now_ms() - int(self.settings.retention_days * 86_400_000) if self.settings.retention_days else None
-        rooms = [room for (room,) in self._write_db.execute(_EVERY_ROOM).fetchall()]
-        deleted = 0
-        for room in rooms:
-            while True:
-                count = self._delete_some(room, keep, cutoff)
-                deleted += count
-                await asyncio.sleep(0)
-                if count < RETENTION_CHUNK:
-                    break
-        return deleted
+        """Delete what the retention settings no longer keep now; returns how many messages went."""
+        return await self.retention.enforce(self.settings.retention_messages, self.settings.retention_days)
 
     async def _enforce_retention_forever(self) -> None:
         while True:
@@ -272,65 +240,9 @@ class SQLiteBackend(Backend):
                     logger.info("retention: deleted %d messages in %.2f s", deleted, time.monotonic() - started)
             await asyncio.sleep(RETENTION_INTERVAL)
 
-    def _delete_some(self, room: str, keep: int, cutoff: int | None) -> int:
-        """Delete at most RETENTION_CHUNK of `room`'s oldest messages that retention lets go."""
-        assert self._write_db is not None
-        with _transaction(self._write_db) as db:
-            # The newest id may go too (by age): remember it, so ids keep increasing.
-            db.execute(
-                "INSERT INTO rooms (name, last_id) SELECT room, max(id) FROM messages WHERE room = ?1 "
-                "ON CONFLICT (name) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
-                (room,),
-            )
-            deleted = 0
-            if keep:
-                deleted += db.execute(
-                    "DELETE FROM messages WHERE room = ?1 AND id IN (SELECT id FROM messages WHERE room = ?1 "
-                    "AND id <= (SELECT id FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2) "
-                    "ORDER BY id LIMIT ?3)",
-                    (room, keep, RETENTION_CHUNK),
-                ).rowcount
-            if cutoff is not None and deleted < RETENTION_CHUNK:
-                # Ids follow time: the oldest messages by id are the oldest by time, so look
-                # only at the oldest chunk rather than keeping an index on time.
-                deleted += db.execute(
-                    "DELETE FROM messages WHERE room = ?1 AND id IN (SELECT id FROM "
-                    "(SELECT id, ts FROM messages WHERE room = ?1 ORDER BY id LIMIT ?3) WHERE ts < ?2)",
-                    (room, cutoff, RETENTION_CHUNK - deleted),
-                ).rowcount
+    def _writer_db(self) -> sqlite3.Connection:
+        assert self._write_db is not None, "the backend has not started"
+        return self._write_db
+
+    def _wrote(self) -> None:
         self._written = True
-        return deleted
-
-
-class _transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN")
-        return self.db
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    # Autocommit mode: transactions are explicit (BEGIN/COMMIT) and never left open by accident.
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA busy_timeout = 5000")
-    return db
-
-
-def _lock_exclusively(path: Path) -> IO[bytes]:
-    """One server per database: SQLite serves one process here; several need redis://."""
-    lock = open(f"{path}.lock", "wb")  # noqa: SIM115 - held open for the server's lifetime
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise RuntimeError(
-            f"{path} is in use by another chatroom process; one process serves a SQLite database "
-            "(for several workers or hosts use CHAT_BACKEND_URL=redis://...)"
-        ) from None
-    os.set_inheritable(lock.fileno(), False)
-    return lock
