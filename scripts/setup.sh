@@ -32,10 +32,11 @@ need_library() {
     [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
 }
 
-# ensure_venv EXTRAS: a virtual environment in .venv with the project installed (editable),
+# ensure_venv EXTRAS [GROUP]: a virtual environment in .venv with the project installed
+# (editable) with EXTRAS, and the dependency group GROUP (pyproject.toml) if given;
 # reinstalled whenever pyproject.toml changes.
 ensure_venv() {
-    local extras="$1" stamp
+    local extras="$1" group="${2:-}" stamp
     need_packages python3:python3
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -m venv "$VENV" 2>/dev/null || {
@@ -44,10 +45,10 @@ ensure_venv() {
             python3 -m venv "$VENV"
         }
     fi
-    stamp="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) $extras"
+    stamp="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) $extras $group"
     if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$stamp" ]; then
-        "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e "$ROOT$extras"
+        "$VENV/bin/python" -m pip install -q --upgrade pip  # 25.1 or newer installs dependency groups
+        "$VENV/bin/python" -m pip install -q -e "$ROOT$extras" ${group:+--group "$ROOT/pyproject.toml:$group"}
         echo "$stamp" >"$VENV/.installed"
     fi
 }
