@@ -272,3 +272,22 @@ def test_chatroom_refuses_workers_on_a_single_process_backend(tmp_path: Path) ->
     assert result.returncode == 1
     assert "serves one process" in result.stderr
     assert "redis://" in result.stderr
+
+
+@pytest.mark.parametrize("stack", ["chatroom", "uvicorn"])
+async def test_a_binary_frame_from_a_client_alone_in_its_room_closes_it_with_1003_at_once(
+    stack: str, certificates: Certificates, tmp_path: Path
+) -> None:
+    port = free_port()
+    if stack == "chatroom":
+        command = chatroom_command(port, certificates.cert, certificates.key)
+    else:
+        command = uvicorn_command(port, certificates.cert, certificates.key)
+    with run_server(command, port, tmp_path) as server:
+        alone = await open_peer(server, "name=ann&room=attic", certificates.ca)
+        started = asyncio.get_running_loop().time()
+        await alone.connection.send(b"\x00\x01")
+        await asyncio.wait_for(alone.connection.wait_closed(), 10)
+        assert alone.connection.close_code == CloseCode.UNSUPPORTED_DATA
+        # Not cut off when the close timeout (5 s by default) ran out: the close went out at once.
+        assert asyncio.get_running_loop().time() - started < 2
