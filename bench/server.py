@@ -86,13 +86,19 @@ def chatroom(workdir: Path, backend: str, workers: int = 1) -> Iterator[Server]:
         wait_for_port(port, process, workdir / "server.log")
         yield Server(f"wss://127.0.0.1:{port}/ws", cert, psutil.Process(process.pid))
     finally:
+        terminate(process)
+        log.close()
+
+
+def terminate(process: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """SIGTERM, as a service manager would stop the server; SIGKILL if it takes longer than `timeout`."""
+    if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(15)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        log.close()
 
 
 def wait_for_port(port: int, process: subprocess.Popen[Any], log: Path, timeout: float = 30) -> None:

@@ -20,7 +20,7 @@ import asyncio
 import hmac
 import secrets
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.core.protocol import MAX_BATCH, CloseCode
 from app.core.sockets import Connection, ConnectionClosed, Sink
@@ -116,6 +116,10 @@ class Member:
         self._done = False  # nothing more will be written: closed, or cut off
         self._done_waiter: asyncio.Future[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._begin()
+
+    def _begin(self) -> None:
+        """Start writing: the socket is ready for the welcome."""
 
     @property
     def closing(self) -> bool:
@@ -283,21 +287,13 @@ class SinkMember(Member):
 
     __slots__ = ("_sink", "woken")
 
-    def __init__(
-        self,
-        owner: Owner,
-        name: str,
-        key: str,
-        token: str,
-        connection: Connection,
-        cut_off: Callable[[], None],
-        settings: Settings,
-        sink: Sink,
-    ) -> None:
-        super().__init__(owner, name, key, token, connection, cut_off, settings)
+    def __init__(self, *parts: Any, sink: Sink) -> None:
         self._sink = sink
         self.woken = False  # in its room's list of members to write at the end of the turn
-        sink.on_writable(self._socket_writable)
+        super().__init__(*parts)
+
+    def _begin(self) -> None:
+        self._sink.on_writable(self._socket_writable)
 
     def deliver(self, frame: bytes) -> None:
         """Into a sink with nothing waiting before it, the frame is written at once."""
@@ -346,18 +342,8 @@ class TaskMember(Member):
 
     __slots__ = ("_writer",)
 
-    def __init__(
-        self,
-        owner: Owner,
-        name: str,
-        key: str,
-        token: str,
-        connection: Connection,
-        cut_off: Callable[[], None],
-        settings: Settings,
-    ) -> None:
-        super().__init__(owner, name, key, token, connection, cut_off, settings)
-        self._writer = self._loop.create_task(self._write(), name=f"chatroom writer {name}")
+    def _begin(self) -> None:
+        self._writer = self._loop.create_task(self._write(), name=f"chatroom writer {self.name}")
 
     def _close_soon(self) -> None:
         try:
@@ -415,5 +401,5 @@ def new_member(
 ) -> Member:
     """The member for a socket: written through its sink if it has one, else by a task."""
     if sink is not None:
-        return SinkMember(owner, name, key, token, connection, cut_off, settings, sink)
+        return SinkMember(owner, name, key, token, connection, cut_off, settings, sink=sink)
     return TaskMember(owner, name, key, token, connection, cut_off, settings)

@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.server import tree_rss, wait_for_port
+from bench.server import terminate, tree_rss, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHATROOM = Path(sys.executable).parent / "chatroom"
@@ -99,13 +99,7 @@ def run_server(
         wait_for_port(port, process, log, timeout=20)
         yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process)
 
 
 # What `chatroom` runs uvicorn with (README.md): among the rest, bounds on how long a peer may
