@@ -36,7 +36,6 @@ def test_a_name_online_with_an_invisible_character_added_is_refused(client: Test
     assert "U+FE07" in closed.reason
 
 
-@pytest.mark.xfail(reason="names are compared after case folding only", strict=True)
 @pytest.mark.parametrize(
     ("online", "twin"),
     [
@@ -89,7 +88,6 @@ def test_a_room_that_looks_like_another_is_refused_and_opens_no_room(client: Tes
         assert client.get("/api/rooms").json() == {"rooms": [{"room": "lobby", "online": 1}]}
 
 
-@pytest.mark.xfail(reason="names are compared after case folding only", strict=True)
 def test_a_look_alike_is_refused_by_another_process_on_the_same_redis(redis_url: str) -> None:
     with (
         TestClient(app_with(backend_url=redis_url)) as first,
