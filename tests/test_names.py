@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app.backends.memory import MemoryBackend
 from app.hub import Hub, NameTaken
-from app.names import MAX_KEY_ROUNDS, MAX_NAME_LENGTH, InvalidName, clean_name, name_key
+from app.names import MAX_KEY_ROUNDS, MAX_NAME_LENGTH, MAX_RAW_NAME_LENGTH, InvalidName, clean_name, name_key
 from app.settings import Settings
 from tests.conftest import budget
 from tests.fakes import FakeConnection
@@ -29,6 +29,13 @@ letters = st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=8)
 
 
 SKELETONS = icu.SpoofChecker()
+# Unicode's Default_Ignorable_Code_Point, as ICU has it: every one of them, each tried.
+DEFAULT_IGNORABLE = list(icu.UnicodeSet("[:Default_Ignorable_Code_Point:]"))
+# Characters that show nothing by themselves: spaces, marks with nothing to sit on, the
+# blanks Chromium draws without ink, and the default-ignorables.
+SPACES = [chr(code) for code in range(0x110000) if unicodedata.category(chr(code)) == "Zs"]
+MARKS = [chr(code) for code in range(0x300, 0x370) if code != 0x34F] + ["\u20dd", "\u0903", "\u093e", "\u1ab0"]
+nothing_to_see = st.text(st.sampled_from([*SPACES, *MARKS, "\u2800", "\ufffc", *DEFAULT_IGNORABLE[:64]]), min_size=1)
 
 
 def prototype(char: str) -> str:
@@ -78,8 +85,12 @@ def test_any_string_is_refused_or_becomes_a_clean_name(raw: str) -> None:
         return
     assert 1 <= len(name) <= MAX_NAME_LENGTH
     assert name == name.strip()
+    assert "  " not in name
     assert name.isprintable()
     assert unicodedata.is_normalized("NFKC", name)
+    assert not any(char in DEFAULT_IGNORABLE for char in name)
+    assert not unicodedata.category(name[0]).startswith("M")
+    assert any(unicodedata.category(char)[0] in "LNPS" and char not in "\u2800\ufffc" for char in name)
     assert clean_name(name) == name  # cleaning a clean name changes nothing
 
 
@@ -122,15 +133,22 @@ def test_a_capital_that_looks_like_another_letter_is_that_letter() -> None:
 
 
 def test_every_confusable_character_is_one_name_with_what_it_looks_like() -> None:
-    """All of Unicode's confusables, each inside a name: the name and its look-alike share a key."""
-    pairs = confusables()
-    assert len(pairs) > 13_000
-    for char, mapped in pairs:
-        try:
-            name, twin = clean_name(f"x{char}y"), clean_name(f"x{mapped}y")
-        except InvalidName:
-            continue  # not a name at all, so not a look-alike of one
-        assert name_key(name) == name_key(twin), (hex(ord(char)), mapped)
+    """All of Unicode's confusables, each inside a name: whatever looks the same shares a key."""
+    alike: dict[str, list[str]] = {}  # prototype -> it and the characters that look like it
+    for char, mapped in confusables():
+        alike.setdefault(mapped, [mapped]).append(char)
+    assert len(alike) > 12_000
+    names = 0
+    for spellings in alike.values():
+        keys = set()
+        for spelling in spellings:
+            try:
+                keys.add(name_key(clean_name(f"x{spelling}y")))
+            except InvalidName:
+                continue  # not a name at all (a conjoining jamo, a control character), so no look-alike of one
+            names += 1
+        assert len(keys) <= 1, spellings
+    assert names > 15_000
 
 
 confusable = st.deferred(lambda: st.sampled_from(confusables()))
@@ -147,6 +165,70 @@ def test_a_look_alike_anywhere_in_a_name_makes_the_same_name(
     except InvalidName:
         reject()
     assert name_key(name) == name_key(twin)
+
+
+def test_every_default_ignorable_code_point_is_refused_anywhere_in_a_name() -> None:
+    """Variation selectors, zero-width characters, fillers, tags: a name with one is refused."""
+    assert len(DEFAULT_IGNORABLE) > 4000
+    known = "\u00ad\u034f\u115f\u1160\u180b\u200b\u200c\u200d\u2060\u3164\ufe07\ufeff\uffa0\U000e0001\U000e0100"
+    assert set(known) <= set(DEFAULT_IGNORABLE)
+    for char in DEFAULT_IGNORABLE:
+        for raw in (f"{char}ann", f"an{char}n", f"ann{char}", f"Zo\u00eb{char}", f"\u0915\u094d{char}\u0937"):
+            with pytest.raises(InvalidName, match=f"U\\+{ord(char):04X} is invisible"):
+                clean_name(raw)
+
+
+@settings(max_examples=budget(300))
+@given(letters, st.sampled_from(DEFAULT_IGNORABLE), letters, st.integers(min_value=1, max_value=3))
+def test_a_default_ignorable_code_point_makes_a_valid_name_invalid(
+    before: str, char: str, after: str, copies: int
+) -> None:
+    try:
+        clean_name(before + after)
+    except InvalidName:
+        reject()
+    with pytest.raises(InvalidName, match="invisible"):
+        clean_name(before + char * copies + after)
+
+
+@settings(max_examples=budget(300))
+@given(nothing_to_see)
+def test_a_name_with_nothing_to_see_is_refused(raw: str) -> None:
+    with pytest.raises(InvalidName):
+        clean_name(raw)
+
+
+@settings(max_examples=budget(200))
+@given(st.sampled_from(MARKS), letters)
+def test_a_name_may_not_begin_with_a_combining_mark(mark: str, name: str) -> None:
+    try:
+        clean_name(name)
+    except InvalidName:
+        reject()
+    with pytest.raises(InvalidName, match="must not begin with a combining mark"):
+        clean_name(mark + name)
+    try:
+        clean_name(name[0] + mark + name[1:])  # after the first character, marks are welcome
+        refusal = ""
+    except InvalidName as refused:
+        refusal = str(refused)  # but may make it too long, or its context wrong
+    assert "combining mark" not in refusal
+
+
+@settings(max_examples=budget(200))
+@given(letters, st.lists(st.sampled_from(SPACES), min_size=1, max_size=4).map("".join), letters)
+def test_spaces_inside_a_name_become_one_plain_space(before: str, spaces: str, after: str) -> None:
+    try:
+        name = clean_name(f"{before}{spaces}{after}")
+    except InvalidName:
+        reject()
+    assert name == clean_name(f"{before} {after}")
+
+
+def test_a_huge_name_is_refused_before_any_work_on_it() -> None:
+    with pytest.raises(InvalidName, match="at most 24 characters, but has 100000"):
+        clean_name("\u0301" * 100_000)
+    assert clean_name(" " * (MAX_RAW_NAME_LENGTH - 3) + "ann") == "ann"
 
 
 def test_a_key_never_holds_a_newline() -> None:
