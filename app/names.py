@@ -37,6 +37,11 @@ MAX_KEY_ROUNDS = 8
 
 _NICKNAME = get_profile("NicknameCasePreserved")
 _SKELETONS = icu.SpoofChecker()
+_ROOM_SCRIPTS = icu.SpoofChecker()
+_ROOM_SCRIPTS.setChecks(icu.USpoofChecks.RESTRICTION_LEVEL)
+_ROOM_SCRIPTS.setRestrictionLevel(icu.URestrictionLevel.MODERATELY_RESTRICTIVE)
+_NO_SCRIPT = (icu.UScriptCode.COMMON, icu.UScriptCode.INHERITED)
+MAX_REASON_BYTES = 123  # of a close frame's reason
 _INVISIBLE = icu.UnicodeSet("[:Default_Ignorable_Code_Point:]")
 _BLANK = frozenset("\u2800\ufffc")
 _VISIBLE = ("L", "N", "P", "S")  # general categories, by their first letter
@@ -118,12 +123,33 @@ def name_key(name: str) -> str:
 
 
 def clean_room(raw: str) -> str:
-    """Room names follow the name rules and are case-insensitive: `Lobby` is `lobby`.
+    """A room's name as the room is known: the welcome and `/api/rooms` show it.
 
-    A room is known by this form, which the welcome and `/api/rooms` show, so it is the
-    readable NFKC case fold, not a key.
+    A room name follows the name rules and is case-folded (`Lobby` is `lobby`); it is not a
+    key, which would be no name to show (`games` has the skeleton `garnes`). So look-alike
+    rooms are refused instead of folded together: a room name must be at least "moderately
+    restrictive" (UTS #39 section 5.2, ICU's check), one script or Latin with one other
+    that is not Cyrillic or Greek (or Han with Japanese or Korean scripts), and `lobby`
+    with a Cyrillic `о` is refused. A room named wholly in another script stays its own.
     """
-    return unicodedata.normalize("NFKC", clean_name(raw, "room name").casefold())
+    room = clean_name(clean_name(raw, "room name").casefold(), "room name")
+    if _ROOM_SCRIPTS.check(room) & icu.USpoofChecks.RESTRICTION_LEVEL:
+        raise InvalidName(_mixed_scripts(room))
+    return room
+
+
+def _mixed_scripts(room: str) -> str:
+    scripts: list[str] = []
+    for char in room:
+        script = icu.Script.getScript(char)
+        name: str = script.getName().replace("_", " ")
+        if script.getScriptCode() not in _NO_SCRIPT and name not in scripts:
+            scripts.append(name)
+    listed = ", ".join(scripts[:-1]) + " and " + scripts[-1]
+    reason = f"The room name must not mix {listed} letters (UTS #39)"
+    if len(reason.encode()) > MAX_REASON_BYTES:
+        return "The room name must not mix the scripts of its letters (UTS #39)"
+    return reason
 
 
 def guest_name() -> str:

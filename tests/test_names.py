@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from app.backends.memory import MemoryBackend
 from app.hub import Hub, NameTaken
-from app.names import MAX_KEY_ROUNDS, MAX_NAME_LENGTH, MAX_RAW_NAME_LENGTH, InvalidName, clean_name, name_key
+from app.names import (
+    MAX_KEY_ROUNDS,
+    MAX_NAME_LENGTH,
+    MAX_RAW_NAME_LENGTH,
+    InvalidName,
+    clean_name,
+    clean_room,
+    name_key,
+)
 from app.settings import Settings
 from tests.conftest import budget
 from tests.fakes import FakeConnection
@@ -280,6 +288,84 @@ def test_every_character_has_a_stable_key_within_the_rounds_allowed() -> None:
         key = name_key(chr(code))
         assert name_key(key) == key, hex(code)
     assert MAX_KEY_ROUNDS >= 4  # three rounds suffice for every character
+
+
+@settings(max_examples=budget(300))
+@given(any_text | letters)
+def test_a_room_is_known_by_a_readable_name_that_opens_it_again(raw: str) -> None:
+    """The name `/api/rooms` lists is the room's: joining by it finds the same room."""
+    try:
+        room = clean_room(raw)
+    except InvalidName:
+        return
+    assert room == unicodedata.normalize("NFKC", clean_name(raw, "room name").casefold())  # not a key
+    assert clean_room(room) == room
+    assert clean_room(room.upper()) == room or capitals_that_look_like_another_letter() & set(room.upper())
+
+
+def latin_look_alikes() -> dict[str, list[str]]:
+    """ASCII letter -> the Cyrillic and Greek letters the data says look like it."""
+    twins: dict[str, list[str]] = {}
+    for char, mapped in confusables():
+        script = icu.Script.getScript(char).getShortName()
+        if mapped.isascii() and mapped.isalpha() and len(mapped) == 1 and script in ("Cyrl", "Grek"):
+            twins.setdefault(mapped, []).append(char)
+    return twins
+
+
+@settings(max_examples=budget(300))
+@given(st.text(st.characters(min_codepoint=ord("a"), max_codepoint=ord("z")), min_size=2, max_size=12), st.data())
+def test_a_room_name_with_a_cyrillic_or_greek_look_alike_of_a_latin_letter_is_refused(
+    room: str, data: st.DataObject
+) -> None:
+    twins = latin_look_alikes()
+    assume(any(letter in twins for letter in room))
+    index = data.draw(st.sampled_from([i for i, letter in enumerate(room) if letter in twins]))
+    twin = data.draw(st.sampled_from(twins[room[index]]))
+    spoof = room[:index] + twin + room[index + 1 :]
+    assert clean_room(room) == room
+    with pytest.raises(
+        InvalidName, match=r"must not mix (Latin and (Cyrillic|Greek)|(Cyrillic|Greek) and Latin) letters"
+    ):
+        clean_room(spoof)
+
+
+@pytest.mark.parametrize(
+    "room",
+    [
+        "lobby",
+        "клуб",
+        "ελληνικά",
+        "日本語 chat",
+        "한국어 room",
+        "ひらがなカタカナ漢字",
+        "עברית",
+        "c++ & co",
+        "हिंदी dev",
+    ],
+)
+def test_a_room_name_may_be_of_one_script_or_latin_with_one_unlike_it(room: str) -> None:
+    assert clean_room(room) == room
+
+
+@pytest.mark.parametrize(
+    ("room", "scripts"),
+    [
+        ("l\u043ebby", "Latin and Cyrillic"),
+        ("abc \u03b1\u03b2", "Latin and Greek"),
+        ("\u043a\u03b1", "Cyrillic and Greek"),
+    ],
+)
+def test_a_room_name_that_mixes_scripts_which_look_alike_is_refused(room: str, scripts: str) -> None:
+    with pytest.raises(InvalidName, match=f"The room name must not mix {scripts} letters"):
+        clean_room(room)
+
+
+def test_a_refusal_of_many_scripts_still_fits_in_a_close_frame() -> None:
+    room = "\u1401\U00013000\U00014400\U000109a0\U00010b60\U00010a60\u0531\u10d0\u05d0"
+    with pytest.raises(InvalidName, match="The room name must not mix") as refused:
+        clean_room(room)
+    assert len(str(refused.value).encode()) <= 123
 
 
 async def join_twins(name: str, twin: str) -> None:
