@@ -13,7 +13,7 @@ from app.client import Client, ConnectionClosed
 from app.connections import Connections, Slot
 from app.hub import Hub, NameTaken
 from app.origins import origin_allowed
-from app.protocol import BadRequest, CloseCode
+from app.protocol import BadRequest, CloseCode, close_reason
 from app.settings import Settings
 from app.wsprotocol import SINK_EXTENSION
 
@@ -104,9 +104,9 @@ class ChatEndpoint(WebSocketEndpoint):
                 sink=websocket.scope.get("extensions", {}).get(SINK_EXTENSION, {}).get("sink"),
             )
         except BadRequest as exc:
-            await websocket.close(CloseCode.INVALID_NAME, str(exc))
-        except NameTaken as exc:
-            await websocket.close(CloseCode.NAME_TAKEN, str(exc))
+            await websocket.close(CloseCode.INVALID_NAME, close_reason(str(exc)))
+        except NameTaken as exc:  # its reason holds a name and a room: multibyte, it may be long
+            await websocket.close(CloseCode.NAME_TAKEN, close_reason(str(exc)))
         except BackendError:
             # The room or the name could not be checked (a shared backend out of reach): the
             # client comes back later, as after any 1013.

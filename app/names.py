@@ -24,7 +24,7 @@ import unicodedata
 import icu
 from precis_i18n import get_profile
 
-from app.protocol import BadRequest
+from app.protocol import MAX_CLOSE_REASON_BYTES, BadRequest
 
 MAX_NAME_LENGTH = 24
 # Longer input is refused before any work on it: what a connection attempt can make the
@@ -41,7 +41,6 @@ _ROOM_SCRIPTS = icu.SpoofChecker()
 _ROOM_SCRIPTS.setChecks(icu.USpoofChecks.RESTRICTION_LEVEL)
 _ROOM_SCRIPTS.setRestrictionLevel(icu.URestrictionLevel.MODERATELY_RESTRICTIVE)
 _NO_SCRIPT = (icu.UScriptCode.COMMON, icu.UScriptCode.INHERITED)
-MAX_REASON_BYTES = 123  # of a close frame's reason
 _INVISIBLE = icu.UnicodeSet("[:Default_Ignorable_Code_Point:]")
 _BLANK = frozenset("\u2800\ufffc")
 _VISIBLE = ("L", "N", "P", "S")  # general categories, by their first letter
@@ -147,7 +146,7 @@ def _mixed_scripts(room: str) -> str:
             scripts.append(name)
     listed = ", ".join(scripts[:-1]) + " and " + scripts[-1]
     reason = f"The room name must not mix {listed} letters (UTS #39)"
-    if len(reason.encode()) > MAX_REASON_BYTES:
+    if len(reason.encode()) > MAX_CLOSE_REASON_BYTES:
         return "The room name must not mix the scripts of its letters (UTS #39)"
     return reason
 
