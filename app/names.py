@@ -13,7 +13,8 @@ come first or after, each against a name that looks like another or like nothing
   the page shows before the name;
 - at least one character that can be seen: a letter, digit, punctuation mark or symbol
   other than the two that Chromium draws without ink (U+2800 BRAILLE PATTERN BLANK, U+FFFC
-  OBJECT REPLACEMENT CHARACTER), measured over every one a name may hold.
+  OBJECT REPLACEMENT CHARACTER), found by drawing every one a name may hold
+  (tests/browser/test_blank_names.py draws a sample of them on every run).
 """
 
 from __future__ import annotations
