@@ -128,9 +128,10 @@ def clean_room(raw: str) -> str:
     A room name follows the name rules and is case-folded (`Lobby` is `lobby`); it is not a
     key, which would be no name to show (`games` has the skeleton `garnes`). So look-alike
     rooms are refused instead of folded together: a room name must be at least "moderately
-    restrictive" (UTS #39 section 5.2, ICU's check), one script or Latin with one other
-    that is not Cyrillic or Greek (or Han with Japanese or Korean scripts), and `lobby`
-    with a Cyrillic `о` is refused. A room named wholly in another script stays its own.
+    restrictive" (UTS #39 section 5.2, ICU's check): one script, or Latin with one other
+    that is not Cyrillic, Greek or Cherokee (or Han with the Japanese or Korean scripts),
+    so `lobby` with a Cyrillic `о` is refused. A room named wholly in another script stays
+    its own.
     """
     room = clean_name(clean_name(raw, "room name").casefold(), "room name")
     if _ROOM_SCRIPTS.check(room) & icu.USpoofChecks.RESTRICTION_LEVEL:

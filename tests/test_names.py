@@ -233,6 +233,30 @@ def test_spaces_inside_a_name_become_one_plain_space(before: str, spaces: str, a
     assert name == clean_name(f"{before} {after}")
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\u314b\u314b",  # ㅋㅋ: Hangul letters alone, which NFKC makes conjoining jamo
+        "a\u00b7b",  # a middle dot not between two l
+        "a\u0640b",  # ARABIC TATWEEL
+        "a\u302eb",  # HANGUL SINGLE DOT TONE MARK
+        "\u0375a",  # GREEK LOWER NUMERAL SIGN (keraia) before no Greek
+        "a\u05f3",  # HEBREW PUNCTUATION GERESH after no Hebrew
+        "a\u30fbb",  # KATAKANA MIDDLE DOT with no Japanese beside it
+    ],
+)
+def test_what_the_profile_refuses_that_is_printable(raw: str) -> None:
+    """docs/protocol.md, "What changed": printable, once allowed, refused by PRECIS."""
+    assert raw.isprintable()
+    with pytest.raises(InvalidName, match="may contain only printable characters, and U"):
+        clean_name(raw)
+
+
+@pytest.mark.parametrize("raw", ["\uae40\ubbfc\uc218", "l\u00b7l", "\u30a2\u30fb\u30a2", "\u05d0\u05f3", "Zo\u00eb"])
+def test_their_context_makes_them_fine(raw: str) -> None:
+    assert clean_name(raw) == raw
+
+
 def test_a_huge_name_is_refused_before_any_work_on_it() -> None:
     with pytest.raises(InvalidName, match="at most 24 characters, but has 100000"):
         clean_name("\u0301" * 100_000)
@@ -359,6 +383,14 @@ def test_a_room_name_may_be_of_one_script_or_latin_with_one_unlike_it(room: str)
 def test_a_room_name_that_mixes_scripts_which_look_alike_is_refused(room: str, scripts: str) -> None:
     with pytest.raises(InvalidName, match=f"The room name must not mix {scripts} letters"):
         clean_room(room)
+
+
+def test_a_room_named_wholly_in_another_script_is_a_room_of_its_own_even_when_it_looks_latin() -> None:
+    """A limit (SECURITY.md): rooms are not folded by skeleton, so Cyrillic соре is not cope."""
+    cyrillic = "\u0441\u043e\u0440\u0435"  # соре
+    assert name_key(cyrillic) == name_key("cope")  # as names, one
+    assert clean_room(cyrillic) == cyrillic != clean_room("cope")  # as rooms, two
+    assert clean_room("garnes") != clean_room("games")  # and within one script too
 
 
 def test_a_refusal_of_many_scripts_still_fits_in_a_close_frame() -> None:
