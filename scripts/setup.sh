@@ -32,12 +32,26 @@ need_library() {
     [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
 }
 
+# need_pkgconfig MODULE:PACKAGE ...: install the Debian packages whose pkg-config module is
+# missing (headers and libraries that a dependency compiles against).
+need_pkgconfig() {
+    local missing=() pair
+    need_packages pkg-config:pkg-config
+    for pair in "$@"; do
+        pkg-config --exists "${pair%%:*}" 2>/dev/null || missing+=("${pair##*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
+}
+
 # ensure_venv EXTRAS [GROUP]: a virtual environment in .venv with the project installed
 # (editable) with EXTRAS, and the dependency group GROUP (pyproject.toml) if given;
 # reinstalled whenever pyproject.toml changes.
 ensure_venv() {
     local extras="$1" group="${2:-}" stamp
     need_packages python3:python3
+    # PyICU compiles against the system's ICU (it ships no wheels).
+    need_packages g++:g++
+    need_pkgconfig icu-i18n:libicu-dev
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -m venv "$VENV" 2>/dev/null || {
             install_packages python3-venv  # Debian ships venv separately

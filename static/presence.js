@@ -1,4 +1,5 @@
 // Who is online in the room: the buddy list beside the conversation, in alphabetical order.
+import { scriptTag } from "./scripts.js";
 import { colourClass } from "./text.js";
 
 const byName = new Intl.Collator(undefined, { sensitivity: "base", numeric: true });
@@ -38,6 +39,8 @@ export class Presence {
       label.className = `name ${colourClass(name)}`;
       label.textContent = name;
       item.append(label);
+      const tag = scriptTag(name);
+      if (tag) item.append(" ", tag);
       if (name === this.me) {
         item.classList.add("me");
         item.append(" (you)");

@@ -1,5 +1,6 @@
 // The active rooms and how many are in each, from GET /api/rooms (docs/protocol.md): asked
 // while connected, every so often and soon after someone comes or goes.
+import { scriptTag } from "./scripts.js";
 
 const EVERY = 15_000;
 const SOON = 1_000; // joins and leaves come in bursts: one request for the lot
@@ -85,7 +86,10 @@ export class Rooms {
           this.pick(room);
         });
       }
-      item.append(link, " ", count);
+      item.append(link);
+      const tag = scriptTag(room);
+      if (tag) item.append(" ", tag);
+      item.append(" ", count);
       return item;
     });
     this.list.replaceChildren(...items);

@@ -3,6 +3,7 @@
 // a reconnect's welcome, a page of older history and live events may overlap. Notices
 // (joins, leaves) stay where they happened. The view follows the newest message unless the
 // reader scrolled up; then a button offers the way down.
+import { scriptTag } from "./scripts.js";
 import { colourClass, textWithLinks, timeElement } from "./text.js";
 
 const NEAR_BOTTOM = 48; // pixels: "at the bottom", give or take a fraction of a line
@@ -134,7 +135,10 @@ export class Timeline {
     const name = document.createElement("span");
     name.className = `name ${colourClass(message.name)}`;
     name.textContent = message.name;
-    meta.append(name, " ", timeElement(message.ts));
+    meta.append(name);
+    const tag = scriptTag(message.name);
+    if (tag) meta.append(tag);
+    meta.append(" ", timeElement(message.ts));
     const text = document.createElement("div");
     text.className = "text";
     text.append(textWithLinks(message.text));

@@ -12,6 +12,15 @@ from typing import Any
 
 import orjson
 
+# RFC 6455: a close frame carries at most 125 bytes, two of them the code; a longer reason
+# makes the WebSocket library refuse to send the close at all.
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def close_reason(text: str) -> str:
+    """`text` cut to what a close frame carries, at a character boundary."""
+    return text.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+
 
 class CloseCode(IntEnum):
     """Close codes the server uses, defined once: RFC 6455 codes and our own 4xxx ones."""

@@ -10,7 +10,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 
 from app.backends.base import BackendError
 from app.core.hub import Hub, NameTaken
-from app.core.protocol import BadRequest, CloseCode
+from app.core.protocol import BadRequest, CloseCode, close_reason
 from app.core.session import Session
 from app.core.sockets import SINK_EXTENSION, ConnectionClosed
 from app.settings import Settings
@@ -104,9 +104,9 @@ class ChatEndpoint(WebSocketEndpoint):
                 sink=websocket.scope.get("extensions", {}).get(SINK_EXTENSION, {}).get("sink"),
             )
         except BadRequest as exc:
-            await websocket.close(CloseCode.INVALID_NAME, str(exc))
-        except NameTaken as exc:
-            await websocket.close(CloseCode.NAME_TAKEN, str(exc))
+            await websocket.close(CloseCode.INVALID_NAME, close_reason(str(exc)))
+        except NameTaken as exc:  # its reason holds a name and a room: multibyte, it may be long
+            await websocket.close(CloseCode.NAME_TAKEN, close_reason(str(exc)))
         except BackendError:
             # The room or the name could not be checked (a shared backend out of reach): the
             # client comes back later, as after any 1013.
