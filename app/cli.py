@@ -87,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         ws_per_message_deflate=False,
         # Each client's answer to its 1001, then its TLS close, may take close_timeout each.
         timeout_graceful_shutdown=int(2 * settings.close_timeout) + 5,
+        # `server: uvicorn` on every response tells a scanner what to try, and nobody else needs it.
+        server_header=False,
     )
     serve(config)
 
