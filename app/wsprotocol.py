@@ -32,7 +32,9 @@
      belongs to a peer that stopped reading: it is cut off;
    - pings and pongs from the peer take tokens as messages do (CHAT_RATE_LIMIT,
      CHAT_RATE_BURST), from a bucket of their own; a peer that keeps sending them over the
-     rate (CHAT_FLOOD_STRIKES) is closed with 1008, as a flooder of messages is.
+     rate (CHAT_FLOOD_STRIKES) is closed with 1008, as a flooder of messages is;
+   - a message may come in at most MAX_FRAGMENTS frames (close 1009 beyond): each one is
+     held until the message is complete, even an empty one.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ from app.settings import of_server
 
 SINK_EXTENSION = "chatroom.sink"
 
+# Frames one message may come in. Browsers send a message in one frame; a library that
+# streams one sends a few. The limit is not on bytes (CHAT_MAX_MESSAGE_BYTES is) but on the
+# frames held until the message ends: empty ones cost nothing on the wire.
+MAX_FRAGMENTS = 64
 FLOODING = "Flooding: kept sending pings or pongs over the rate limit"
 _PONG_HEADER = 2  # bytes before an unmasked control frame's payload
 
@@ -118,7 +124,7 @@ class FrameSink:
 
 class ServerConnection(ServerProtocol):
     """websockets' server side of a connection, which shows every control frame from the peer
-    to `on_control` before it handles it.
+    to `on_control` before it handles it, and holds at most MAX_FRAGMENTS frames a message.
 
     `refuse` fails the connection from inside the parser: the frames after it are dropped, and
     the protocol sends the close once the data it was given is parsed.
@@ -134,6 +140,7 @@ class ServerConnection(ServerProtocol):
     ) -> None:
         super().__init__(extensions=extensions, max_size=max_size, logger=logger)
         self._on_control = on_control
+        self._fragments = 0  # frames of the message being received
         self.refusal: tuple[int, str] | None = None
 
     def refuse(self, code: int, reason: str) -> None:
@@ -143,8 +150,17 @@ class ServerConnection(ServerProtocol):
     def recv_frame(self, frame: Frame) -> None:
         if self.refusal is not None:
             return
-        if (frame.opcode is Opcode.PING or frame.opcode is Opcode.PONG) and not self._on_control(frame):
-            return
+        opcode = frame.opcode
+        if opcode is Opcode.PING or opcode is Opcode.PONG:
+            if not self._on_control(frame):
+                return
+        elif opcode is Opcode.CONT:
+            self._fragments += 1
+            if self._fragments > MAX_FRAGMENTS:
+                self.refuse(CloseCode.MESSAGE_TOO_BIG, f"A message may come in at most {MAX_FRAGMENTS} frames")
+                return
+        elif opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            self._fragments = 1
         super().recv_frame(frame)
 
 
@@ -319,6 +335,7 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
 
 
 __all__ = [
+    "MAX_FRAGMENTS",
     "SINK_EXTENSION",
     "ChatWebSocketProtocol",
     "FrameSink",

@@ -13,15 +13,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
 from app.protocol import CloseCode
+from app.wsprotocol import MAX_FRAGMENTS
 from tests.servers import (
     ROOT,
     Server,
@@ -200,3 +202,36 @@ async def test_a_reading_ping_flooder_does_not_slow_the_others(server: Server, t
     assert max(flooded) < FLOODED_LATENCY_LIMIT
     closes = {int(code): count for code, count in report["closes"].items()}
     assert closes.get(CloseCode.POLICY_VIOLATION, 0) > report["connections"] / 2, closes
+
+
+async def test_a_message_in_endless_fragments_is_closed_1009(server: Server, tmp_path: Path) -> None:
+    """Empty continuation frames add nothing to a message's size, but each one is a frame the
+    server holds on to until the message ends: a message has at most 64 frames."""
+    cert = tmp_path / "cert.pem"
+    async with connect(server.url("name=fragments"), ssl=client_context(cert)) as connection:
+        await connection.recv()  # the welcome
+
+        async def fragments() -> AsyncIterator[str]:
+            yield "{"
+            for _ in range(10_000):
+                yield ""
+
+        with contextlib.suppress(ConnectionClosed):
+            await connection.send(fragments())
+        await asyncio.wait_for(connection.wait_closed(), 10)
+    assert connection.close_code == CloseCode.MESSAGE_TOO_BIG
+
+
+async def test_a_message_in_64_frames_is_taken(server: Server, tmp_path: Path) -> None:
+    peer = await open_peer(server, "name=streamer", tmp_path / "cert.pem")
+    frame = json.dumps({"type": "message", "text": "in pieces" + "." * 100})
+    pieces = [frame[:-62], *frame[-62:]]  # and websockets ends it with an empty frame of its own
+    assert len(pieces) + 1 == MAX_FRAGMENTS
+
+    async def fragments() -> AsyncIterator[str]:
+        for piece in pieces:
+            yield piece
+
+    await peer.connection.send(fragments())
+    assert (await peer.next_of("message"))["text"] == "in pieces" + "." * 100
+    await peer.connection.close()
