@@ -122,6 +122,39 @@ class FrameSink:
             self._on_writable()
 
 
+class _Gone(asyncio.Transport):
+    """The transport of a connection that ended: closed, and holding nothing.
+
+    A connection's protocol lives on in the reference cycles of the application's objects
+    until a full garbage collection; its transport, with TLS buffers that can have grown to
+    the high-water mark, must not live on with it.
+    """
+
+    def is_closing(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def write(self, data: Any) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+_GONE = _Gone()
+
+
 class ServerConnection(ServerProtocol):
     """websockets' server side of a connection, which shows every control frame from the peer
     to `on_control` before it handles it, and holds at most MAX_FRAGMENTS frames a message.
@@ -204,6 +237,7 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._end_write_deadline()
         super().connection_lost(exc)
+        self.transport = _GONE
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn

@@ -32,7 +32,9 @@ from tests.servers import (
     free_port,
     open_peer,
     run_server,
+    wait_until,
 )
+from tests.test_abuse import settled_rss
 from tests.test_flood import FLOODED_LATENCY_LIMIT, Chat, summary
 
 pytestmark = pytest.mark.anyio
@@ -42,6 +44,9 @@ WRITE_TIMEOUT = 1.0  # CHAT_WRITE_TIMEOUT for these servers: 10 s by default
 # How much more memory the server may take while one client floods it: a connection's
 # buffers and its socket's, at most its output's high-water mark (512 KiB over TLS) and a read.
 FLOOD_GROWTH_LIMIT = 8 << 20
+# What the server may keep of twenty connections that flooded it once they are gone; each
+# of them held about a megabyte while it lasted.
+RETAINED_LIMIT = 6 << 20
 RATE_OFF = {"CHAT_RATE_LIMIT": "0"}  # pings bounded by what the server holds alone, not by the rate
 
 
@@ -143,6 +148,26 @@ async def test_a_ping_flood_that_never_reads_stops_being_read_and_is_cut_off(ser
     cut, growth = await flood_without_reading(server, tmp_path / "cert.pem", PINGS, WRITE_TIMEOUT + 4)
     print(f"cut off after {cut:.2f} s; server RSS grew by at most {growth / 2**20:.1f} MB")
     assert cut > WRITE_TIMEOUT * 0.8  # by the write deadline, not anything sooner
+
+
+@pytest.mark.parametrize("chatroom_env", [RATE_OFF], indirect=True)
+async def test_what_ping_flooders_leave_behind_is_given_back_at_once(server: Server, tmp_path: Path) -> None:
+    """Twenty clients flood pings and never read, each until it is cut off. Their connections'
+    buffers, grown to the high-water mark, are freed when they end, not at the next full
+    garbage collection (which may be long in coming): the server's memory is back at once."""
+    cert = tmp_path / "cert.pem"
+    baseline = await settled_rss(server)
+    sockets = [await asyncio.to_thread(upgraded_socket, server, cert, f"name=flooder{n}") for n in range(20)]
+    stop = threading.Event()
+    floods = [asyncio.ensure_future(asyncio.to_thread(send_until_stopped, tls, PINGS, stop)) for tls in sockets]
+    try:
+        await wait_until(lambda: server.open_sockets() == 0, 30, "every flooder cut off")
+    finally:
+        stop.set()
+        assert set(await asyncio.gather(*floods)) == {"cut"}
+    after = await settled_rss(server)
+    print(f"server RSS {baseline / 2**20:.1f} MB before 20 ping flooders, {after / 2**20:.1f} MB after")
+    assert after - baseline < RETAINED_LIMIT
 
 
 async def test_a_ping_flood_over_the_rate_that_never_reads_is_cut_off(server: Server, tmp_path: Path) -> None:
