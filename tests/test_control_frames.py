@@ -78,12 +78,17 @@ def frames(opcode: Opcode, payload: bytes, count: int, fin: bool = True) -> byte
     return Frame(opcode, payload, fin).serialize(mask=True, extensions=[]) * count
 
 
-def upgraded_socket(server: Server, cert: Path, query: str) -> ssl.SSLSocket:
-    """A raw TLS socket past the WebSocket handshake, that takes little: a tiny receive buffer."""
+def slow_socket(server: Server, cert: Path) -> ssl.SSLSocket:
+    """A TLS connection to the server that takes little: a tiny receive buffer."""
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     raw.connect(("127.0.0.1", server.port))
-    tls = client_context(cert).wrap_socket(raw, server_hostname="127.0.0.1")
+    return client_context(cert).wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def upgraded_socket(server: Server, cert: Path, query: str) -> ssl.SSLSocket:
+    """A `slow_socket` past the WebSocket handshake."""
+    tls = slow_socket(server, cert)
     tls.sendall(
         f"GET /ws?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n".encode()
         + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -110,10 +115,9 @@ def send_until_stopped(tls: ssl.SSLSocket, chunk: bytes, stop: threading.Event) 
     return "stopped"
 
 
-async def flood_without_reading(server: Server, cert: Path, chunk: bytes, deadline: float) -> tuple[float, int]:
-    """One client sends `chunk` over and over and never reads; returns how long the server
-    took to let go of its socket, and the most memory it held meanwhile."""
-    tls = await asyncio.to_thread(upgraded_socket, server, cert, "name=flooder")
+async def flood_without_reading(server: Server, tls: ssl.SSLSocket, chunk: bytes, deadline: float) -> tuple[float, int]:
+    """`tls` sends `chunk` over and over and never reads; returns how long the server took to
+    let go of its socket, and the most memory it held meanwhile, over what it held before."""
     port = tls.getsockname()[1]
     stop = threading.Event()
     baseline = server.rss()
@@ -124,12 +128,9 @@ async def flood_without_reading(server: Server, cert: Path, chunk: bytes, deadli
         while await asyncio.to_thread(server.holds_connection_from, port):
             peak = max(peak, server.rss())
             held = time.monotonic() - started
-            assert peak - baseline < FLOOD_GROWTH_LIMIT, (
-                f"server RSS {baseline >> 20} -> {peak >> 20} MB in {held:.1f} s"
-            )
-            assert held < deadline, (
-                f"still connected after {deadline} s; server RSS {baseline >> 20} -> {peak >> 20} MB"
-            )
+            memory = f"server RSS {baseline >> 20} -> {peak >> 20} MB"
+            assert peak - baseline < FLOOD_GROWTH_LIMIT, f"{memory} in {held:.1f} s"
+            assert held < deadline, f"still connected after {deadline} s; {memory}"
             await asyncio.sleep(0.05)
     finally:
         stop.set()
@@ -145,7 +146,8 @@ async def test_a_ping_flood_that_never_reads_stops_being_read_and_is_cut_off(ser
     """With the rate limit off, nothing but the server's bounds stops it: its pongs fill its
     socket, the server stops reading it (its pings wait in its own connection), and once its
     socket has taken nothing for CHAT_WRITE_TIMEOUT it is cut off."""
-    cut, growth = await flood_without_reading(server, tmp_path / "cert.pem", PINGS, WRITE_TIMEOUT + 4)
+    tls = await asyncio.to_thread(upgraded_socket, server, tmp_path / "cert.pem", "name=flooder")
+    cut, growth = await flood_without_reading(server, tls, PINGS, WRITE_TIMEOUT + 4)
     print(f"cut off after {cut:.2f} s; server RSS grew by at most {growth / 2**20:.1f} MB")
     assert cut > WRITE_TIMEOUT * 0.8  # by the write deadline, not anything sooner
 
@@ -173,7 +175,8 @@ async def test_what_ping_flooders_leave_behind_is_given_back_at_once(server: Ser
 async def test_a_ping_flood_over_the_rate_that_never_reads_is_cut_off(server: Server, tmp_path: Path) -> None:
     """At the default rate it is closed with 1008 after its burst; as it does not read its
     close either, it is cut off CHAT_CLOSE_TIMEOUT later."""
-    cut, growth = await flood_without_reading(server, tmp_path / "cert.pem", PINGS, CLOSE_TIMEOUT + 4)
+    tls = await asyncio.to_thread(upgraded_socket, server, tmp_path / "cert.pem", "name=flooder")
+    cut, growth = await flood_without_reading(server, tls, PINGS, CLOSE_TIMEOUT + 4)
     print(f"cut off after {cut:.2f} s; server RSS grew by at most {growth / 2**20:.1f} MB")
 
 

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
+import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from app.httpprotocol import MAX_PIPELINED
 from tests.servers import Server, chatroom_command, client_context, free_port, open_peer, run_server
+from tests.test_control_frames import flood_without_reading, slow_socket
 
 pytestmark = pytest.mark.anyio
+
+CLOSE_TIMEOUT = 1.0  # CHAT_CLOSE_TIMEOUT for this server: 5 s by default
+WRITE_TIMEOUT = 1.0  # CHAT_WRITE_TIMEOUT: 10 s by default
 
 
 @pytest.fixture
@@ -23,7 +31,9 @@ def anyio_backend() -> str:
 def chatroom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("stack")
     port = free_port()
-    with run_server(chatroom_command(port, folder / "cert.pem", folder / "key.pem"), port, folder) as server:
+    command = chatroom_command(port, folder / "cert.pem", folder / "key.pem")
+    env = {"CHAT_CLOSE_TIMEOUT": str(CLOSE_TIMEOUT), "CHAT_WRITE_TIMEOUT": str(WRITE_TIMEOUT)}
+    with run_server(command, port, folder, env=env) as server:
         yield server
     log = server.read_log()
     assert "Traceback" not in log
@@ -61,3 +71,42 @@ async def test_nor_does_its_websocket_handshake(chatroom: Server, cert: Path) ->
     assert response.status_code == 101
     assert "Server" not in response.headers
     await peer.connection.close()
+
+
+async def test_pipelined_requests_that_are_never_read_are_bounded_and_cut_off(chatroom: Server, cert: Path) -> None:
+    """A client that pipelines requests without end and reads none of the answers: the server
+    queues a few (browsers do not pipeline at all), reads nothing more from it while its
+    answers wait, and lets it go."""
+    requests = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 1000
+    tls = await asyncio.to_thread(slow_socket, chatroom, cert)
+    cut, growth = await flood_without_reading(chatroom, tls, requests, CLOSE_TIMEOUT + WRITE_TIMEOUT + 4)
+    print(f"cut off after {cut:.2f} s; server RSS grew by at most {growth / 2**20:.1f} MB")
+
+
+def pipeline(port: int, cert: Path, requests: int) -> bytes:
+    """Send `requests` pipelined requests in one write, the last one asking to close the
+    connection; everything the server sent back until it closed it."""
+    connection = client_context(cert).wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="127.0.0.1"
+    )
+    with connection:
+        request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        connection.sendall((request + b"\r\n") * (requests - 1) + request + b"Connection: close\r\n\r\n")
+        received = b""
+        with contextlib.suppress(ssl.SSLEOFError, ConnectionResetError):
+            while chunk := connection.recv(65536):
+                received += chunk
+        return received
+
+
+@pytest.mark.parametrize("requests", [3, MAX_PIPELINED + 1])
+async def test_a_few_pipelined_requests_are_all_answered(chatroom: Server, cert: Path, requests: int) -> None:
+    received = await asyncio.to_thread(pipeline, chatroom.port, cert, requests)
+    assert received.count(b"HTTP/1.1 200 OK\r\n") == requests
+
+
+async def test_past_that_the_connection_closes_after_the_answers_it_queued(chatroom: Server, cert: Path) -> None:
+    received = await asyncio.to_thread(pipeline, chatroom.port, cert, 50)
+    answers = received.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert len(answers) == 1 + MAX_PIPELINED  # the one being answered, and those that waited behind it
+    assert b"connection: close\r\n" in answers[-1]
