@@ -23,9 +23,12 @@ SINGLE_PROCESS_BACKENDS = ("memory", "sqlite")
 
 
 def tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-    """Uvicorn's context, held to TLS 1.2 or newer whatever the system's OpenSSL defaults."""
+    """Uvicorn's context, held to TLS 1.2 or newer, without renegotiation, whatever the system's
+    OpenSSL defaults (OpenSSL 3 refuses a client's renegotiation already; 1.1 does not)."""
     context = default()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # Each renegotiation costs a handshake's work, as often as a client asks for one.
+    context.options |= ssl.OP_NO_RENEGOTIATION
     return context
 
 

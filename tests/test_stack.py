@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import shutil
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,3 +112,14 @@ async def test_past_that_the_connection_closes_after_the_answers_it_queued(chatr
     answers = received.split(b"HTTP/1.1 200 OK\r\n")[1:]
     assert len(answers) == 1 + MAX_PIPELINED  # the one being answered, and those that waited behind it
     assert b"connection: close\r\n" in answers[-1]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command, to ask for a renegotiation")
+async def test_a_tls_renegotiation_is_refused(chatroom: Server, cert: Path) -> None:
+    """Each renegotiation would cost the server a handshake's work and writes, as often as a
+    client asks (TLS 1.2; TLS 1.3 has none)."""
+    command = ["openssl", "s_client", "-tls1_2", "-connect", f"127.0.0.1:{chatroom.port}", "-CAfile", str(cert)]
+    result = await asyncio.to_thread(subprocess.run, command, input=b"R\n", capture_output=True, timeout=30)
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    assert "RENEGOTIATING" in output  # it asked
+    assert "no renegotiation" in output  # and the server's alert said no
