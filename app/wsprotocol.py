@@ -16,6 +16,10 @@
    back and its room hears it left within the ping timeout.
 3. A text frame that is not UTF-8 is closed with 1007 (invalid data), as uvicorn does, but
    without logging a traceback for it: anyone can send one, as often as they like.
+   Frames are limited to CHAT_MAX_MESSAGE_BYTES (close 1009, by the parser, before the
+   frame is buffered) and permessage-deflate is never negotiated, whatever uvicorn's
+   --ws-max-size and --ws-per-message-deflate say: with it, a frame that passes the size
+   check on the wire can inflate a thousand times.
 4. When the server stops, uvicorn closes at once every connection whose close frame is out,
    without waiting for the peer's answer. A peer that is still sending then gets a TCP
    reset, which can destroy the close frame before it has read it: it sees 1006 instead of
@@ -211,8 +215,11 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         settings = of_server(app_state)
         self.conn = ServerConnection(
             self._control_frame,
-            extensions=self.conn.available_extensions,
-            max_size=config.ws_max_size,
+            # No permessage-deflate, whatever uvicorn's --ws-per-message-deflate says: a frame
+            # of 4 KB can inflate to 4 MB, and only its size on the wire is known before it is read.
+            extensions=[],
+            # The application's limit, whatever uvicorn's --ws-max-size says (16 MiB by default).
+            max_size=min(config.ws_max_size, settings.max_message_bytes),
             logger=self.conn.logger,  # type: ignore[arg-type]
         )
         self.sink = FrameSink(self)
