@@ -1,8 +1,15 @@
-"""The `chatroom` command: serve the chat over https/wss with sensible production settings."""
+"""The `chatroom` command: serve the chat over https/wss with sensible production settings.
+
+It runs uvicorn on chatroom's own loop and protocols (LOOP, HTTP, WS); plain uvicorn runs on
+them with the same options (README.md, "Run it"). Served by uvicorn without them, the app
+says at start what is left open, and with which options to close it (`StackCheck`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import os
 import socket
 import ssl
@@ -12,14 +19,27 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
 from app.allocator import run_on_jemalloc
 from app.devcert import ensure_dev_certificate
+from app.httpprotocol import ChatHttpProtocol
+from app.loop import has_tls_deadlines
 from app.settings import Settings
+from app.wsprotocol import ChatWebSocketProtocol
 
 # Backends whose rooms live in one process: workers would each have their own chat.
 SINGLE_PROCESS_BACKENDS = ("memory", "sqlite")
+
+# What `chatroom` runs uvicorn on: time limits uvicorn lacks on TLS handshakes and closes
+# (the loop) and on request heads, with bounds on what a client can make the server hold
+# (the protocols).
+LOOP = "app.loop:new_event_loop"
+HTTP = "app.httpprotocol:ChatHttpProtocol"
+WS = "app.wsprotocol:ChatWebSocketProtocol"
+
+logger = logging.getLogger("chatroom")
 
 
 def tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
@@ -78,16 +98,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         ssl_certfile=str(certfile),
         ssl_keyfile=str(keyfile),
         ssl_context_factory=tls_context,
-        # Time limits uvicorn lacks: on TLS handshakes and closes (the loop), on request heads.
-        loop="app.loop:new_event_loop",
-        http="app.httpprotocol:ChatHttpProtocol",
-        ws="app.wsprotocol:ChatWebSocketProtocol",
-        # Refuse an oversized frame in the parser (close 1009), before it is buffered.
+        loop=LOOP,
+        http=HTTP,
+        ws=WS,
+        # What WS does whatever uvicorn's options say; said here for whoever reads the config.
         ws_max_size=settings.max_message_bytes,
+        ws_per_message_deflate=False,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,
-        # Compressing every frame once per client costs more CPU than it saves on short lines.
-        ws_per_message_deflate=False,
         # Each client's answer to its 1001, then its TLS close, may take close_timeout each.
         timeout_graceful_shutdown=int(2 * settings.close_timeout) + 5,
         # `server: uvicorn` on every response tells a scanner what to try, and nobody else needs it.
@@ -109,6 +127,56 @@ class ChatConfig(uvicorn.Config):
 
 
 RECEIVE_BUFFER = 32 * 1024  # the kernel doubles it for its bookkeeping
+
+
+def missing_protections(config: uvicorn.Config, loop: asyncio.AbstractEventLoop, settings: Settings) -> dict[str, str]:
+    """The options of chatroom's stack that a loaded uvicorn config lacks, each with what is
+    open without it. Without TLS, uvicorn is behind a proxy (docs/deployment.md), which has
+    limits of its own on requests; WebSocket frames go through it as they are."""
+    missing = {}
+    ws = config.ws_protocol_class
+    if not (isinstance(ws, type) and issubclass(ws, ChatWebSocketProtocol)):
+        gaps = ["uvicorn's WebSocket protocol answers every ping and keeps reading a client that reads nothing"]
+        if config.ws_per_message_deflate:
+            gaps.append(f"inflates compressed frames (up to {config.ws_max_size} bytes each)")
+        elif config.ws_max_size > settings.max_message_bytes:
+            gaps.append(f"takes frames of up to {config.ws_max_size} bytes")
+        missing[f"--ws {WS}"] = ", and ".join(gaps)
+    if config.is_ssl:
+        http = config.http_protocol_class
+        if not (isinstance(http, type) and issubclass(http, ChatHttpProtocol)):
+            missing[f"--http {HTTP}"] = "no deadline or size limit on request heads, no limit on pipelined requests"
+        if not has_tls_deadlines(loop):
+            missing[f"--loop {LOOP}"] = "no deadline on TLS handshakes, 30 s for a TLS close"
+    return missing
+
+
+class StackCheck:
+    """Says once, as the app starts under uvicorn, what is left open if uvicorn does not run
+    it on chatroom's stack: one warning that names the options to add.
+
+    Only uvicorn's lifespan knows its config; it is the owner of the `receive` it passes (an
+    implementation detail, checked at every step: under another server, or a uvicorn that
+    changed, the check says nothing).
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            config = getattr(getattr(receive, "__self__", None), "config", None)
+            if isinstance(config, uvicorn.Config) and config.loaded:
+                missing = missing_protections(config, asyncio.get_running_loop(), self.settings)
+                if missing:
+                    logger.warning(
+                        "chatroom: served by uvicorn without chatroom's protections: %s. Run `chatroom`, "
+                        'or give uvicorn these options too: %s (SECURITY.md, "Plain uvicorn")',
+                        "; ".join(missing.values()),
+                        " ".join(missing),
+                    )
+        await self.app(scope, receive, send)
 
 
 def serve(config: uvicorn.Config) -> None:

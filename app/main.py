@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app.backends import create_backend
+from app.cli import StackCheck
 from app.connections import Connections
 from app.endpoint import ChatEndpoint
 from app.hub import Hub
@@ -50,7 +51,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], lifespan=lifespan)
+    middleware = [Middleware(StackCheck, settings=settings), Middleware(SecurityHeaders)]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 app = create_app()

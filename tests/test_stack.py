@@ -9,13 +9,24 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.httpprotocol import MAX_PIPELINED
-from tests.servers import Server, chatroom_command, client_context, free_port, open_peer, run_server
+from tests.conftest import Certificates
+from tests.servers import (
+    Server,
+    chatroom_command,
+    client_context,
+    free_port,
+    open_peer,
+    run_server,
+    uvicorn_command,
+)
+from tests.test_compression import readme_uvicorn_command
 from tests.test_control_frames import flood_without_reading, slow_socket
 
 pytestmark = pytest.mark.anyio
@@ -123,3 +134,54 @@ async def test_a_tls_renegotiation_is_refused(chatroom: Server, cert: Path) -> N
     output = (result.stdout + result.stderr).decode(errors="replace")
     assert "RENEGOTIATING" in output  # it asked
     assert "no renegotiation" in output  # and the server's alert said no
+
+
+WARNING = "served by uvicorn without chatroom's protections"
+STACK_OPTIONS = {
+    "--ws": "app.wsprotocol:ChatWebSocketProtocol",
+    "--http": "app.httpprotocol:ChatHttpProtocol",
+    "--loop": "app.loop:new_event_loop",
+}
+
+
+def warnings_in(log: str) -> list[str]:
+    return [line for line in log.splitlines() if WARNING in line]
+
+
+@pytest.mark.parametrize(
+    ("tls", "missing"),
+    [(True, ["--ws", "--http", "--loop"]), (False, ["--ws"])],
+    ids=["over TLS", "behind a proxy"],
+)
+def test_plain_uvicorn_says_at_start_what_it_lacks(
+    certificates: Certificates, tmp_path: Path, tls: bool, missing: list[str]
+) -> None:
+    """One warning as the app starts, naming the options to add. Without TLS, uvicorn is behind
+    a proxy, which bounds request heads itself: only the WebSocket protocol is missing then."""
+    port = free_port()
+    if tls:
+        command = uvicorn_command(port, certificates.cert, certificates.key)
+    else:
+        command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    with run_server(command, port, tmp_path, scheme="wss" if tls else "ws") as server:
+        [warning] = warnings_in(server.read_log())  # by now the app has started: it is listening
+    for option, value in STACK_OPTIONS.items():
+        assert (f"{option} {value}" in warning) == (option in missing), (option, warning)
+    assert "inflates compressed frames (up to 16777216 bytes each)" in warning
+    assert "Run `chatroom`" in warning
+
+
+@pytest.mark.parametrize("how", ["chatroom", "uvicorn as README.md shows it", "uvicorn behind a proxy with --ws"])
+def test_on_chatroom_s_stack_it_says_nothing(certificates: Certificates, tmp_path: Path, how: str) -> None:
+    port = free_port()
+    if how == "chatroom":
+        command = chatroom_command(port, certificates.cert, certificates.key)
+    elif how == "uvicorn as README.md shows it":
+        command = readme_uvicorn_command(port, certificates)
+    else:
+        command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--ws", STACK_OPTIONS["--ws"]]
+    with run_server(command, port, tmp_path, scheme="ws" if "proxy" in how else "wss") as server:
+        log = server.read_log()
+    assert "Application startup complete" in log
+    assert warnings_in(log) == []
