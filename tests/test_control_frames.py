@@ -1,6 +1,6 @@
-"""Control frames against a real `chatroom` over TLS: whatever a client sends, and whether or
-not it reads what comes back, what the server holds for it stays bounded, a flooder is closed
-or cut off, and everyone else chats on time."""
+"""Control frames and fragments against a real `chatroom` over TLS: whatever a client sends,
+and whether or not it reads what comes back, what the server holds for it stays bounded, a
+flooder is closed or cut off, and everyone else chats on time."""
 
 from __future__ import annotations
 
@@ -73,9 +73,9 @@ def server(tmp_path: Path, chatroom_env: dict[str, str]) -> Iterator[Server]:
     assert "ERROR" not in log
 
 
-def frames(opcode: Opcode, payload: bytes, count: int, fin: bool = True) -> bytes:
+def frames(opcode: Opcode, payload: bytes, count: int) -> bytes:
     """`count` masked frames, as a client sends them."""
-    return Frame(opcode, payload, fin).serialize(mask=True, extensions=[]) * count
+    return Frame(opcode, payload).serialize(mask=True, extensions=[]) * count
 
 
 def slow_socket(server: Server, cert: Path) -> ssl.SSLSocket:
