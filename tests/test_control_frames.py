@@ -44,7 +44,7 @@ WRITE_TIMEOUT = 1.0  # CHAT_WRITE_TIMEOUT for these servers: 10 s by default
 # How much more memory the server may take while one client floods it: a connection's
 # buffers and its socket's, at most its output's high-water mark (512 KiB over TLS) and a read.
 FLOOD_GROWTH_LIMIT = 8 << 20
-# What the server may keep of twenty connections that flooded it once they are gone; each
+# What the server may keep of twelve connections that flooded it once they are gone; each
 # of them held about a megabyte while it lasted.
 RETAINED_LIMIT = 6 << 20
 RATE_OFF = {"CHAT_RATE_LIMIT": "0"}  # pings bounded by what the server holds alone, not by the rate
@@ -154,12 +154,12 @@ async def test_a_ping_flood_that_never_reads_stops_being_read_and_is_cut_off(ser
 
 @pytest.mark.parametrize("chatroom_env", [RATE_OFF], indirect=True)
 async def test_what_ping_flooders_leave_behind_is_given_back_at_once(server: Server, tmp_path: Path) -> None:
-    """Twenty clients flood pings and never read, each until it is cut off. Their connections'
+    """Twelve clients flood pings and never read, each until it is cut off. Their connections'
     buffers, grown to the high-water mark, are freed when they end, not at the next full
     garbage collection (which may be long in coming): the server's memory is back at once."""
     cert = tmp_path / "cert.pem"
     baseline = await settled_rss(server)
-    sockets = [await asyncio.to_thread(upgraded_socket, server, cert, f"name=flooder{n}") for n in range(20)]
+    sockets = [await asyncio.to_thread(upgraded_socket, server, cert, f"name=flooder{n}") for n in range(12)]
     stop = threading.Event()
     floods = [asyncio.ensure_future(asyncio.to_thread(send_until_stopped, tls, PINGS, stop)) for tls in sockets]
     try:
@@ -168,7 +168,7 @@ async def test_what_ping_flooders_leave_behind_is_given_back_at_once(server: Ser
         stop.set()
         assert set(await asyncio.gather(*floods)) == {"cut"}
     after = await settled_rss(server)
-    print(f"server RSS {baseline / 2**20:.1f} MB before 20 ping flooders, {after / 2**20:.1f} MB after")
+    print(f"server RSS {baseline / 2**20:.1f} MB before 12 ping flooders, {after / 2**20:.1f} MB after")
     assert after - baseline < RETAINED_LIMIT
 
 
