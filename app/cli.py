@@ -1,4 +1,8 @@
-"""The `chatroom` command: serve the chat over https/wss with sensible production settings."""
+"""The `chatroom` command: serve the chat over https/wss with sensible production settings.
+
+It runs uvicorn on chatroom's own loop and protocols (app/server/stack.py); plain uvicorn
+runs on them with the same options (README.md, "Run it").
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from uvicorn.supervisors import Multiprocess
 
 from app.server.allocator import run_on_jemalloc
 from app.server.devcert import ensure_dev_certificate
+from app.server.stack import HTTP, LOOP, WS
 from app.settings import Settings
 
 # Backends whose rooms live in one process: workers would each have their own chat.
@@ -23,9 +28,12 @@ SINGLE_PROCESS_BACKENDS = ("memory", "sqlite")
 
 
 def tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-    """Uvicorn's context, held to TLS 1.2 or newer whatever the system's OpenSSL defaults."""
+    """Uvicorn's context, held to TLS 1.2 or newer, without renegotiation, whatever the system's
+    OpenSSL defaults (OpenSSL 3 refuses a client's renegotiation already; 1.1 does not)."""
     context = default()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # Each renegotiation costs a handshake's work, as often as a client asks for one.
+    context.options |= ssl.OP_NO_RENEGOTIATION
     return context
 
 
@@ -75,18 +83,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         ssl_certfile=str(certfile),
         ssl_keyfile=str(keyfile),
         ssl_context_factory=tls_context,
-        # Time limits uvicorn lacks: on TLS handshakes and closes (the loop), on request heads.
-        loop="app.server.loop:new_event_loop",
-        http="app.server.http:ChatHttpProtocol",
-        ws="app.server.websocket:ChatWebSocketProtocol",
-        # Refuse an oversized frame in the parser (close 1009), before it is buffered.
+        loop=LOOP,
+        http=HTTP,
+        ws=WS,
+        # What WS does whatever uvicorn's options say; said here for whoever reads the config.
         ws_max_size=settings.max_message_bytes,
+        ws_per_message_deflate=False,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,
-        # Compressing every frame once per client costs more CPU than it saves on short lines.
-        ws_per_message_deflate=False,
         # Each client's answer to its 1001, then its TLS close, may take close_timeout each.
         timeout_graceful_shutdown=int(2 * settings.close_timeout) + 5,
+        # `server: uvicorn` on every response tells a scanner what to try, and nobody else needs it.
+        server_header=False,
     )
     serve(config)
 

@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.backends import create_backend
 from app.core.hub import Hub
+from app.server.stack import StackCheck
 from app.settings import Settings
 from app.web.connections import Connections
 from app.web.endpoint import ChatEndpoint
@@ -51,7 +52,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], lifespan=lifespan)
+    middleware = [Middleware(StackCheck, settings=settings), Middleware(SecurityHeaders)]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 app = create_app()

@@ -49,6 +49,9 @@ class Settings:
     # taken for one that stopped reading, and closed (1013) so the room goes on.
     stall_timeout: float = 0.25
     close_timeout: float = 5.0  # seconds a close may take before the connection is cut
+    # Seconds a peer's socket may stay full (what the server wrote for it over the high-water
+    # mark, and it reads nothing) before it is cut off; meanwhile nothing more is read from it.
+    write_timeout: float = 10.0
 
     # Browser origins allowed besides the server's own (comma-separated in the environment).
     allowed_origins: tuple[str, ...] = ()
@@ -92,6 +95,8 @@ class Settings:
             raise ValueError(f"max_connections_per_ip must be 0 (off) or positive, got {self.max_connections_per_ip}")
         if self.handshake_timeout <= 0:
             raise ValueError(f"handshake_timeout must be positive, got {self.handshake_timeout}")
+        if self.write_timeout <= 0:
+            raise ValueError(f"write_timeout must be positive, got {self.write_timeout}")
         if self.max_header_bytes < 1024:  # a browser's upgrade request alone takes several hundred
             raise ValueError(f"max_header_bytes must be at least 1024, got {self.max_header_bytes}")
 

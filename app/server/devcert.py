@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -14,12 +15,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 VALID_DAYS = 397  # browsers refuse certificates valid for longer
+PRIVATE_FOLDER = 0o700  # the key's folder: nobody else may list it or swap files in it
 
 
 def ensure_dev_certificate(certfile: Path, keyfile: Path, host: str) -> bool:
     """Create a certificate and key for `host` (and localhost) unless both exist; True if created.
 
-    The key is written with mode 0600 and never leaves the machine: `certs/` ignores it.
+    The key is written with mode 0600, in a folder that is then 0700, whatever the umask and
+    whatever was there: a key file left without its certificate is replaced, not rewritten in
+    its old mode, and nobody else may swap files in its folder. It never leaves the machine:
+    `certs/` ignores it.
     """
     if certfile.exists() and keyfile.exists():
         return False
@@ -40,15 +45,27 @@ def ensure_dev_certificate(certfile: Path, keyfile: Path, host: str) -> bool:
         .sign(key, hashes.SHA256())
     )
     certfile.parent.mkdir(parents=True, exist_ok=True)
-    keyfile.parent.mkdir(parents=True, exist_ok=True)
+    keyfile.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+    keyfile.parent.chmod(PRIVATE_FOLDER)  # mkdir's mode goes through the umask; an old folder keeps its own
     key_bytes = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    descriptor = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(key_bytes)
+    _write_private(keyfile, key_bytes)
     certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return True
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `path` as a new file of mode 0600: an existing file's mode is not kept, because
+    the file is not reused (opening it with O_CREAT would keep its mode)."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".new-")  # 0600, whatever the umask
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def _names_for(host: str) -> list[x509.GeneralName]:

@@ -16,6 +16,14 @@ and either way the connection is closed. Between requests, uvicorn's keep-alive 
 applies as before. Once the head is complete the request is the application's, and a
 WebSocket its protocol's (app/server/websocket.py): the deadline ends there.
 
+What a client can make the server write without reading it is bounded too. Uvicorn reads
+pipelined requests (sent before the answers to earlier ones) as they come and queues each
+with its scope, without a limit: a client that pipelines requests and never reads grew the
+server by a hundred megabytes a second. Here at most MAX_PIPELINED requests wait behind the
+one being answered; past that, nothing more is read, and the connection is closed once those
+are answered. And a connection whose answers do not drain (its socket over the high-water
+mark) within `write_timeout` is cut off: its client has stopped reading.
+
     uvicorn app.main:app --http app.server.http:ChatHttpProtocol ...   (`chatroom` does this)
 """
 
@@ -30,6 +38,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from app.server.app_settings import of_server
+
+# Requests that may wait behind the one being answered. Browsers do not pipeline at all; a
+# client that does must send again, on a new connection, whatever was not answered.
+MAX_PIPELINED = 8
 
 
 class ChatHttpProtocol(HttpToolsProtocol):
@@ -46,6 +58,9 @@ class ChatHttpProtocol(HttpToolsProtocol):
         self._max_head = settings.max_header_bytes
         self._head_bytes: int | None = None  # bytes of the request head so far; None between heads
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._write_timeout = settings.write_timeout
+        self._write_deadline: asyncio.TimerHandle | None = None
+        self._pipeline_full = False  # a request came past MAX_PIPELINED: nothing more is read
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -53,9 +68,13 @@ class ChatHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._end_head()
+        self._end_write_deadline()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._pipeline_full:
+            self.flow.pause_reading()  # uvicorn resumes reading after each answer
+            return
         if self._head_bytes is None and (self.cycle is None or self.cycle.response_complete):
             self._start_head()  # the first bytes of the next request on a kept-alive connection
         if self._head_bytes is not None:
@@ -68,7 +87,45 @@ class ChatHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._end_head()
+        if self._pipeline_full:
+            return
+        if self.cycle is not None and not self.cycle.response_complete and len(self.pipeline) >= MAX_PIPELINED:
+            self._pipeline_full = True
+            self.flow.pause_reading()
+            newest, _ = self.pipeline[0]  # uvicorn queues them on the left
+            newest.keep_alive = False  # the connection closes once it is answered
+            return
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._pipeline_full:  # else it would go to the last request queued
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._pipeline_full:
+            super().on_message_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._end_write_deadline()  # the transport is the WebSocket protocol's now, with its own
+        super().handle_websocket_upgrade()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._end_write_deadline()
+        self._write_deadline = self.loop.call_later(self._write_timeout, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._end_write_deadline()
+
+    def _write_timed_out(self) -> None:
+        self._write_deadline = None
+        self.transport.abort()  # its answers have not drained for write_timeout: it does not read
+
+    def _end_write_deadline(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
 
     def _start_head(self) -> None:
         self._end_head()

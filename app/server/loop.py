@@ -37,6 +37,11 @@ class _TimedTLSServers:
         return server
 
 
+def has_tls_deadlines(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` is one of these: uvicorn was given `--loop app.server.loop:new_event_loop`."""
+    return isinstance(loop, _TimedTLSServers)
+
+
 class SelectorLoop(_TimedTLSServers, asyncio.SelectorEventLoop):
     pass
 

@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.server import free_port as free_port  # for the tests that start servers
 from bench.server import terminate, tree_rss, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
