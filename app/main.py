@@ -16,6 +16,7 @@ from app.core.hub import Hub
 from app.settings import Settings
 from app.web.connections import Connections
 from app.web.endpoint import ChatEndpoint
+from app.web.logs import keep_tokens_out_of_logs
 from app.web.pages import STATIC_DIR, Pages
 from app.web.security import SecurityHeaders
 from app.web.shutdown import close_clients_before_exit
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        keep_tokens_out_of_logs()
         hub = Hub(create_backend(settings.backend_url, settings), settings)
         await hub.start()
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
