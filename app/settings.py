@@ -8,6 +8,7 @@ upper case with the `CHAT_` prefix (`rate_limit` -> `CHAT_RATE_LIMIT`). README.m
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +54,11 @@ class Settings:
     # Browser origins allowed besides the server's own (comma-separated in the environment).
     allowed_origins: tuple[str, ...] = ()
 
+    # Addresses (or networks) of the reverse proxies whose X-Forwarded-For and -Proto the
+    # `chatroom` command believes: the client's address (the per-address cap counts it) and
+    # scheme. None by default: a client could claim any address, and get a cap of its own.
+    forwarded_allow_ips: tuple[str, ...] = ()
+
     # Connection abuse (SECURITY.md). WebSockets one client address may hold open at once:
     # room for a class of 30 behind one NAT with a few tabs each; 0 switches the cap off.
     max_connections_per_ip: int = 100
@@ -92,6 +98,9 @@ class Settings:
             raise ValueError(f"max_connections_per_ip must be 0 (off) or positive, got {self.max_connections_per_ip}")
         if self.handshake_timeout <= 0:
             raise ValueError(f"handshake_timeout must be positive, got {self.handshake_timeout}")
+        for proxy in self.forwarded_allow_ips:
+            if proxy != "*" and not _is_network(proxy):
+                raise ValueError(f"forwarded_allow_ips: expected addresses or networks, or *, but got {proxy!r}")
         if self.max_header_bytes < 1024:  # a browser's upgrade request alone takes several hundred
             raise ValueError(f"max_header_bytes must be at least 1024, got {self.max_header_bytes}")
 
@@ -114,6 +123,14 @@ _AT_LEAST_ONE = (
     "queue_size",
     "queue_bytes",
 )
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:
