@@ -16,6 +16,7 @@ from app.core.hub import Hub
 from app.settings import Settings
 from app.web.connections import Connections
 from app.web.endpoint import ChatEndpoint
+from app.web.hosts import ServerNames
 from app.web.logs import keep_tokens_out_of_logs
 from app.web.pages import STATIC_DIR, Pages
 from app.web.security import SecurityHeaders
@@ -53,7 +54,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], lifespan=lifespan)
+    middleware = [Middleware(SecurityHeaders), Middleware(ServerNames, settings=settings)]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 app = create_app()

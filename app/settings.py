@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,10 @@ class Settings:
 
     # Browser origins allowed besides the server's own (comma-separated in the environment).
     allowed_origins: tuple[str, ...] = ()
+    # The host names (or addresses) requests must name in their Host header, besides the
+    # address each connection reached: `*.example.com` for every name under one, `*` for any
+    # host. None given: what `host` implies (app/web/hosts.py, `implied_names`).
+    server_names: tuple[str, ...] = ()
 
     # Addresses (or networks) of the reverse proxies whose X-Forwarded-For and -Proto the
     # `chatroom` command believes: the client's address (the per-address cap counts it) and
@@ -101,6 +106,9 @@ class Settings:
         for proxy in self.forwarded_allow_ips:
             if proxy != "*" and not _is_network(proxy):
                 raise ValueError(f"forwarded_allow_ips: expected addresses or networks, or *, but got {proxy!r}")
+        for name in self.server_names:
+            if not _is_host_name(name):
+                raise ValueError(f"server_names: expected host names or addresses without a port, but got {name!r}")
         if self.max_header_bytes < 1024:  # a browser's upgrade request alone takes several hundred
             raise ValueError(f"max_header_bytes must be at least 1024, got {self.max_header_bytes}")
 
@@ -131,6 +139,19 @@ def _is_network(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_host_name(text: str) -> bool:
+    if text == "*" or (_is_network(text) and "/" not in text):
+        return True
+    try:
+        ascii_name = text.removeprefix("*.").encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return _HOST_NAME.fullmatch(ascii_name) is not None
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

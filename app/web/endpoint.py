@@ -82,7 +82,7 @@ class ChatEndpoint(WebSocketEndpoint):
     async def on_connect(self, websocket: WebSocket) -> None:
         hub: Hub = websocket.state.hub
         settings: Settings = websocket.state.settings
-        if not origin_allowed(websocket.headers, settings.allowed_origins):
+        if not origin_allowed(websocket.headers, settings.allowed_origins, websocket.scope["scheme"]):
             await websocket.close(CloseCode.POLICY_VIOLATION)  # before accept: an HTTP 403
             return
         connections: Connections = websocket.state.connections

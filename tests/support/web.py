@@ -51,8 +51,10 @@ class Events:
 
 
 def app_with(**overrides: Any) -> Starlette:
-    """The app with these settings; history in memory unless `backend_url` says otherwise."""
+    """The app with these settings; history in memory unless `backend_url` says otherwise,
+    answering to TestClient's host name (`testserver`) unless `server_names` says otherwise."""
     overrides.setdefault("backend_url", "memory://")
+    overrides.setdefault("server_names", ("testserver",))
     return create_app(Settings(**overrides))
 
 
