@@ -18,6 +18,7 @@ from app.web.connections import Connections
 from app.web.endpoint import ChatEndpoint
 from app.web.hosts import ServerNames
 from app.web.logs import keep_tokens_out_of_logs
+from app.web.operators import Operators
 from app.web.pages import STATIC_DIR, Pages
 from app.web.security import SecurityHeaders
 from app.web.shutdown import close_clients_before_exit
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             restore_signals()
             await hub.stop()
 
-    pages = Pages()
+    pages = Pages(Operators(settings.metrics_allow))
     routes = [
         Route("/", pages.index, name="index"),
         Route("/r/{room}", pages.index, name="room"),

@@ -64,6 +64,10 @@ class Settings:
     # scheme. None by default: a client could claim any address, and get a cap of its own.
     forwarded_allow_ips: tuple[str, ...] = ()
 
+    # Addresses or networks that may see the server's insides: what is wrong, in a 503 of
+    # /healthz (others get only the status). Loopback by default.
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1")
+
     # Connection abuse (SECURITY.md). WebSockets one client address may hold open at once:
     # room for a class of 30 behind one NAT with a few tabs each; 0 switches the cap off.
     max_connections_per_ip: int = 100
@@ -106,6 +110,9 @@ class Settings:
         for proxy in self.forwarded_allow_ips:
             if proxy != "*" and not _is_network(proxy):
                 raise ValueError(f"forwarded_allow_ips: expected addresses or networks, or *, but got {proxy!r}")
+        for network in self.metrics_allow:
+            if not _is_network(network):
+                raise ValueError(f"metrics_allow: expected addresses or networks, but got {network!r}")
         for name in self.server_names:
             if not _is_host_name(name):
                 raise ValueError(f"server_names: expected host names or addresses without a port, but got {name!r}")

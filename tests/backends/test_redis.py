@@ -491,7 +491,11 @@ def test_healthz_reports_the_backend(redis_url: str, tmp_path: Path) -> None:
     with TestClient(app_with(backend_url=redis_url)) as client:
         answer = client.get("/healthz")
         assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
-    with running_redis(tmp_path / "redis") as server, TestClient(app_with(backend_url=server.url)) as client:
+    operator = ("127.0.0.1", 50000)  # the detail is for the addresses of CHAT_METRICS_ALLOW (tests/web/test_health.py)
+    with (
+        running_redis(tmp_path / "redis") as server,
+        TestClient(app_with(backend_url=server.url), client=operator) as client,
+    ):
         server.kill()
         answer = client.get("/healthz")
         assert answer.status_code == 503
