@@ -24,8 +24,8 @@ from app.settings import Settings
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 ANY_ADDRESS = ("0.0.0.0", "::")
 UNKNOWN_HOST = (
-    "This server does not answer to the host this request names. Its operator can add a name"
-    " to CHAT_SERVER_NAMES (comma-separated; it is the address the server listens on by default)."
+    "This server does not answer to the host this request names. To allow a name, add it to"
+    " CHAT_SERVER_NAMES (comma-separated) where the server runs."
 )
 
 _NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
@@ -91,7 +91,7 @@ class ServerNames:
         self.app = app
         names = list(settings.server_names or implied_names(settings.host))
         self.allow_any = "*" in names
-        self.suffixes = tuple(name[1:].lower() for name in names if name.startswith("*."))
+        self.suffixes = tuple(f".{normalise_name(name[2:])}" for name in names if name.startswith("*."))
         self.names = frozenset(filter(None, (normalise_name(name) for name in names if not name.startswith("*"))))
 
     def answers_to(self, host: str, arrived_at: str | None) -> bool:

@@ -155,8 +155,8 @@ def test_a_host_that_is_the_address_the_connection_reached_is_accepted(address: 
 
 
 def test_server_names_take_wildcards_and_any_host() -> None:
-    with TestClient(app_with(server_names=("*.example.com", "chat.example.org"))) as client:
-        for host in ("a.example.com", "a.b.example.com", "chat.example.org"):
+    with TestClient(app_with(server_names=("*.Example.com", "chat.example.org", "*.bücher.example"))) as client:
+        for host in ("a.example.com", "a.b.EXAMPLE.com", "chat.example.org", "www.xn--bcher-kva.example"):
             assert client.get("/healthz", headers={"host": host}).status_code == 200, host
         for host in ("example.com", "aexample.com", "example.com.evil", "testserver"):
             assert client.get("/healthz", headers={"host": host}).status_code == 400, host
