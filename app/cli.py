@@ -48,6 +48,12 @@ def parse_args(argv: Sequence[str] | None, defaults: Settings) -> argparse.Names
     parser.add_argument("--key", default=defaults.keyfile, help="PEM private key (created if missing)")
     parser.add_argument("--backend", default=defaults.backend_url, help="backend URL, e.g. memory://")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (needs a shared backend)")
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default=",".join(defaults.forwarded_allow_ips),
+        help="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto to believe (default: none)",
+    )
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser.parse_args(argv)
 
@@ -59,9 +65,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as exc:
         sys.exit(f"chatroom: {exc}")
     args = parse_args(argv, defaults)
-    settings = Settings.from_env(
-        host=args.host, port=args.port, certfile=args.cert, keyfile=args.key, backend_url=args.backend
-    )
+    try:
+        settings = Settings.from_env(
+            host=args.host,
+            port=args.port,
+            certfile=args.cert,
+            keyfile=args.key,
+            backend_url=args.backend,
+            forwarded_allow_ips=tuple(item.strip() for item in args.forwarded_allow_ips.split(",") if item.strip()),
+        )
+    except ValueError as exc:
+        sys.exit(f"chatroom: {exc}")
     if args.workers > 1 and urlsplit(settings.backend_url).scheme in SINGLE_PROCESS_BACKENDS:
         sys.exit(
             f"chatroom: {settings.backend_url} serves one process; for --workers {args.workers}, "
@@ -83,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         ssl_certfile=str(certfile),
         ssl_keyfile=str(keyfile),
         ssl_context_factory=tls_context,
+        # Uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: any local
+        # client could claim any address, and a cap of its own for each.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
         loop=LOOP,
         http=HTTP,
         ws=WS,

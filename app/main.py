@@ -17,6 +17,9 @@ from app.server.stack import StackCheck
 from app.settings import Settings
 from app.web.connections import Connections
 from app.web.endpoint import ChatEndpoint
+from app.web.hosts import ServerNames
+from app.web.logs import keep_tokens_out_of_logs
+from app.web.operators import Operators
 from app.web.pages import STATIC_DIR, Pages
 from app.web.security import SecurityHeaders
 from app.web.shutdown import close_clients_before_exit
@@ -34,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        keep_tokens_out_of_logs()
         hub = Hub(create_backend(settings.backend_url, settings), settings)
         await hub.start()
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
@@ -43,7 +47,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             restore_signals()
             await hub.stop()
 
-    pages = Pages()
+    pages = Pages(Operators(settings.metrics_allow))
     routes = [
         Route("/", pages.index, name="index"),
         Route("/r/{room}", pages.index, name="room"),
@@ -52,7 +56,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    middleware = [Middleware(StackCheck, settings=settings), Middleware(SecurityHeaders)]
+    middleware = [
+        Middleware(StackCheck, settings=settings),
+        Middleware(SecurityHeaders),
+        Middleware(ServerNames, settings=settings),
+    ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 

@@ -8,7 +8,9 @@ upper case with the `CHAT_` prefix (`rate_limit` -> `CHAT_RATE_LIMIT`). README.m
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +57,19 @@ class Settings:
 
     # Browser origins allowed besides the server's own (comma-separated in the environment).
     allowed_origins: tuple[str, ...] = ()
+    # The host names (or addresses) requests must name in their Host header, besides the
+    # address each connection reached: `*.example.com` for every name under one, `*` for any
+    # host. None given: what `host` implies (app/web/hosts.py, `implied_names`).
+    server_names: tuple[str, ...] = ()
+
+    # Addresses (or networks) of the reverse proxies whose X-Forwarded-For and -Proto the
+    # `chatroom` command believes: the client's address (the per-address cap counts it) and
+    # scheme. None by default: a client could claim any address, and get a cap of its own.
+    forwarded_allow_ips: tuple[str, ...] = ()
+
+    # Addresses or networks that may see the server's insides: what is wrong, in a 503 of
+    # /healthz (others get only the status). Loopback by default.
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1")
 
     # Connection abuse (SECURITY.md). WebSockets one client address may hold open at once:
     # room for a class of 30 behind one NAT with a few tabs each; 0 switches the cap off.
@@ -97,6 +112,15 @@ class Settings:
             raise ValueError(f"handshake_timeout must be positive, got {self.handshake_timeout}")
         if self.write_timeout <= 0:
             raise ValueError(f"write_timeout must be positive, got {self.write_timeout}")
+        for proxy in self.forwarded_allow_ips:
+            if proxy != "*" and not _is_network(proxy):
+                raise ValueError(f"forwarded_allow_ips: expected addresses or networks, or *, but got {proxy!r}")
+        for network in self.metrics_allow:
+            if not _is_network(network):
+                raise ValueError(f"metrics_allow: expected addresses or networks, but got {network!r}")
+        for name in self.server_names:
+            if not _is_host_name(name):
+                raise ValueError(f"server_names: expected host names or addresses without a port, but got {name!r}")
         if self.max_header_bytes < 1024:  # a browser's upgrade request alone takes several hundred
             raise ValueError(f"max_header_bytes must be at least 1024, got {self.max_header_bytes}")
 
@@ -119,6 +143,27 @@ _AT_LEAST_ONE = (
     "queue_size",
     "queue_bytes",
 )
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host_name(text: str) -> bool:
+    if text == "*" or (_is_network(text) and "/" not in text):
+        return True
+    try:
+        ascii_name = text.removeprefix("*.").encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return _HOST_NAME.fullmatch(ascii_name) is not None
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

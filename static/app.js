@@ -36,7 +36,12 @@ const status = new Status({
 });
 const unread = new Unread();
 const sound = new Sound($("sound"));
-const connection = new Connection({ url: socketUrl, onEvents: handle, onState: stateChanged });
+const connection = new Connection({
+  url: socketUrl,
+  protocols: socketProtocols,
+  onEvents: handle,
+  onState: stateChanged,
+});
 const paging = new Paging({ timeline, send: (event) => connection.send(event), onChange: showOlder });
 const composer = new Composer({
   form: $("composer"),
@@ -69,8 +74,13 @@ function socketUrl() {
     // Ids count within an epoch: the server honours `since` only in the one it came from.
     if (timeline.epoch !== null) query.set("epoch", timeline.epoch);
   }
-  if (token !== null) query.set("token", token);
   return `${scheme}//${location.host}/ws?${query}`;
+}
+
+// The token is a key to the name: it travels in a header, never in the URL, which access
+// logs keep (docs/protocol.md, "Resuming").
+function socketProtocols() {
+  return token === null ? ["chatroom"] : ["chatroom", `chatroom.token.${token}`];
 }
 
 // Room names are compared as the server does, near enough: `Lobby` is `lobby`.

@@ -45,10 +45,12 @@ export function retryDelay(attempt) {
 
 export class Connection {
   // url(): where to connect, asked afresh each time (it carries `since`).
+  // protocols(): the subprotocols to offer, asked afresh too (they carry the token).
   // onEvents(events): the events of one frame, in order.
   // onState(state): {phase: "connecting" | "online" | "waiting" | "stopped", ...}.
-  constructor({ url, onEvents, onState }) {
+  constructor({ url, protocols, onEvents, onState }) {
     this.url = url;
+    this.protocols = protocols;
     this.onEvents = onEvents;
     this.onState = onState;
     this.socket = null;
@@ -93,7 +95,7 @@ export class Connection {
 
   connect() {
     this.detach();
-    const socket = new WebSocket(this.url());
+    const socket = new WebSocket(this.url(), this.protocols());
     this.socket = socket;
     this.setState({ phase: "connecting" });
     socket.addEventListener("message", (frame) => {

@@ -32,10 +32,23 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008  # persistent flooding
     MESSAGE_TOO_BIG = 1009  # a frame over max_message_bytes
     TRY_AGAIN_LATER = 1013  # the client fell too far behind (its queue is full)
-    INVALID_NAME = 4400  # the name, room name or since parameter breaks the rules
+    INVALID_NAME = 4400  # the name, room name, since or token breaks the rules (the token in the URL too)
     NAME_TAKEN = 4409  # the name is already online in that room
     REPLACED = 4410  # a newer connection of the same client (its welcome's token) took the name over
     TOO_MANY_CONNECTIONS = 4429  # the client's address holds max_connections_per_ip already
+
+
+# The handshake's subprotocols (Sec-WebSocket-Protocol). A client may offer SUBPROTOCOL and
+# the server then answers with it (a browser fails a handshake whose offered subprotocols get
+# no answer). A resuming client offers its welcome's token as TOKEN_SUBPROTOCOL + token: a
+# header, unlike the URL, is in no access log, and base64url is valid in a subprotocol.
+SUBPROTOCOL = "chatroom"
+TOKEN_SUBPROTOCOL = "chatroom.token."  # noqa: S105 - the prefix of one, not a secret
+
+
+def resume_subprotocols(token: str) -> list[str]:
+    """What a client offers to take its name over with `token` (docs/protocol.md, "Resuming")."""
+    return [SUBPROTOCOL, TOKEN_SUBPROTOCOL + token]
 
 
 class ErrorCode(StrEnum):

@@ -10,7 +10,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 
 from app.backends.base import BackendError
 from app.core.hub import Hub, NameTaken
-from app.core.protocol import BadRequest, CloseCode, close_reason
+from app.core.protocol import SUBPROTOCOL, TOKEN_SUBPROTOCOL, BadRequest, CloseCode, close_reason
 from app.core.session import Session
 from app.core.sockets import SINK_EXTENSION, ConnectionClosed
 from app.settings import Settings
@@ -23,6 +23,17 @@ from app.web.origins import origin_allowed
 # a connection whose transport began closing during the handshake, then refuses the sends.
 # A writer caught by either must end quietly, not take the endpoint down with a traceback.
 _GONE = (WebSocketDisconnect, WebSocketDisconnected, RuntimeError)
+
+# A secret in a URL ends up in access logs, a proxy's included, before the app can say no.
+NOT_IN_THE_URL = "The token goes in the Sec-WebSocket-Protocol header, as chatroom.token.TOKEN, never in the URL"
+
+
+def resume_token(subprotocols: list[str]) -> str | None:
+    """The token a client offered as a subprotocol (`chatroom.token.TOKEN`), if any."""
+    tokens = [offered[len(TOKEN_SUBPROTOCOL) :] for offered in subprotocols if offered.startswith(TOKEN_SUBPROTOCOL)]
+    if len(tokens) > 1:
+        raise BadRequest(f"Expected one {TOKEN_SUBPROTOCOL}TOKEN subprotocol at most, but got {len(tokens)}")
+    return tokens[0] if tokens else None
 
 
 class _Socket:
@@ -47,7 +58,7 @@ class _Socket:
 
 
 class ChatEndpoint(WebSocketEndpoint):
-    """`wss://HOST/ws?room=ROOM&name=NAME`: one person in one room."""
+    """`wss://HOST/ws?room=ROOM&name=NAME`: one person in one room (docs/protocol.md, "Connecting")."""
 
     encoding = None  # frames go to the client as they are: it owns decoding and its limits
 
@@ -71,14 +82,19 @@ class ChatEndpoint(WebSocketEndpoint):
     async def on_connect(self, websocket: WebSocket) -> None:
         hub: Hub = websocket.state.hub
         settings: Settings = websocket.state.settings
-        if not origin_allowed(websocket.headers, settings.allowed_origins):
+        if not origin_allowed(websocket.headers, settings.allowed_origins, websocket.scope["scheme"]):
             await websocket.close(CloseCode.POLICY_VIOLATION)  # before accept: an HTTP 403
             return
         connections: Connections = websocket.state.connections
         address = websocket.client.host if websocket.client is not None else None  # None: a Unix socket
         if address is not None:
             self._slot = connections.open(address)
-        await websocket.accept()
+        subprotocols: list[str] = websocket.scope.get("subprotocols", [])
+        await websocket.accept(SUBPROTOCOL if SUBPROTOCOL in subprotocols else None)
+        if "token" in websocket.query_params:
+            # Refused even when it would match, so that a client that leaks it learns at once.
+            await websocket.close(CloseCode.INVALID_NAME, NOT_IN_THE_URL)
+            return
         if address is not None and self._slot is None:
             # Accepted first, like a refused name, so that a browser can read why.
             reason = f"Too many connections from your address: at most {connections.limit}"
@@ -93,6 +109,7 @@ class ChatEndpoint(WebSocketEndpoint):
 
         params = websocket.query_params
         try:
+            token = resume_token(subprotocols)
             self.session = await hub.join(
                 _Socket(websocket),
                 cut_off,
@@ -100,7 +117,7 @@ class ChatEndpoint(WebSocketEndpoint):
                 params.get("name"),
                 since=params.get("since"),
                 epoch=params.get("epoch"),
-                token=params.get("token"),
+                token=token,
                 sink=websocket.scope.get("extensions", {}).get(SINK_EXTENSION, {}).get("sink"),
             )
         except BadRequest as exc:

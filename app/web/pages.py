@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
+from app.web.operators import Operators
+
 if TYPE_CHECKING:
     from app.core.hub import Hub
     from app.settings import Settings
@@ -24,8 +26,9 @@ MAX_LISTED_ROOMS = 50  # the busiest; a page lists rooms to pick from, not a cen
 class Pages:
     """The HTTP endpoints; built by `create_app`, which owns their templates."""
 
-    def __init__(self, templates_dir: Path = TEMPLATES_DIR) -> None:
+    def __init__(self, operators: Operators, templates_dir: Path = TEMPLATES_DIR) -> None:
         self.templates = Jinja2Templates(directory=templates_dir)
+        self.operators = operators
 
     async def index(self, request: Request) -> Response:
         """The chat page; `/r/NAME` and `/?room=NAME` open it on a room."""
@@ -42,9 +45,13 @@ class Pages:
         return JSONResponse({"rooms": listed}, headers=_NO_STORE)
 
     async def health(self, request: Request) -> Response:
-        """`{"status": "ok"}`, or 503 with what is wrong when the backend cannot serve (Redis unreachable)."""
+        """`{"status": "ok"}`, or 503 when the backend cannot serve (Redis unreachable), with
+        what is wrong for the addresses of `CHAT_METRICS_ALLOW` only."""
         hub: Hub = request.state.hub
         problem = await hub.backend.check()
-        if problem is not None:
-            return JSONResponse({"status": "unavailable", "detail": problem}, status_code=503, headers=_NO_STORE)
-        return JSONResponse({"status": "ok"}, headers=_NO_STORE)
+        if problem is None:
+            return JSONResponse({"status": "ok"}, headers=_NO_STORE)
+        answer = {"status": "unavailable"}
+        if self.operators.admit(request.client.host if request.client else None, request.headers):
+            answer["detail"] = problem
+        return JSONResponse(answer, status_code=503, headers=_NO_STORE)

@@ -4,6 +4,7 @@ shared presence, and two apps that behave as one chat."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -421,10 +422,11 @@ def test_a_reconnection_to_another_app_with_the_welcome_token_takes_the_name_ove
     first, second = two_apps
     with chat(first, "name=bob") as bob, chat(first, "name=ann") as ann:
         assert bob.next() == {"type": "join", "name": "ann"}
-        with pytest.raises(WebSocketDisconnect) as refused, chat(second, "name=ann&token=guessed"):
+        guessed = secrets.token_urlsafe(16)
+        with pytest.raises(WebSocketDisconnect) as refused, chat(second, "name=ann", token=guessed):
             pass
         assert refused.value.code == CloseCode.NAME_TAKEN
-        with chat(second, f"name=ANN&token={ann.welcome['token']}") as back:
+        with chat(second, "name=ANN", token=ann.welcome["token"]) as back:
             assert back.welcome["name"] == "ann"  # as the others know it
             assert back.welcome["online"] == ["bob", "ann"]
             with pytest.raises(WebSocketDisconnect) as replaced:
@@ -432,7 +434,7 @@ def test_a_reconnection_to_another_app_with_the_welcome_token_takes_the_name_ove
             assert replaced.value.code == CloseCode.REPLACED
             back.say("back, on the second")
             assert bob.next() == back.next()  # the message: nobody left, nobody joined
-            with chat(first, f"name=ann&token={back.welcome['token']}") as again:  # and back to the first
+            with chat(first, "name=ann", token=back.welcome["token"]) as again:  # and back to the first
                 with pytest.raises(WebSocketDisconnect) as replaced:
                     back.next()
                 assert replaced.value.code == CloseCode.REPLACED
@@ -441,8 +443,8 @@ def test_a_reconnection_to_another_app_with_the_welcome_token_takes_the_name_ove
                 # Taken over within the first, then from the second: the first told Redis the
                 # newer token when it handed the name over locally.
                 with (
-                    chat(first, f"name=ann&token={again.welcome['token']}") as local,
-                    chat(second, f"name=ann&token={local.welcome['token']}") as remote,
+                    chat(first, "name=ann", token=again.welcome["token"]) as local,
+                    chat(second, "name=ann", token=local.welcome["token"]) as remote,
                 ):
                     with pytest.raises(WebSocketDisconnect) as replaced:
                         local.next()
@@ -489,7 +491,11 @@ def test_healthz_reports_the_backend(redis_url: str, tmp_path: Path) -> None:
     with TestClient(app_with(backend_url=redis_url)) as client:
         answer = client.get("/healthz")
         assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
-    with running_redis(tmp_path / "redis") as server, TestClient(app_with(backend_url=server.url)) as client:
+    operator = ("127.0.0.1", 50000)  # the detail is for the addresses of CHAT_METRICS_ALLOW (tests/web/test_health.py)
+    with (
+        running_redis(tmp_path / "redis") as server,
+        TestClient(app_with(backend_url=server.url), client=operator) as client,
+    ):
         server.kill()
         answer = client.get("/healthz")
         assert answer.status_code == 503

@@ -80,7 +80,10 @@ def chat_across_a_blip(proxy: BlipProxy, ann: Page, bob: Page, back_to: int | No
     """ann, whose page is behind `proxy`, and bob chat; ann's side of her connection drops
     (her next one goes to port `back_to`, if given). Her page takes the name back from the
     old connection, which the server still has, with the token of its welcome, at once and
-    without the server's pings, and nobody sees her leave or come back."""
+    without the server's pings, and nobody sees her leave or come back. The token travels
+    in a header: no URL the page opens holds it, so no log does."""
+    urls: list[str] = []
+    ann.on("websocket", lambda socket: urls.append(socket.url))
     sign_on(ann, "ann")
     sign_on(bob, "bob")
     say(bob, "before the blip")
@@ -97,6 +100,8 @@ def chat_across_a_blip(proxy: BlipProxy, ann: Page, bob: Page, back_to: int | No
     expect(online(bob)).to_have_text(["ann", "bob"])
     # Nobody saw ann leave or come back: any such notice would have come before "back".
     expect(bob.locator("#log .notice")).to_have_count(0)
+    assert len(urls) >= 2
+    assert not [url for url in urls if "token" in url]
 
 
 def test_after_a_blip_the_page_takes_its_name_back_from_its_old_connection_at_once(tabs: Tabs) -> None:

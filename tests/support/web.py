@@ -11,6 +11,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.testclient import TestClient, WebSocketTestSession
 
+from app.core.protocol import resume_subprotocols
 from app.main import create_app
 from app.settings import Settings
 
@@ -50,15 +51,19 @@ class Events:
 
 
 def app_with(**overrides: Any) -> Starlette:
-    """The app with these settings; history in memory unless `backend_url` says otherwise."""
+    """The app with these settings; history in memory unless `backend_url` says otherwise,
+    answering to TestClient's host name (`testserver`) unless `server_names` says otherwise."""
     overrides.setdefault("backend_url", "memory://")
+    overrides.setdefault("server_names", ("testserver",))
     return create_app(Settings(**overrides))
 
 
 @contextmanager
-def chat(client: TestClient, query: str = "", **headers: str) -> Iterator[Events]:
-    """A connection to /ws?QUERY, already past its welcome (in `events.welcome`)."""
-    with client.websocket_connect(f"/ws?{query}", headers=headers) as websocket:
+def chat(client: TestClient, query: str = "", token: str | None = None, **headers: str) -> Iterator[Events]:
+    """A connection to /ws?QUERY, already past its welcome (in `events.welcome`); with
+    `token`, offered as its subprotocol, it takes its name over (docs/protocol.md, "Resuming")."""
+    subprotocols = resume_subprotocols(token) if token is not None else None
+    with client.websocket_connect(f"/ws?{query}", subprotocols, headers=headers) as websocket:
         events = Events(websocket)
         events.welcome = events.next()
         assert events.welcome["type"] == "welcome", events.welcome

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 import time
 from collections.abc import Iterator
 
@@ -9,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from app.core.protocol import CloseCode
+from app.core.protocol import SUBPROTOCOL, TOKEN_SUBPROTOCOL, CloseCode, resume_subprotocols
 from tests.support.web import app_with, chat
 
 
@@ -154,10 +156,13 @@ def test_a_name_already_online_in_the_room_is_refused_with_4409(client: TestClie
 def test_a_reconnection_with_the_token_of_the_welcome_takes_the_name_over(client: TestClient) -> None:
     with chat(client, "name=bob") as bob, chat(client, "name=ann") as ann:
         assert bob.next_of("join")["name"] == "ann"
-        with pytest.raises(WebSocketDisconnect) as refused, chat(client, "name=ann&token=guessed"):
+        guessed = secrets.token_urlsafe(16)
+        with pytest.raises(WebSocketDisconnect) as refused, chat(client, "name=ann", token=guessed):
             pass
         assert refused.value.code == CloseCode.NAME_TAKEN
-        with chat(client, f"name=ANN&token={ann.welcome['token']}") as back:
+        with chat(client, "name=ANN", token=ann.welcome["token"]) as back:
+            accepted: str | None = back.websocket.accepted_subprotocol  # typed None by Starlette
+            assert accepted == SUBPROTOCOL
             assert back.welcome["name"] == "ann"  # as the others know it
             assert back.welcome["online"] == ["bob", "ann"]
             with pytest.raises(WebSocketDisconnect) as replaced:
@@ -165,6 +170,45 @@ def test_a_reconnection_with_the_token_of_the_welcome_takes_the_name_over(client
             assert replaced.value.code == CloseCode.REPLACED
             back.say("back")
             assert bob.next() == back.next()  # the message: nobody left, nobody joined
+
+
+@pytest.mark.parametrize(
+    "offered",
+    [None, [], ["chatroom"], ["chatroom.token.guessed"], ["other", "chatroom"], ["chatroom.tokens", "chatroom"]],
+)
+def test_the_server_answers_with_the_chatroom_subprotocol_whenever_it_is_offered(
+    client: TestClient, offered: list[str] | None
+) -> None:
+    with client.websocket_connect("/ws?name=ann", offered) as websocket:
+        assert json.loads(websocket.receive_text())["type"] == "welcome"
+        accepted: str | None = websocket.accepted_subprotocol
+        assert accepted == (SUBPROTOCOL if offered and SUBPROTOCOL in offered else None)
+
+
+@pytest.mark.parametrize(
+    "query", ["name=ann&token={live}", "token={live}&name=ANN", "name=ann&token=", "token=x&token=y", "room=d&token=z"]
+)
+def test_a_token_in_the_url_is_refused_with_4400_and_takes_nothing_over(client: TestClient, query: str) -> None:
+    """Even a token that would match: the URL, with it, is in the access log already."""
+    with chat(client, "name=ann") as ann:
+        live = ann.welcome["token"]
+        with pytest.raises(WebSocketDisconnect) as refused, chat(client, query.format(live=live)):
+            pass
+        assert refused.value.code == CloseCode.INVALID_NAME
+        assert "Sec-WebSocket-Protocol" in refused.value.reason
+        ann.say("still mine")
+        assert ann.next_of("message")["name"] == "ann"
+        with chat(client, "name=ann", token=live) as back:  # and the token is still good, once
+            assert back.welcome["name"] == "ann"
+
+
+def test_two_tokens_offered_at_once_are_refused_with_4400(client: TestClient) -> None:
+    with chat(client, "name=ann") as ann:
+        offered = [*resume_subprotocols(ann.welcome["token"]), TOKEN_SUBPROTOCOL + "another"]
+        with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/ws?name=ann", offered) as ws:
+            ws.receive_text()
+        assert refused.value.code == CloseCode.INVALID_NAME
+        assert "one chatroom.token.TOKEN" in refused.value.reason
 
 
 def test_a_name_is_free_again_once_its_owner_left(client: TestClient) -> None:
