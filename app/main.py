@@ -12,10 +12,13 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from app.backends import create_backend
+from app.core.accounts import Accounts
 from app.core.hub import Hub
 from app.server.stack import StackCheck
 from app.settings import Settings
+from app.web.accounts import AccountRoutes
 from app.web.connections import Connections
+from app.web.crosssite import CrossSiteRefusal
 from app.web.endpoint import ChatEndpoint
 from app.web.hosts import ServerNames
 from app.web.logs import keep_tokens_out_of_logs
@@ -29,6 +32,7 @@ class State(TypedDict):
     hub: Hub
     settings: Settings
     connections: Connections
+    accounts: Accounts
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -38,14 +42,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         keep_tokens_out_of_logs()
-        hub = Hub(create_backend(settings.backend_url, settings), settings)
+        backend = create_backend(settings.backend_url, settings)
+        hub = Hub(backend, settings)
         await hub.start()
+        accounts = Accounts(backend.accounts, settings, backend.notify)
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
         try:
-            yield {"hub": hub, "settings": settings, "connections": Connections(settings.max_connections_per_ip)}
+            yield {
+                "hub": hub,
+                "settings": settings,
+                "connections": Connections(settings.max_connections_per_ip),
+                "accounts": accounts,
+            }
         finally:
             restore_signals()
             await hub.stop()
+            accounts.close()
 
     pages = Pages(Operators(settings.metrics_allow))
     routes = [
@@ -53,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/r/{room}", pages.index, name="room"),
         Route("/healthz", pages.health, name="health"),
         Route("/api/rooms", pages.rooms, name="rooms"),
+        *AccountRoutes(settings).routes,
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
@@ -60,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Middleware(StackCheck, settings=settings),
         Middleware(SecurityHeaders),
         Middleware(ServerNames, settings=settings),
+        Middleware(CrossSiteRefusal, allowed_origins=settings.allowed_origins),
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 

@@ -80,6 +80,14 @@ class Settings:
     # Largest HTTP request head (request line and headers) in bytes; 431 above.
     max_header_bytes: int = 32768
 
+    # Accounts (app/core/accounts.py). Guests: "on", or "off" (only accounts may connect);
+    # registration from the page: "open", or "closed" (only `chatroom users add`).
+    guests: str = "on"
+    registration: str = "open"
+    # A session ends this many days after it began, and after this many days unused.
+    session_days: float = 30.0
+    session_idle_days: float = 7.0
+
     # Protocol pings: a peer that does not answer within interval + timeout is dropped.
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
@@ -121,8 +129,22 @@ class Settings:
         for name in self.server_names:
             if not _is_host_name(name):
                 raise ValueError(f"server_names: expected host names or addresses without a port, but got {name!r}")
+        for name, allowed in (("guests", ("on", "off")), ("registration", ("open", "closed"))):
+            if getattr(self, name) not in allowed:
+                choices = " or ".join(repr(choice) for choice in allowed)
+                raise ValueError(f"{name} must be {choices}, got {getattr(self, name)!r}")
+        if self.session_days <= 0 or self.session_idle_days <= 0:
+            raise ValueError("session_days and session_idle_days must be positive")
         if self.max_header_bytes < 1024:  # a browser's upgrade request alone takes several hundred
             raise ValueError(f"max_header_bytes must be at least 1024, got {self.max_header_bytes}")
+
+    @property
+    def guests_allowed(self) -> bool:
+        return self.guests == "on"
+
+    @property
+    def registration_open(self) -> bool:
+        return self.registration == "open"
 
     def to_env(self) -> dict[str, str]:
         """The `CHAT_*` variables that reproduce these settings in another process."""

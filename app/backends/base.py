@@ -4,7 +4,8 @@ A backend stores each room's history and carries each room's events to every pro
 that has clients in that room. The hub never knows which backend it holds: it subscribes
 to the rooms its clients are in, publishes what they say, and fans out whatever the
 backend delivers, its own clients' messages included, so one process and many behave alike.
-Who holds which name is the backend's `presence`.
+Who holds which name is the backend's `presence`; accounts and their sessions are its
+`accounts`; `notify` tells every process's hub of a change that concerns its connections.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from app.core.identity import Online
 from app.core.protocol import join_event, leave_event
 
 if TYPE_CHECKING:
     from app.core.messages import Message
+    from app.core.users import SignIn, User
     from app.settings import Settings
 
 
@@ -29,6 +32,9 @@ class Subscriber(Protocol):
 
     def evict(self, room: str, key: str) -> None:
         """Another process took over the name `key` holds here in `room` (`Presence.take_over`)."""
+
+    def notice(self, kind: str, fields: dict[str, Any]) -> None:
+        """A change that concerns connections in every process (`Backend.notify`), this one's too."""
 
 
 class BackendError(Exception):
@@ -42,16 +48,21 @@ class Presence:
     free there is the whole truth, so every claim succeeds and nothing can be taken over
     from elsewhere; joins and leaves go to this process's subscriber. A backend shared by
     several processes has one that makes names unique across them.
+
+    An account may be in a room from several connections, in several processes: the hub
+    claims its name once per process (for its first connection there) and lets it go once
+    (after its last); it is online while any process holds it.
     """
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self._online: dict[str, dict[str, str]] = {}  # room -> name key -> name, in the order they came
+        self._online: dict[str, dict[str, Online]] = {}  # room -> name key -> who, in the order they came
 
-    async def claim(self, room: str, key: str, name: str, token: str | None = None) -> bool:
+    async def claim(self, room: str, key: str, name: str, token: str | None = None, account: bool = False) -> bool:
         """Take screen name `name` (compared by `key`) in `room` for a newcomer of this process,
         whose welcome will give it `token` (None: nobody may take the name over); False if
-        someone holds the name, in any process. Raises `BackendError` if it cannot tell.
+        someone holds the name, in any process. An `account`'s name may be held by several
+        processes at once, a guest's by one. Raises `BackendError` if it cannot tell.
 
         Must not suspend when there is nothing to ask anyone: the hub's check that the name is
         free in this process and its use of the name then happen with nothing in between.
@@ -59,8 +70,8 @@ class Presence:
         return True
 
     async def take_over(self, room: str, key: str, token: str, new_token: str) -> str | None:
-        """Take the name `key` over from the connection of another process whose welcome gave
-        it `token`, for a newcomer of this process whose welcome will give it `new_token`.
+        """Take a guest's name `key` over from the connection of another process whose welcome
+        gave it `token`, for a newcomer of this process whose welcome will give it `new_token`.
 
         Returns the name as the others know it; None if no other process holds the name
         for a connection with that token. That process's hub is told through `evict`.
@@ -70,14 +81,18 @@ class Presence:
     def retoken(self, room: str, key: str, token: str) -> None:
         """A name held here passed to a newer connection of this process, whose token is `token`."""
 
-    def joined(self, room: str, key: str, name: str) -> None:
-        """The holder of the claimed name `name` is in `room`: its `join` goes to this process's
-        members of the room (a shared backend told the other processes when it claimed)."""
-        self._online.setdefault(room, {})[key] = name
-        self._backend.deliver_here(room, join_event(name))
+    def joined(self, room: str, key: str, name: str, guest: bool) -> None:
+        """The name claimed here is in `room`: unless it is online already (an account's, from
+        another process), its `join` goes to this process's members of the room (a shared
+        backend told the other processes when it claimed)."""
+        online = self._online.setdefault(room, {})
+        if key not in online:
+            online[key] = Online(name, guest)
+            self._backend.deliver_here(room, join_event(name, guest))
 
-    def left(self, room: str, key: str, name: str) -> None:
-        """The holder of the name has left `room`: its `leave` goes to everyone, the name is free."""
+    def left(self, room: str, key: str, name: str, guest: bool) -> None:
+        """This process holds the name no more: unless another holds it (an account's), its
+        `leave` goes to everyone, and the name is free."""
         online = self._online.get(room)
         if online is not None:
             online.pop(key, None)
@@ -85,10 +100,55 @@ class Presence:
                 del self._online[room]
         self._backend.deliver_here(room, leave_event(name))
 
-    def online(self, room: str) -> list[str]:
+    def online(self, room: str) -> list[Online]:
         """Who is online in `room` in every process, in the order they came, as of the events
         delivered here so far."""
         return list(self._online.get(room, {}).values())
+
+
+class AccountStore(ABC):
+    """Accounts and their sessions (app/core/accounts.py says what they mean and how they
+    are used). Users are found by key, sessions by the hash of their id."""
+
+    @abstractmethod
+    async def add_user(self, user: User) -> bool:
+        """Add `user`; False if a user with its key exists."""
+
+    @abstractmethod
+    async def user(self, key: str) -> User | None:
+        """The user with this key, if any."""
+
+    @abstractmethod
+    async def users(self) -> list[User]:
+        """Every user."""
+
+    @abstractmethod
+    async def update_user(self, user: User) -> bool:
+        """Store `user`'s password and role; False if it does not exist (any more)."""
+
+    @abstractmethod
+    async def remove_user(self, key: str) -> list[str]:
+        """Remove the user and its sessions; the hashes of the sessions that ended with it."""
+
+    @abstractmethod
+    async def add_session(self, session: SignIn) -> None:
+        """Keep a new session (of an existing user)."""
+
+    @abstractmethod
+    async def session(self, hash: str) -> SignIn | None:
+        """The session with this hash, if it has not ended."""
+
+    @abstractmethod
+    async def touch_session(self, hash: str, seen: int) -> None:
+        """The session was used at `seen` (ms), which idle expiry counts from."""
+
+    @abstractmethod
+    async def end_session(self, hash: str) -> SignIn | None:
+        """End the session; what it was, or None if there was no such session."""
+
+    @abstractmethod
+    async def end_sessions(self, user: str, keep: str | None = None) -> list[str]:
+        """End every session of the user with key `user` but `keep`; the hashes that ended."""
 
 
 class Backend(ABC):
@@ -97,6 +157,7 @@ class Backend(ABC):
         self.settings = settings
         self.subscriber: Subscriber | None = None
         self.presence = Presence(self)
+        self.accounts: AccountStore = self._account_store()
         # Names this history's lifetime: message ids are comparable only within one epoch.
         # A backend whose history can be lost (memory://) starts a new one each time.
         self.epoch = secrets.token_hex(8)
@@ -109,9 +170,29 @@ class Backend(ABC):
         """Let go of every resource; nothing is delivered afterwards."""
         self.subscriber = None
 
+    async def open(self) -> None:
+        """Open the store alone, beside any servers that use it, for commands such as
+        `chatroom users`: accounts and notices work, rooms do not. `close` ends it."""
+        raise RuntimeError(f"{self.url} keeps its data in a server's memory: no other process can reach it")
+
+    async def close(self) -> None:  # noqa: B027 - nothing to close where nothing opens
+        """End what `open` began; what was written has reached the store."""
+
     async def check(self) -> str | None:
         """None when the backend works; otherwise what is wrong, for `GET /healthz` (503)."""
         return None
+
+    @abstractmethod
+    def _account_store(self) -> AccountStore:
+        """Where this backend keeps accounts and sessions."""
+
+    def notify(self, kind: str, fields: dict[str, Any]) -> None:
+        """Tell every process's subscriber, this one's included, of a change that concerns
+        its connections (a session that ended, a name that was registered). One process
+        has only its own to tell; a backend shared by several carries it to the others,
+        and so does one whose store other processes write to (the `chatroom users` command)."""
+        if self.subscriber is not None:
+            self.subscriber.notice(kind, fields)
 
     # Rooms
 
@@ -139,8 +220,9 @@ class Backend(ABC):
     # Messages
 
     @abstractmethod
-    def publish(self, room: str, name: str, text: str) -> asyncio.Future[Message]:
-        """Give the message an id and a time, store it, then deliver it to every subscriber.
+    def publish(self, room: str, name: str, text: str, guest: bool = False) -> asyncio.Future[Message]:
+        """Give the message an id and a time, store it, then deliver it to every subscriber;
+        a `guest`'s message says so.
 
         Returns at once, so a sender's next message can be read while this one is stored;
         the future settles when the message is stored, or fails with `BackendError`.

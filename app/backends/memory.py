@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import replace
 
-from app.backends.base import Backend
+from app.backends.base import AccountStore, Backend
 from app.core.messages import Message, now_ms
+from app.core.users import SignIn, User
 from app.settings import Settings
 
 
@@ -18,6 +20,56 @@ class _RoomLog:
         self.last_id = 0
 
 
+class MemoryAccounts(AccountStore):
+    """Users and sessions in this process's memory; gone at restart."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, User] = {}
+        self._sessions: dict[str, SignIn] = {}
+
+    async def add_user(self, user: User) -> bool:
+        if user.key in self._users:
+            return False
+        self._users[user.key] = user
+        return True
+
+    async def user(self, key: str) -> User | None:
+        return self._users.get(key)
+
+    async def users(self) -> list[User]:
+        return list(self._users.values())
+
+    async def update_user(self, user: User) -> bool:
+        if user.key not in self._users:
+            return False
+        self._users[user.key] = user
+        return True
+
+    async def remove_user(self, key: str) -> list[str]:
+        self._users.pop(key, None)
+        return await self.end_sessions(key)
+
+    async def add_session(self, session: SignIn) -> None:
+        self._sessions[session.hash] = session
+
+    async def session(self, hash: str) -> SignIn | None:
+        return self._sessions.get(hash)
+
+    async def touch_session(self, hash: str, seen: int) -> None:
+        session = self._sessions.get(hash)
+        if session is not None:
+            self._sessions[hash] = replace(session, seen=seen)
+
+    async def end_session(self, hash: str) -> SignIn | None:
+        return self._sessions.pop(hash, None)
+
+    async def end_sessions(self, user: str, keep: str | None = None) -> list[str]:
+        ended = [hash for hash, session in self._sessions.items() if session.user == user and hash != keep]
+        for hash in ended:
+            del self._sessions[hash]
+        return ended
+
+
 class MemoryBackend(Backend):
     """Keeps the latest `settings.history_limit` messages of every room; lost on restart."""
 
@@ -25,6 +77,9 @@ class MemoryBackend(Backend):
         super().__init__(url, settings)
         self._logs: dict[str, _RoomLog] = {}
         self._subscribed: set[str] = set()
+
+    def _account_store(self) -> AccountStore:
+        return MemoryAccounts()
 
     def _log(self, room: str) -> _RoomLog:
         log = self._logs.get(room)
@@ -44,10 +99,10 @@ class MemoryBackend(Backend):
     def subscribed(self, room: str) -> bool:
         return room in self._subscribed
 
-    def publish(self, room: str, name: str, text: str) -> asyncio.Future[Message]:
+    def publish(self, room: str, name: str, text: str, guest: bool = False) -> asyncio.Future[Message]:
         log = self._log(room)
         log.last_id += 1
-        message = Message(room, log.last_id, name, text, now_ms())
+        message = Message(room, log.last_id, name, text, now_ms(), guest)
         log.messages.append(message)
         self.deliver_here(room, message.json, message)
         stored: asyncio.Future[Message] = asyncio.get_running_loop().create_future()

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from app.core.identity import Identity
 from app.core.member import Member, new_member, new_token
 from app.core.names import DEFAULT_ROOM, clean_name, clean_room, guest_name, name_key
 from app.core.protocol import MAX_ID, BadRequest, CloseCode, ErrorCode, error_event, history_event
@@ -35,7 +36,11 @@ _Answer = TypeVar("_Answer")
 
 
 class NameTaken(Exception):
-    """The screen name is already online in the room."""
+    """The screen name is already online in the room, or registered to an account."""
+
+
+class NotSignedIn(Exception):
+    """Only accounts may connect (CHAT_GUESTS=off), and this connection signs none in."""
 
 
 class Hub:
@@ -89,8 +94,14 @@ class Hub:
         epoch: str | None = None,
         sink: Sink | None = None,
         token: str | None = None,
+        account: Identity | None = None,
     ) -> Session:
         """Put a connection in a room under a screen name; its welcome is its first frame.
+
+        `account` is who the connection's session signed in, if it did: it speaks under its
+        account's name (`name` is not used), from as many connections as it likes. A guest
+        speaks under `name`, or a guest name chosen for it, which must be online nowhere in
+        the room and registered to nobody.
 
         `cut_off` drops the socket, for a peer that does not take its close in time.
         `since` (the last message id the client saw) asks for exactly the messages after it,
@@ -98,38 +109,72 @@ class Hub:
         `token`, from the welcome of the connection that holds the name, in this process or
         another, takes the name over from it: a client back from a network blip need not wait
         until the server finds its old connection dead. Raises `BadRequest` (`InvalidName`
-        for names) or `NameTaken`; without `name`, a guest name is chosen.
+        for names), `NameTaken` or `NotSignedIn`.
         """
         room_key = clean_room(room_name) if room_name is not None else DEFAULT_ROOM
-        wanted = clean_name(name) if name is not None else None
+        if account is None and not self.settings.guests_allowed:
+            raise NotSignedIn("Sign in to chat here: this server has no guests")
+        wanted = clean_name(name) if name is not None and account is None else None
         last_seen = _parse_since(since)
         room = await self._open(room_key)
         fresh = new_token()  # the newcomer's, in its welcome
         member = partial(self._new_member, room, token=fresh, connection=connection, cut_off=cut_off, sink=sink)
-        if wanted is not None and token is not None:
+        if account is not None:
+            return await self._join_account(room, account, member, token, last_seen, epoch)
+        if wanted is not None:
             key = name_key(wanted)
-            holder = room.members.get(key)
-            if holder is not None and holder.holds_token(token):
-                return await self._take_over(holder, room, member(name=holder.name, key=key), last_seen, epoch)
-            if holder is None:
-                known = await self._holding_open(room, self.presence.take_over(room.name, key, token, fresh))
-                if known is not None:
-                    return await self._enter(room, member(name=known, key=key), last_seen, epoch)
+            if await self._holding_open(room, self.backend.accounts.user(key)) is not None:
+                self._close_if_empty(room)
+                raise NameTaken(f"{wanted!r} is registered to an account: sign in to use it, or pick another name")
+            if token is not None:
+                holder = room.holding(key, token)
+                if holder is not None and holder.identity.guest:
+                    return await self._take_over(holder, room, member(identity=holder.identity), last_seen, epoch)
+                if key not in room.people:
+                    known = await self._holding_open(room, self.presence.take_over(room.name, key, token, fresh))
+                    if known is not None:
+                        identity = Identity(known, key, account=False)
+                        return await self._enter(room, member(identity=identity), last_seen, epoch)
         # A name must be free here and, with a shared backend, in every other process too.
         for _ in range(GUEST_TRIES if wanted is None else 1):
             chosen = wanted
             if chosen is None:
                 chosen = guest_name()
-                while name_key(chosen) in room.members:
+                while name_key(chosen) in room.people:
                     chosen = guest_name()
             key = name_key(chosen)
-            if key not in room.members and await self._claim(room, key, chosen, fresh):
+            if key not in room.people and await self._claim(room, key, chosen, fresh):
                 break
         else:
             self._close_if_empty(room)
             raise NameTaken(f"{chosen!r} is already online in {room_key!r}")
-        self.presence.joined(room.name, key, chosen)  # to those already there
-        return await self._enter(room, member(name=chosen, key=key), last_seen, epoch)
+        self.presence.joined(room.name, key, chosen, guest=True)  # to those already there
+        return await self._enter(room, member(identity=Identity(chosen, key, account=False)), last_seen, epoch)
+
+    async def _join_account(
+        self,
+        room: Room,
+        account: Identity,
+        member: Callable[..., Member],
+        token: str | None,
+        last_seen: int | None,
+        epoch: str | None,
+    ) -> Session:
+        key = account.key
+        for holder in room.people.get(key, []):
+            if holder.identity.guest:  # it took the name before the account registered it
+                holder.close(CloseCode.NAME_TAKEN, f"{account.name!r} is registered to an account now")
+        replaced = room.holding(key, token) if token is not None else None
+        if replaced is not None:  # the account's own connection: a name is never shared with a guest
+            return await self._take_over(replaced, room, member(identity=account), last_seen, epoch)
+        if key not in room.people:  # the account's first connection to this room in this process
+            created = member(identity=account)
+            if not await self._claim(room, key, account.name, created.token, account=True):
+                await created.finished()
+                raise NameTaken(f"{account.name!r} is in use by a guest in {room.name!r}; try again in a moment")
+            self.presence.joined(room.name, key, account.name, guest=False)
+            return await self._enter(room, created, last_seen, epoch)
+        return await self._enter(room, member(identity=account), last_seen, epoch)
 
     def _new_member(self, room: Room, **parts: Any) -> Member:
         return new_member(room, settings=self.settings, **parts)
@@ -154,10 +199,10 @@ class Hub:
         holder.close(CloseCode.REPLACED, "Replaced by a newer connection of yours")
         return session
 
-    async def _claim(self, room: Room, key: str, name: str, token: str) -> bool:
+    async def _claim(self, room: Room, key: str, name: str, token: str, account: bool = False) -> bool:
         """Whether `name` is free in every process, and now ours (`Presence.claim`). A claim
         that cannot be made raises `BackendError`."""
-        return await self._holding_open(room, self.presence.claim(room.name, key, name, token))
+        return await self._holding_open(room, self.presence.claim(room.name, key, name, token, account))
 
     async def _holding_open(self, room: Room, question: Awaitable[_Answer]) -> _Answer:
         """The backend's answer about `room`, which stays open meanwhile. One process answers
@@ -183,25 +228,44 @@ class Hub:
     # Leaving
 
     def _left(self, room: Room, member: Member) -> None:
-        """`member` is no longer in `room` (it closed, or its connection ended): the others hear it."""
-        self.presence.left(room.name, member.key, member.name)
+        """`member` is no longer in `room` (it closed, or its connection ended): once its name
+        has no connection left here, the others hear it."""
+        if member.key not in room.people:
+            self.presence.left(room.name, member.key, member.name, member.identity.guest)
         self._close_if_empty(room)
 
     def evict(self, room_name: str, key: str) -> None:
         """A newer connection of the same client, in another process, took over the name that
         `key`'s holder has here: close it, and tell nobody, for nobody left."""
         room = self.rooms.get(room_name)
-        holder = room.members.get(key) if room is not None else None
-        if room is None or holder is None:
-            return
-        room.remove(holder)
-        self._close_if_empty(room)
-        holder.close(CloseCode.REPLACED, "Replaced by a newer connection of yours")
+        for holder in room.people.get(key, []) if room is not None else []:
+            assert room is not None
+            room.remove(holder)
+            self._close_if_empty(room)
+            holder.close(CloseCode.REPLACED, "Replaced by a newer connection of yours")
+
+    def notice(self, kind: str, fields: dict[str, Any]) -> None:
+        """Close the connections that a change concerns, in this process (see `Backend.notify`)."""
+        if kind == "sessions_ended":
+            ended = set(fields.get("sessions", ()))
+            why = str(fields.get("why", "Signed out"))
+            for member in self._members():
+                if member.identity.session in ended:
+                    member.close(CloseCode.NOT_SIGNED_IN, why)
+        elif kind == "registered":
+            key = fields.get("key")
+            for member in self._members():
+                if member.key == key and member.identity.guest:
+                    member.close(CloseCode.NAME_TAKEN, f"{member.name!r} was registered to an account just now")
+
+    def _members(self) -> list[Member]:
+        return [member for room in list(self.rooms.values()) for member in room.members]
 
     # What sessions ask (app.core.session.Dispatcher)
 
     def publish(self, session: Session, text: str) -> None:
-        stored = self.backend.publish(session.room.name, session.member.name, text)
+        member = session.member
+        stored = self.backend.publish(session.room.name, member.name, text, member.identity.guest)
         stored.add_done_callback(partial(self._check_stored, session))
         self.turn.schedule()  # its end commits what was published, then sends it
 
@@ -240,7 +304,7 @@ class Hub:
 
     def online_counts(self) -> dict[str, int]:
         """How many people each room has in this process; rooms with nobody in them are left out."""
-        return {name: len(room.members) for name, room in self.rooms.items() if room.members}
+        return {name: len(room.people) for name, room in self.rooms.items() if room.people}
 
     async def _open(self, name: str) -> Room:
         room = self.rooms.get(name)

@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from app.core.identity import Identity
 from app.core.protocol import MAX_BATCH, CloseCode
 from app.core.sockets import Connection, ConnectionClosed, Sink
 from app.settings import Settings
@@ -71,6 +72,7 @@ class Member:
         "behind",
         "blocked_since",
         "close_code",
+        "identity",
         "key",
         "name",
         "owner",
@@ -82,16 +84,16 @@ class Member:
     def __init__(
         self,
         owner: Owner,
-        name: str,
-        key: str,
+        identity: Identity,
         token: str,
         connection: Connection,
         cut_off: Callable[[], None],
         settings: Settings,
     ) -> None:
         self.owner = owner
-        self.name = name
-        self.key = key
+        self.identity = identity
+        self.name = identity.name
+        self.key = identity.key
         # Given in the welcome: a connection presenting it may take this one's name over.
         self.token = token
         self.settings = settings
@@ -391,8 +393,7 @@ class TaskMember(Member):
 
 def new_member(
     owner: Owner,
-    name: str,
-    key: str,
+    identity: Identity,
     token: str,
     connection: Connection,
     cut_off: Callable[[], None],
@@ -401,5 +402,5 @@ def new_member(
 ) -> Member:
     """The member for a socket: written through its sink if it has one, else by a task."""
     if sink is not None:
-        return SinkMember(owner, name, key, token, connection, cut_off, settings, sink=sink)
-    return TaskMember(owner, name, key, token, connection, cut_off, settings)
+        return SinkMember(owner, identity, token, connection, cut_off, settings, sink=sink)
+    return TaskMember(owner, identity, token, connection, cut_off, settings)

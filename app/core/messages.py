@@ -16,9 +16,12 @@ WIRE_HEAD = b'{"type":"message","id":'
 WIRE_END = b"}"
 
 
-def wire_middle(room: str, name: str, text: str) -> bytes:
-    """The wire form between the id and the time."""
-    fields = orjson.dumps({"room": room, "name": name, "text": text})
+def wire_middle(room: str, name: str, text: str, guest: bool = False) -> bytes:
+    """The wire form between the id and the time; a guest's message says so."""
+    if guest:
+        fields = orjson.dumps({"room": room, "name": name, "text": text, "guest": True})
+    else:
+        fields = orjson.dumps({"room": room, "name": name, "text": text})
     return b"%s%s%s" % (b",", fields[1:-1], b',"ts":')
 
 
@@ -36,15 +39,16 @@ class Message:
     message was accepted, in milliseconds since the Unix epoch (UTC).
     """
 
-    __slots__ = ("_name", "_text", "_ts", "id", "json", "room")
+    __slots__ = ("_guest", "_name", "_text", "_ts", "id", "json", "room")
 
-    def __init__(self, room: str, id: int, name: str, text: str, ts: int) -> None:
+    def __init__(self, room: str, id: int, name: str, text: str, ts: int, guest: bool = False) -> None:
         self.room = room
         self.id = id
         self._name: str | None = name
         self._text: str | None = text
         self._ts: int | None = ts
-        self.json = wire_form(id, wire_middle(room, name, text), ts)
+        self._guest: bool | None = guest
+        self.json = wire_form(id, wire_middle(room, name, text, guest), ts)
 
     @classmethod
     def from_json(cls, room: str, id: int, json: bytes) -> Message:
@@ -57,12 +61,13 @@ class Message:
         message.room = room
         message.id = id
         message.json = json
-        message._name = message._text = message._ts = None
+        message._name = message._text = message._ts = message._guest = None
         return message
 
     def _parse(self) -> None:
         fields = orjson.loads(self.json)
         self._name, self._text, self._ts = fields["name"], fields["text"], fields["ts"]
+        self._guest = fields.get("guest", False)
 
     @property
     def name(self) -> str:
@@ -84,6 +89,14 @@ class Message:
             self._parse()
         assert self._ts is not None
         return self._ts
+
+    @property
+    def guest(self) -> bool:
+        """Whether a guest wrote it (not an account)."""
+        if self._guest is None:
+            self._parse()
+        assert self._guest is not None
+        return self._guest
 
     def __repr__(self) -> str:
         return f"Message(room={self.room!r}, id={self.id}, name={self.name!r}, ts={self.ts})"

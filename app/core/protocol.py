@@ -33,7 +33,8 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 1009  # a frame over max_message_bytes
     TRY_AGAIN_LATER = 1013  # the client fell too far behind (its queue is full)
     INVALID_NAME = 4400  # the name, room name, since or token breaks the rules (the token in the URL too)
-    NAME_TAKEN = 4409  # the name is already online in that room
+    NOT_SIGNED_IN = 4401  # guests are off and the connection signs no account in, or its session ended
+    NAME_TAKEN = 4409  # the name is already online in that room, or registered to an account
     REPLACED = 4410  # a newer connection of the same client (its welcome's token) took the name over
     TOO_MANY_CONNECTIONS = 4429  # the client's address holds max_connections_per_ip already
 
@@ -171,8 +172,9 @@ def error_event(code: ErrorCode, detail: str) -> bytes:
     return dumps({"type": "error", "code": code.value, "detail": detail})
 
 
-def join_event(name: str) -> bytes:
-    return dumps({"type": "join", "name": name})
+def join_event(name: str, guest: bool = False) -> bytes:
+    """A join; a guest's says so (`"guest": true`), an account's does not."""
+    return dumps({"type": "join", "name": name, "guest": True} if guest else {"type": "join", "name": name})
 
 
 def leave_event(name: str) -> bytes:
@@ -180,15 +182,26 @@ def leave_event(name: str) -> bytes:
 
 
 def welcome_event(
-    name: str, room: str, epoch: str, token: str, online: list[str], history: list[bytes], gap: bool | None = None
+    name: str,
+    room: str,
+    epoch: str,
+    token: str,
+    online: list[str],
+    history: list[bytes],
+    gap: bool | None = None,
+    guests: list[str] | None = None,
+    guest: bool = False,
 ) -> bytes:
     """The first event of every connection; `history` holds message events already serialised.
 
     `token` lets this connection's successor take its name over; `gap` answers a resuming
-    client: whether messages it missed are not all in `history`.
+    client: whether messages it missed are not all in `history`. `guests` are those of
+    `online` who are guests; `guest` says whether this connection is one.
     """
     head: dict[str, Any] = {"type": "welcome", "name": name, "room": room, "epoch": epoch, "token": token}
+    head["guest"] = guest
     head["online"] = online
+    head["guests"] = guests or []
     if gap is not None:
         head["gap"] = gap
     return b"".join((dumps(head)[:-1], b',"history":[', b",".join(history), b"]}"))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from app.core.protocol import CloseCode, frames_of, welcome_event
 
 if TYPE_CHECKING:
+    from app.core.identity import Online
     from app.core.member import Member, SinkMember
     from app.core.messages import Message
     from app.core.turn import Turn
@@ -31,7 +32,7 @@ class Resume:
 
     after: int
     upto: int
-    online: list[str]
+    online: list[Online]
 
 
 class Room:
@@ -42,10 +43,11 @@ class Room:
         self.epoch = epoch
         self._turn = turn
         self._left = left  # told of each member that leaves (not of one whose name was handed over)
-        # Everyone holding a name here, in the order they came; `_receivers` get every frame
-        # (a newcomer joins them once the events its welcome covers have gone out).
-        self.members: dict[str, Member] = {}
-        self._receivers: dict[str, Member] = {}
+        # The connections holding each name here (a guest's: one; an account's: each of its
+        # tabs), in the order they came; `_receivers` get every frame (a newcomer joins them
+        # once the events its welcome covers have gone out).
+        self.people: dict[str, list[Member]] = {}
+        self._receivers: dict[Member, None] = {}
         self.recent_size = recent_size
         self.recent: deque[Message] = deque(maxlen=recent_size)
         loop = asyncio.get_running_loop()
@@ -67,7 +69,19 @@ class Room:
 
     @property
     def empty(self) -> bool:
-        return not self.members and not self.waiting
+        return not self.people and not self.waiting
+
+    @property
+    def members(self) -> list[Member]:
+        """Every connection in the room."""
+        return [member for holders in self.people.values() for member in holders]
+
+    def holding(self, key: str, token: str) -> Member | None:
+        """The connection holding the name `key` whose welcome gave it `token`, if any."""
+        for member in self.people.get(key, ()):
+            if member.holds_token(token):
+                return member
+        return None
 
     def post(self, event: bytes, message: Message | None) -> None:
         """Queue an event for every member.
@@ -102,7 +116,7 @@ class Room:
         if self._events_due:
             self.flush()
         if self._closing is not None:
-            for member in list(self.members.values()):
+            for member in self.members:
                 member.close(*self._closing)
         woken, self._woken = self._woken, []
         for member in woken:
@@ -120,23 +134,23 @@ class Room:
             self.recent.extend(self._messages)
             self._messages = []
         if events:
-            receivers = tuple(self._receivers.values())
+            receivers = tuple(self._receivers)
             for frame in frames_of(events):
                 for member in receivers:
                     member.deliver(frame)
         if self._newcomers:
             for member, covered in self._newcomers:
-                if self.members.get(member.key) is member:
+                if member in self.people.get(member.key, ()):
                     for frame in frames_of(events[covered:]) if covered < len(events) else ():
                         member.deliver(frame)
-                    self._receivers[member.key] = member
+                    self._receivers[member] = None
             self._newcomers = []
 
     def close_all(self, code: int, reason: str) -> list[Member]:
         """Close every member once the events already posted have reached them."""
         self._closing = (code, reason)
         self._events_are_due()
-        return list(self.members.values())
+        return self.members
 
     def stop(self) -> None:
         if self._presence_timer is not None:
@@ -146,7 +160,7 @@ class Room:
     # Members
 
     def admit(
-        self, member: Member, online: list[str], since: int | None, replay_limit: int, stale: bool = False
+        self, member: Member, online: list[Online], since: int | None, replay_limit: int, stale: bool = False
     ) -> Resume | None:
         """Make `member` a member and queue its welcome, which covers the pending events.
 
@@ -156,7 +170,7 @@ class Room:
         returned, saying what the hub must read from the backend. `online` is who is in the
         room, in every process.
         """
-        self.members[member.key] = member
+        self.people.setdefault(member.key, []).append(member)
         known = [*self.recent, *self._messages]
         if since is None:
             member.push(self.welcome(member, online, known[-self.recent_size :], gap=True if stale else None))
@@ -170,29 +184,39 @@ class Room:
         if self._events:
             self._newcomers.append((member, len(self._events)))
         else:
-            self._receivers[member.key] = member
+            self._receivers[member] = None
         return None if since is None else Resume(since, known[-1].id, online)
 
-    def welcome(self, member: Member, online: list[str], history: list[Message], gap: bool | None = None) -> bytes:
+    def welcome(self, member: Member, online: list[Online], history: list[Message], gap: bool | None = None) -> bytes:
+        names = [person.name for person in online]
+        if member.name not in names:  # another tab's join is on its way: it is online all the same
+            names.append(member.name)
+        guests = [person.name for person in online if person.guest]
         history_json = [message.json for message in history]
-        return welcome_event(member.name, self.name, self.epoch, member.token, online, history_json, gap)
+        return welcome_event(
+            member.name, self.name, self.epoch, member.token, names, history_json, gap, guests, member.identity.guest
+        )
 
     def hand_over(self, holder: Member) -> None:
-        """`holder`'s name passes to a newer connection of the same client, admitted next in
-        its place among the members: the others are told nothing, as nobody left."""
-        self.caught_up(holder)
-        if self._receivers.get(holder.key) is holder:
-            del self._receivers[holder.key]
-        self._newcomers = [(member, count) for member, count in self._newcomers if member is not holder]
+        """`holder`'s name passes to a newer connection of the same client, admitted next:
+        the others are told nothing, as nobody left."""
+        self._take_out(holder)
 
     def remove(self, member: Member) -> bool:
         """Take the member out; False if it was not a member (already gone, or handed over)."""
+        return self._take_out(member)
+
+    def _take_out(self, member: Member) -> bool:
         self.caught_up(member)
-        if self.members.get(member.key) is not member:
+        self._receivers.pop(member, None)
+        if self._newcomers:
+            self._newcomers = [(newcomer, count) for newcomer, count in self._newcomers if newcomer is not member]
+        holders = self.people.get(member.key)
+        if holders is None or member not in holders:
             return False
-        del self.members[member.key]
-        if self._receivers.get(member.key) is member:
-            del self._receivers[member.key]
+        holders.remove(member)
+        if not holders:
+            del self.people[member.key]
         return True
 
     # What members tell their room (app.core.member.Owner)

@@ -9,11 +9,13 @@ from starlette.endpoints import WebSocketEndpoint
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from app.backends.base import BackendError
-from app.core.hub import Hub, NameTaken
+from app.core.accounts import Accounts
+from app.core.hub import Hub, NameTaken, NotSignedIn
 from app.core.protocol import SUBPROTOCOL, TOKEN_SUBPROTOCOL, BadRequest, CloseCode, close_reason
 from app.core.session import Session
 from app.core.sockets import SINK_EXTENSION, ConnectionClosed
 from app.settings import Settings
+from app.web.accounts import session_id_of
 from app.web.connections import Connections, Slot
 from app.web.origins import origin_allowed
 
@@ -108,6 +110,15 @@ class ChatEndpoint(WebSocketEndpoint):
             task.cancel()
 
         params = websocket.query_params
+        session_id = session_id_of(websocket)
+        account = None
+        if session_id is not None:
+            accounts: Accounts = websocket.state.accounts
+            account = await accounts.identify(session_id)
+            if account is None:
+                # The page believes it is signed in: it must hear that it is not, not become a guest.
+                await websocket.close(CloseCode.NOT_SIGNED_IN, "Your session has ended: sign in again")
+                return
         try:
             token = resume_token(subprotocols)
             self.session = await hub.join(
@@ -119,11 +130,14 @@ class ChatEndpoint(WebSocketEndpoint):
                 epoch=params.get("epoch"),
                 token=token,
                 sink=websocket.scope.get("extensions", {}).get(SINK_EXTENSION, {}).get("sink"),
+                account=account,
             )
         except BadRequest as exc:
             await websocket.close(CloseCode.INVALID_NAME, close_reason(str(exc)))
         except NameTaken as exc:  # its reason holds a name and a room: multibyte, it may be long
             await websocket.close(CloseCode.NAME_TAKEN, close_reason(str(exc)))
+        except NotSignedIn as exc:
+            await websocket.close(CloseCode.NOT_SIGNED_IN, close_reason(str(exc)))
         except BackendError:
             # The room or the name could not be checked (a shared backend out of reach): the
             # client comes back later, as after any 1013.

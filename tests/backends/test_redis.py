@@ -22,12 +22,18 @@ from app.backends.redis.retention import Retention
 from app.core.messages import Message
 from app.core.protocol import CloseCode, join_event, leave_event
 from app.settings import Settings
+from app.web.accounts import PLAIN_COOKIE
 from tests.support.redis_faults import start_heartbeats, stop_heartbeats, writes_held
 from tests.support.redis_server import RedisServer, running_redis
 from tests.support.subscriber import Delivered
-from tests.support.web import app_with, chat
+from tests.support.web import another_browser, app_with, chat
 
 pytestmark = pytest.mark.anyio
+
+
+def online(backend: RedisBackend, room: str) -> list[str]:
+    """Who `backend`'s process has online in `room`, by name."""
+    return [person.name for person in backend.presence.online(room)]
 
 
 @pytest.fixture
@@ -229,8 +235,8 @@ async def test_names_are_unique_across_processes_and_free_again_once_released(
     assert not await second.presence.claim("den", "ann", "ann")
     assert not await first.presence.claim("den", "ann", "ANN")
     assert await second.presence.claim("other", "ann", "ann")  # another room
-    first.presence.joined("den", "ann", "Ann")
-    first.presence.left("den", "ann", "Ann")
+    first.presence.joined("den", "ann", "Ann", guest=True)
+    first.presence.left("den", "ann", "Ann", guest=True)
     # A release reaches Redis when the process next writes; its leave, read back, says it has.
     await got_second.wait_for(lambda d: leave_event("Ann") in d.presence("den"))
     assert await second.presence.claim("den", "ann", "ann")
@@ -244,8 +250,8 @@ async def test_a_token_takes_a_name_over_from_another_process_and_nobody_else_no
         await backend.subscribe("den")
     assert await first.presence.claim("den", "ann", "Ann", "first")
     assert await third.presence.claim("den", "bob", "bob")  # no token: nobody may take it over
-    first.presence.joined("den", "ann", "Ann")
-    third.presence.joined("den", "bob", "bob")
+    first.presence.joined("den", "ann", "Ann", guest=True)
+    third.presence.joined("den", "bob", "bob", guest=True)
     await got_second.wait_for(lambda d: len(d.presence("den")) == 2)
     for wrong in ("guessed", "", "first "):
         assert await second.presence.take_over("den", "ann", wrong, "second") is None
@@ -255,16 +261,16 @@ async def test_a_token_takes_a_name_over_from_another_process_and_nobody_else_no
     assert await second.presence.take_over("den", "ann", "first", "second") == "Ann"  # as the others know it
     await got_first.wait_for(lambda d: d.evicted == [("den", "ann")])
     assert not first.presence.holds("den", "ann")
-    assert second.presence.online("den") == third.presence.online("den") == ["Ann", "bob"]
+    assert online(second, "den") == online(third, "den") == ["Ann", "bob"]
     assert await first.presence.take_over("den", "ann", "first", "again") is None  # a token is good once
     assert await third.presence.take_over("den", "ann", "second", "third") == "Ann"
     await got_second.wait_for(lambda d: d.evicted == [("den", "ann")])
-    third.presence.left("den", "ann", "Ann")
+    third.presence.left("den", "ann", "Ann", guest=True)
     await got_first.wait_for(lambda d: leave_event("Ann") in d.presence("den"))
     # Only the join and the leave: the moves were no news for anyone.
     for got in (got_first, got_second):
         joins, after = got.presence("den")[:2], got.presence("den")[2:]
-        assert sorted(joins) == sorted([join_event("Ann"), join_event("bob")])
+        assert sorted(joins) == sorted([join_event("Ann", guest=True), join_event("bob", guest=True)])
         assert after == [leave_event("Ann")]
     assert await first.presence.claim("den", "ann", "ann")  # free again
 
@@ -276,16 +282,20 @@ async def test_a_name_taken_over_from_a_process_whose_holder_left_meanwhile_is_b
     for backend in (first, second):
         await backend.subscribe("den")
     assert await first.presence.claim("den", "ann", "ann", "first")
-    first.presence.joined("den", "ann", "ann")
+    first.presence.joined("den", "ann", "ann", guest=True)
     # The old connection ends here as the name is taken over: its leave is told here first,
     # and its release reaches Redis after the take-over.
     with writes_held(first):
-        first.presence.left("den", "ann", "ann")
+        first.presence.left("den", "ann", "ann", guest=True)
         assert await second.presence.take_over("den", "ann", "first", "second") == "ann"
     await got_first.wait_for(lambda d: d.evicted == [("den", "ann")])
     await got_first.wait_for(lambda d: len(d.presence("den")) == 3)
-    assert got_first.presence("den") == [join_event("ann"), leave_event("ann"), join_event("ann")]
-    assert first.presence.online("den") == ["ann"]
+    assert got_first.presence("den") == [
+        join_event("ann", guest=True),
+        leave_event("ann"),
+        join_event("ann", guest=True),
+    ]
+    assert online(first, "den") == ["ann"]
     assert not await first.presence.claim("den", "ann", "ann")  # the release did not let the moved name go
 
 
@@ -297,19 +307,23 @@ async def test_joins_and_leaves_reach_the_other_processes_and_their_online_lists
         await backend.subscribe("den")
     for backend, key, name in ((first, "ann", "ann"), (second, "bob", "bob"), (first, "cy", "cy")):
         assert await backend.presence.claim("den", key, name)
-        backend.presence.joined("den", name, name)
+        backend.presence.joined("den", name, name, guest=True)
     await got_second.wait_for(lambda d: len(d.presence("den")) == 3)
-    assert got_second.presence("den") == [join_event("ann"), join_event("bob"), join_event("cy")]
-    assert second.presence.online("den") == ["ann", "bob", "cy"]
-    first.presence.left("den", "ann", "ann")
+    assert got_second.presence("den") == [
+        join_event("ann", guest=True),
+        join_event("bob", guest=True),
+        join_event("cy", guest=True),
+    ]
+    assert online(second, "den") == ["ann", "bob", "cy"]
+    first.presence.left("den", "ann", "ann", guest=True)
     await got_second.wait_for(lambda d: len(d.presence("den")) == 4)
     assert got_second.presence("den")[-1] == leave_event("ann")
-    assert second.presence.online("den") == ["bob", "cy"]
+    assert online(second, "den") == ["bob", "cy"]
     await got_first.wait_for(lambda d: len(d.presence("den")) == 4)
-    assert first.presence.online("den") == ["cy", "bob"] or first.presence.online("den") == ["bob", "cy"]
+    assert online(first, "den") == ["cy", "bob"] or online(first, "den") == ["bob", "cy"]
     (third, _) = await open_backend()
     await third.subscribe("den")
-    assert third.presence.online("den") == ["bob", "cy"]  # in the order they came
+    assert online(third, "den") == ["bob", "cy"]  # in the order they came
 
 
 async def test_a_process_that_stops_says_goodbye_for_its_users(open_backend: Callable[..., Any]) -> None:
@@ -317,10 +331,10 @@ async def test_a_process_that_stops_says_goodbye_for_its_users(open_backend: Cal
     for backend in (leaving, staying):
         await backend.subscribe("den")
     assert await leaving.presence.claim("den", "ann", "ann")
-    await delivered.wait_for(lambda d: d.presence("den") == [join_event("ann")])
+    await delivered.wait_for(lambda d: d.presence("den") == [join_event("ann", guest=True)])
     await leaving.stop()
-    await delivered.wait_for(lambda d: d.presence("den") == [join_event("ann"), leave_event("ann")])
-    assert staying.presence.online("den") == []
+    await delivered.wait_for(lambda d: d.presence("den") == [join_event("ann", guest=True), leave_event("ann")])
+    assert online(staying, "den") == []
     assert await staying.presence.claim("den", "ann", "ann")
 
 
@@ -333,7 +347,7 @@ async def test_a_process_whose_heartbeats_stop_has_its_users_leave(open_backend:
     started = asyncio.get_running_loop().time()
     await delivered.wait_for(lambda d: leave_event("ann") in d.presence("den"), timeout=5)
     assert asyncio.get_running_loop().time() - started < 1.0 + 0.25 + 1  # ttl + a beat, and some slack
-    assert watching.presence.online("den") == []
+    assert online(watching, "den") == []
     assert await watching.presence.claim("den", "ann", "ann")
 
 
@@ -342,13 +356,13 @@ async def test_a_process_taken_for_dead_claims_its_names_again(open_backend: Cal
     for backend in (paused, watching):
         await backend.subscribe("den")
     assert await paused.presence.claim("den", "ann", "ann")
-    paused.presence.joined("den", "ann", "ann")
+    paused.presence.joined("den", "ann", "ann", guest=True)
     stop_heartbeats(paused)
     await delivered.wait_for(lambda d: leave_event("ann") in d.presence("den"))
     start_heartbeats(paused)  # it wakes up again
-    await delivered.wait_for(lambda d: d.presence("den")[-1:] == [join_event("ann")])
-    assert watching.presence.online("den") == ["ann"]
-    assert own.presence("den") == [join_event("ann")]  # its own clients never saw ann leave
+    await delivered.wait_for(lambda d: d.presence("den")[-1:] == [join_event("ann", guest=True)])
+    assert online(watching, "den") == ["ann"]
+    assert own.presence("den") == [join_event("ann", guest=True)]  # its own clients never saw ann leave
     assert not await watching.presence.claim("den", "ann", "ann")
 
 
@@ -421,7 +435,7 @@ def test_a_reconnection_to_another_app_with_the_welcome_token_takes_the_name_ove
 ) -> None:
     first, second = two_apps
     with chat(first, "name=bob") as bob, chat(first, "name=ann") as ann:
-        assert bob.next() == {"type": "join", "name": "ann"}
+        assert bob.next() == {"type": "join", "name": "ann", "guest": True}
         guessed = secrets.token_urlsafe(16)
         with pytest.raises(WebSocketDisconnect) as refused, chat(second, "name=ann", token=guessed):
             pass
@@ -459,9 +473,9 @@ def test_two_apps_sharing_a_room_are_one_chat(two_apps: tuple[TestClient, TestCl
         assert ann.welcome["epoch"] == bob.welcome["epoch"]
         assert bob.welcome["online"] == ["ann", "bob"]
         assert cy.welcome["online"] == ["ann", "bob", "cy"]
-        assert ann.next() == {"type": "join", "name": "bob"}
-        assert ann.next() == {"type": "join", "name": "cy"}
-        assert bob.next() == {"type": "join", "name": "cy"}
+        assert ann.next() == {"type": "join", "name": "bob", "guest": True}
+        assert ann.next() == {"type": "join", "name": "cy", "guest": True}
+        assert bob.next() == {"type": "join", "name": "cy", "guest": True}
         bob.say("from the second")
         ann.say("from the first")
         everyone = {"ann": ann, "bob": bob, "cy": cy}
@@ -481,7 +495,7 @@ def test_a_leave_on_one_app_reaches_the_other_and_frees_the_name(two_apps: tuple
     first, second = two_apps
     with chat(first, "name=ann") as ann:
         with chat(second, "name=bob"):
-            assert ann.next() == {"type": "join", "name": "bob"}
+            assert ann.next() == {"type": "join", "name": "bob", "guest": True}
         assert ann.next() == {"type": "leave", "name": "bob"}
         with chat(first, "name=bob") as again:
             assert again.welcome["online"] == ["ann", "bob"]
@@ -510,3 +524,31 @@ def test_a_server_refuses_to_start_without_its_redis(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "never-started")
     with pytest.raises(RuntimeError, match="cannot be used"), TestClient(app_with(backend_url=server.url)):
         pass
+
+
+def test_an_account_is_one_person_across_apps_online_once_and_signed_out_everywhere(
+    two_apps: tuple[TestClient, TestClient],
+) -> None:
+    first, second = two_apps
+    registered = first.post("/api/account", json={"name": "Ann", "password": "correct horse battery"})
+    assert registered.status_code == 201
+    second.cookies.set(PLAIN_COOKIE, first.cookies[PLAIN_COOKIE])  # the same browser, on another host
+    assert second.get("/api/session").json() == {"name": "Ann", "admin": False}  # the session is shared
+    with chat(another_browser(first), "name=bob") as bob:
+        with chat(first) as here:
+            assert bob.next_of("join") == {"type": "join", "name": "Ann"}
+            with chat(second) as there:
+                assert there.welcome["online"] == ["bob", "Ann"]
+                there.say("from the second")
+                assert here.next_of("message")["text"] == "from the second"
+            bob.say("ann?")  # the tab on the second app went: Ann is still online on the first
+            skipped: list[dict[str, Any]] = []
+            assert bob.next_of("message", skipped)["text"] == "from the second"
+            assert bob.next_of("message", skipped)["text"] == "ann?"
+            assert [event for event in skipped if event["type"] == "leave"] == []
+            with chat(second) as there:  # back on the second, then sign out there
+                assert second.delete("/api/session").status_code == 204
+                for socket in (here, there):  # every process closes the session's sockets
+                    assert socket.closed() == CloseCode.NOT_SIGNED_IN
+        assert bob.next_of("leave") == {"type": "leave", "name": "Ann"}  # once, when the last went
+    assert first.get("/api/session").status_code == 401

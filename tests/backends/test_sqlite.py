@@ -16,6 +16,7 @@ from app.backends.base import BackendError
 from app.backends.sqlite import SQLiteBackend
 from app.backends.sqlite.schema import VERSION, migrate, version_of
 from app.core.messages import Message
+from app.core.users import User
 from app.settings import Settings
 from tests.support.subscriber import Delivered
 
@@ -180,6 +181,34 @@ async def test_a_database_of_an_older_schema_is_migrated_on_start(tmp_path: Path
     store, _ = await open_backend(path)
     await store.subscribe("den")
     assert (await store.publish("den", "ann", "again")).id == 7
+    await store.stop()
+
+
+async def test_a_database_of_the_release_before_accounts_keeps_its_history_and_gains_accounts(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        migrate(db, target=2)  # as the release before accounts left it
+        db.executemany(
+            "INSERT INTO messages (room, id, name, text, ts) VALUES (?, ?, ?, ?, ?)",
+            [("den", number, "ann", f"v2 {number}", 1_700_000_000_000 + number) for number in range(1, 4)],
+        )
+        db.execute("INSERT INTO rooms (name, last_id) VALUES ('den', 3)")
+    store, _ = await open_backend(path)
+    recent = await store.subscribe("den")
+    assert [(message.text, message.guest) for message in recent] == [(f"v2 {n}", False) for n in range(1, 4)]
+    assert b'"guest"' not in recent[0].json  # as they were sent then: nobody was told who was a guest
+    guest_says = await store.publish("den", "bob", "now", guest=True)
+    assert guest_says.guest
+    assert await store.accounts.add_user(User("ann", "ann", "$argon2id$...", False, 1))
+    assert not await store.accounts.add_user(User("ann", "Ann", "$argon2id$...", False, 2))
+    await store.stop()
+    store, _ = await open_backend(path)
+    (latest,), _ = await store.history("den", None, 1)
+    assert latest.guest
+    assert latest.json == guest_says.json
+    assert await store.accounts.user("ann") == User("ann", "ann", "$argon2id$...", False, 1)
     await store.stop()
 
 

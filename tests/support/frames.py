@@ -248,7 +248,7 @@ def check_event(event: Any, room: str) -> None:
     assert isinstance(event, dict), event
     kind = event["type"]
     if kind == "message":
-        assert event.keys() == {"type", "id", "room", "name", "text", "ts"}, event
+        assert event.keys() - {"guest"} == {"type", "id", "room", "name", "text", "ts"}, event
         assert type(event["id"]) is int
         assert type(event["ts"]) is int
         assert event["room"] == room
@@ -256,7 +256,10 @@ def check_event(event: Any, room: str) -> None:
         assert isinstance(event["text"], str)
         assert event["text"].strip()
         event["text"].encode()  # real text: no lone surrogates
-    elif kind in ("join", "leave"):
+    elif kind == "join":
+        assert event.keys() in ({"type", "name"}, {"type", "name", "guest"}), event
+        assert isinstance(event["name"], str)
+    elif kind == "leave":
         assert event.keys() == {"type", "name"}, event
         assert isinstance(event["name"], str)
     else:

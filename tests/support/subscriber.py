@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from app.core.messages import Message
 
@@ -14,6 +15,7 @@ class Delivered:
     def __init__(self, on_message: Callable[[Message], None] | None = None) -> None:
         self.events: list[tuple[str, bytes, Message | None]] = []
         self.evicted: list[tuple[str, str]] = []  # names taken over by another process
+        self.notices: list[tuple[str, dict[str, Any]]] = []
         self.arrived = asyncio.Condition()
         self._on_message = on_message
 
@@ -25,6 +27,10 @@ class Delivered:
 
     def evict(self, room: str, key: str) -> None:
         self.evicted.append((room, key))
+        self._notify()
+
+    def notice(self, kind: str, fields: dict[str, Any]) -> None:
+        self.notices.append((kind, fields))
         self._notify()
 
     def _notify(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.testclient import TestClient, WebSocketTestSession
+from starlette.websockets import WebSocketDisconnect
 
 from app.core.protocol import resume_subprotocols
 from app.main import create_app
@@ -43,11 +44,27 @@ class Events:
             if skipped is not None:
                 skipped.append(event)
 
+    def closed(self) -> int:
+        """Read on until the server closes the socket; its close code."""
+        try:
+            while True:
+                self.next()
+        except WebSocketDisconnect as closed:
+            return closed.code
+
     def send(self, event: Event) -> None:
         self.websocket.send_text(json.dumps(event))
 
     def say(self, text: str) -> None:
         self.send({"type": "message", "text": text})
+
+
+def another_browser(client: TestClient) -> TestClient:
+    """Another browser on the server that `client` runs: its own cookies, the same app."""
+    other = TestClient(client.app, base_url=str(client.base_url))
+    other.portal = client.portal  # the running app, not a second lifespan
+    other.app_state.update(client.app_state)
+    return other
 
 
 def app_with(**overrides: Any) -> Starlette:

@@ -190,7 +190,9 @@ async def test_redis_killed_and_restarted_mid_conversation_loses_nothing(
             assert texts == said  # every stored message once, nothing that was refused
             assert ids == sorted(set(ids))
         # Presence went on as if nothing had happened: bob's join, and nobody left.
-        assert [event for event in ann.seen if event["type"] in ("join", "leave")] == [{"type": "join", "name": "bob"}]
+        assert [event for event in ann.seen if event["type"] in ("join", "leave")] == [
+            {"type": "join", "name": "bob", "guest": True}
+        ]
         assert [event for event in bob.seen if event["type"] in ("join", "leave")] == []
         assert ann.messages() == bob.messages()
         # The history kept across the crash is exactly what everyone saw.

@@ -37,8 +37,8 @@ def test_a_message_carries_id_room_name_text_and_server_time(client: TestClient)
         ann.say("second")
         first, second = ann.next_of("message"), ann.next_of("message")
         after = time.time() * 1000
-    assert set(first) == {"type", "id", "room", "name", "text", "ts"}
-    assert (first["room"], first["name"], first["text"]) == ("den", "ann", "first")
+    assert set(first) == {"type", "id", "room", "name", "text", "guest", "ts"}  # a guest's says so
+    assert (first["room"], first["name"], first["text"], first["guest"]) == ("den", "ann", "first", True)
     assert isinstance(first["id"], int)
     assert second["id"] > first["id"]
     assert before - 1 <= first["ts"] <= second["ts"] <= after + 1
@@ -223,7 +223,7 @@ def test_presence_welcome_lists_who_is_online_and_others_hear_joins_and_leaves(c
         assert ann.welcome["online"] == ["ann"]
         with chat(client, "name=bob") as bob:
             assert bob.welcome["online"] == ["ann", "bob"]
-            assert ann.next() == {"type": "join", "name": "bob"}
+            assert ann.next() == {"type": "join", "name": "bob", "guest": True}
             bob.say("hi")  # bob hears no join of his own: his first event after the welcome is his echo
             assert bob.next()["type"] == "message"
         assert ann.next_of("message")["text"] == "hi"

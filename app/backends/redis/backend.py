@@ -17,16 +17,19 @@ import logging
 import secrets
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
-from app.backends.base import Backend, BackendError, Subscriber
+from app.backends.base import AccountStore, Backend, BackendError, Subscriber
 from app.backends.redis import scripts
+from app.backends.redis.accounts import RedisAccounts
 from app.backends.redis.commands import (
     BEAT,
     COMMAND_TIMEOUT,
     EPOCH_KEY,
     GOODBYE,
     IDS_KEY,
+    PREFIX,
     Entry,
     RedisErrors,
     connect,
@@ -44,6 +47,7 @@ from app.settings import Settings
 logger = logging.getLogger("chatroom.redis")
 
 PRESENCE_MAXLEN = 1_000  # entries kept in a room's presence stream (approximately)
+NOTICES_KEY = PREFIX + b"notices"
 
 
 class RedisBackend(Backend):
@@ -80,10 +84,34 @@ class RedisBackend(Backend):
     def _undo(self, args: tuple[bytes | str, ...]) -> tuple[bytes | str, ...] | None:
         return self.presence.undo(args)
 
+    def _account_store(self) -> AccountStore:
+        return RedisAccounts(self._client, int(self.settings.session_days * 86_400_000))
+
+    async def open(self) -> None:
+        """Connect, for commands such as `chatroom users` that use the store beside the servers."""
+        self._redis = self._connect(socket_timeout=COMMAND_TIMEOUT)
+
+    async def close(self) -> None:
+        """Let what was written reach Redis, and disconnect (after `open`)."""
+        await self.writer.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    def notify(self, kind: str, fields: dict[str, Any]) -> None:
+        self.writer.write(("n", kind, orjson.dumps(fields)), wait=False)
+        super().notify(kind, fields)
+
+    def _notice(self, fields: dict[bytes, bytes]) -> None:
+        if fields[b"o"] != self.node.encode() and self.subscriber is not None:
+            self.subscriber.notice(fields[b"k"].decode(), orjson.loads(fields[b"b"]))
+
     async def start(self, subscriber: Subscriber) -> None:
         await super().start(subscriber)
         self._redis = self._connect(socket_timeout=COMMAND_TIMEOUT)
         try:
+            latest: list[Entry] = await self._redis.xrevrange(NOTICES_KEY, count=1)  # type: ignore[assignment]
+            self.reader.listen(NOTICES_KEY, latest[0][0] if latest else b"0-0", self._notice)
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(EPOCH_KEY, self.epoch, nx=True)  # the first process ever names the epoch
                 pipe.get(EPOCH_KEY)
@@ -124,13 +152,13 @@ class RedisBackend(Backend):
     async def check(self) -> str | None:
         if self._problem is not None:
             return self._problem
-        if not self.reader.reading.is_set():
-            return "reconnecting to Redis"
         try:
             async with asyncio.timeout(1):
                 await self._client().ping()
         except RedisErrors as exc:
             return f"Redis does not answer: {exc or type(exc).__name__}"
+        if not self.reader.reading.is_set():
+            return "reconnecting to Redis"
         return None
 
     # Heartbeats and the epoch
@@ -236,8 +264,8 @@ class RedisBackend(Backend):
 
     # Messages
 
-    def publish(self, room: str, name: str, text: str) -> asyncio.Future[Message]:
-        return self.writer.write(("m", room, wire_middle(room, name, text)))
+    def publish(self, room: str, name: str, text: str, guest: bool = False) -> asyncio.Future[Message]:
+        return self.writer.write(("m", room, wire_middle(room, name, text, guest)))
 
     @property
     def backlogged(self) -> bool:

@@ -4,7 +4,9 @@ Names are claimed in Redis, so they are unique across processes, and every claim
 release writes a join or leave into the room's presence stream in the same script. Each
 process keeps its own copy of who is online in its rooms (`RoomState.online`), changed
 exactly when it delivers a join or leave to its clients, so a welcome's `online` and the
-events after it fit together. A process that stops sending heartbeats is taken for dead
+events after it fit together. An account's name may be held by several processes at once
+(each holds it for its connections there); it leaves once the last lets go, which that
+process learns from the stream like every other. A process that stops sending heartbeats is taken for dead
 after `presence_ttl` seconds, and the first other process to notice announces its users'
 leaves (scripts.BEAT); a process that was taken for dead wrongly claims its names again.
 """
@@ -19,6 +21,7 @@ from app.backends.base import Backend, BackendError, Presence
 from app.backends.redis.commands import NO_TOKEN, stream_id, token_hash
 from app.backends.redis.rooms import RoomState
 from app.backends.redis.writer import Args, Writer
+from app.core.identity import Online
 from app.core.protocol import join_event, leave_event
 
 logger = logging.getLogger("chatroom.redis")
@@ -30,14 +33,14 @@ class RedisPresence(Presence):
         self._writer = writer
         self._rooms = rooms  # the rooms this process reads, shared with the backend's reader
         self._node = node.encode()
-        self._claims: dict[str, dict[str, str]] = {}  # names held here: room -> key -> name
+        self._claims: dict[str, dict[str, Online]] = {}  # names held here: room -> key -> whose
 
     def holds(self, room: str, key: str) -> bool:
         """Whether this process holds the name `key` in `room`."""
         return key in self._claims.get(room, {})
 
-    async def claim(self, room: str, key: str, name: str, token: str | None = None) -> bool:
-        claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), token_hash(token)))
+    async def claim(self, room: str, key: str, name: str, token: str | None = None, account: bool = False) -> bool:
+        claimed = self._writer.write(_claim(room, key, name, token_hash(token), account))
         try:
             taken = bool(await asyncio.shield(claimed))
         except asyncio.CancelledError:
@@ -45,7 +48,7 @@ class RedisPresence(Presence):
             claimed.add_done_callback(lambda done: self._undo_claim(done, room, key, name))
             raise
         if taken:
-            self._claims.setdefault(room, {})[key] = name
+            self._claims.setdefault(room, {})[key] = Online(name, not account)
         return taken
 
     def _undo_claim(self, claimed: asyncio.Future[Any], room: str, key: str, name: str | None) -> None:
@@ -60,21 +63,22 @@ class RedisPresence(Presence):
             taken.add_done_callback(lambda done: self._undo_claim(done, room, key, None))
             raise
         if name is not None:
-            self._claims.setdefault(room, {})[key] = name
+            self._claims.setdefault(room, {})[key] = Online(name, True)
         return name
 
     def retoken(self, room: str, key: str, token: str) -> None:
         self._writer.write(("t", room, key, token_hash(token)), wait=False)
 
-    def joined(self, room: str, key: str, name: str) -> None:
+    def joined(self, room: str, key: str, name: str, guest: bool) -> None:
         state = self._rooms.get(room)
-        if state is not None:
-            state.online[key] = name
-            self._backend.deliver_here(room, join_event(name))
+        if state is not None and key not in state.online:  # an account may be online from elsewhere
+            state.online[key] = Online(name, guest)
+            self._backend.deliver_here(room, join_event(name, guest))
 
-    def left(self, room: str, key: str, name: str) -> None:
+    def left(self, room: str, key: str, name: str, guest: bool) -> None:
         state = self._rooms.get(room)
-        if state is not None:
+        if state is not None and guest:
+            # An account's leave is told only if no other process holds it: the stream says.
             state.online.pop(key, None)
             self._backend.deliver_here(room, leave_event(name))
         held = self._claims.get(room)
@@ -84,19 +88,19 @@ class RedisPresence(Presence):
                 del self._claims[room]
         self._writer.write(("r", room, key, leave_event(name)), wait=False)
 
-    def online(self, room: str) -> list[str]:
+    def online(self, room: str) -> list[Online]:
         state = self._rooms.get(room)
         return list(state.online.values()) if state is not None else []
 
-    def online_from(self, room: str, names: dict[bytes, bytes]) -> dict[str, str]:
+    def online_from(self, room: str, names: dict[bytes, bytes]) -> dict[str, Online]:
         """Who is online, from a copy of `names:ROOM`; this process's own names as it knows them."""
         ours = self._claims.get(room, {})
-        others: list[tuple[tuple[int, int], str, str]] = []
+        others: list[tuple[tuple[int, int], str, Online]] = []
         for key, value in names.items():
-            node, entry, name = value.split(b"\n", 2)
-            if node != self._node:
-                others.append((stream_id(entry), key.decode(), name.decode()))
-        online = {key: name for _, key, name in sorted(others) if key not in ours}
+            holder, entry, kind, name = value.split(b"\n", 3)
+            if holder != self._node:
+                others.append((stream_id(entry), key.decode(), Online(name.decode(), kind == b"g")))
+        online = {key: person for _, key, person in sorted(others) if key not in ours}
         online.update(ours)
         return online
 
@@ -123,7 +127,7 @@ class RedisPresence(Presence):
         if stream_id(entry) <= stream_id(state.presence_at):
             return
         state.presence_at = entry
-        if fields[b"o"] == self._node:
+        if fields[b"o"] == self._node and fields.get(b"s") != b"1":
             return  # ours: our clients were told when it happened
         key = fields[b"k"].decode()
         if fields[b"t"] == b"move":
@@ -134,7 +138,7 @@ class RedisPresence(Presence):
         if fields[b"t"] == b"join":
             if key in state.online:
                 return
-            state.online[key] = fields[b"n"].decode()
+            state.online[key] = Online(fields[b"n"].decode(), fields.get(b"g") != b"a")
         elif state.online.pop(key, None) is None:
             return
         self._backend.deliver_here(state.name, fields[b"e"])
@@ -152,21 +156,21 @@ class RedisPresence(Presence):
         if key not in state.online:
             # Its old connection had left here meanwhile, and that was told: it is back.
             name = fields[b"n"].decode()
-            state.online[key] = name
-            self._backend.deliver_here(state.name, join_event(name))
+            state.online[key] = Online(name, True)
+            self._backend.deliver_here(state.name, join_event(name, guest=True))
 
     def refresh(self, state: RoomState, names: dict[bytes, bytes], latest: bytes | None) -> None:
         """After a reconnection: who is online now, from a copy of `names:ROOM` and the newest
         entry of the presence stream. This process's clients hear what changed meanwhile."""
         online = self.online_from(state.name, names)
-        for key, name in list(state.online.items()):
+        for key, person in list(state.online.items()):
             if key not in online:
                 state.online.pop(key)
-                self._backend.deliver_here(state.name, leave_event(name))
-        for key, name in online.items():
+                self._backend.deliver_here(state.name, leave_event(person.name))
+        for key, person in online.items():
             if key not in state.online:
-                state.online[key] = name
-                self._backend.deliver_here(state.name, join_event(name))
+                state.online[key] = person
+                self._backend.deliver_here(state.name, join_event(person.name, person.guest))
         state.online = online
         if latest is not None:
             state.presence_at = latest
@@ -180,12 +184,18 @@ class RedisPresence(Presence):
         their names again (its own clients were never told they left)."""
         logger.warning("this process's presence had expired in Redis; claiming its names again")
         for room, held in list(self._claims.items()):
-            for key, name in list(held.items()):
+            for key, (name, guest) in list(held.items()):
                 # The token of the connection holding it is not kept here: until that
                 # connection's successor comes, nobody may take the name over.
-                claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), NO_TOKEN))
+                claimed = self._writer.write(_claim(room, key, name, NO_TOKEN, account=not guest))
                 try:
                     if not await claimed:
                         logger.warning("%r in room %r was taken meanwhile by another process", name, room)
                 except BackendError:
                     return  # Redis is out of reach again: the next heartbeat tries again
+
+
+def _claim(room: str, key: str, name: str, hashed_token: str, account: bool) -> Args:
+    """The WRITE script's claim of a name (scripts.py)."""
+    guest = not account
+    return ("c", room, key, name, join_event(name, guest), leave_event(name), hashed_token, "a" if account else "g")

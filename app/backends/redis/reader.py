@@ -50,6 +50,7 @@ class Reader:
         self._catch_up = catch_up
         self._streams: dict[KeyT, StreamIdT] = {}  # what is read: stream key -> after which id
         self._by_key: dict[bytes, tuple[RoomState, bool]] = {}  # stream key -> room, whether presence
+        self._others: dict[bytes, Callable[[dict[bytes, bytes]], None]] = {}  # other streams, read always
         self.reading = asyncio.Event()  # set while connected and up to date
         self.connection_id: int | None = None  # its connection's CLIENT ID, while connected
         self._changed = asyncio.Event()  # the rooms to read changed
@@ -82,6 +83,12 @@ class Reader:
         self._changed.set()
         if self._blocked_on is not None and self._unblocker is None:
             self._unblocker = asyncio.get_running_loop().create_task(self._unblock())
+
+    def listen(self, key: bytes, after: bytes, handle: Callable[[dict[bytes, bytes]], None]) -> None:
+        """Read the stream `key` from after `after` for as long as the reader runs; `handle`
+        takes each entry's fields. Call before `start`."""
+        self._streams[key] = after
+        self._others[key] = handle
 
     def remove(self, state: RoomState) -> None:
         """Read `state`'s streams no more; the blocked read, if any, lets it go when it returns."""
@@ -137,7 +144,7 @@ class Reader:
             delay = min(delay * 2, BACKOFF_MAX)
 
     async def _read(self, connection: aioredis.Redis) -> None:
-        if not self._streams:
+        if not self._by_key and not self._others:
             self._changed.clear()
             await self._changed.wait()
             return
@@ -155,7 +162,12 @@ class Reader:
         for stream, entries in reply:
             found = self._by_key.get(stream)
             if found is None:
-                continue  # a room let go while the read was on its way
+                handle = self._others.get(stream)
+                if handle is not None and entries:
+                    for _, fields in entries:
+                        handle(fields)
+                    self._streams[stream] = entries[-1][0]
+                continue  # or a room let go while the read was on its way
             state, presence = found
             if presence:
                 for entry, fields in entries:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.backends.redis.commands import room_key
+from app.core.identity import Online
 
 
 @dataclass(eq=False)
@@ -15,8 +16,8 @@ class RoomState:
     names_key: bytes
     last_id: int = 0  # the last message delivered
     presence_at: bytes = b"0-0"  # the last presence entry taken into `online`
-    # Who is online as this process's clients were told: name key -> name, in the order they came.
-    online: dict[str, str] = field(default_factory=dict)
+    # Who is online as this process's clients were told: name key -> who, in the order they came.
+    online: dict[str, Online] = field(default_factory=dict)
 
     @classmethod
     def of(cls, room: str) -> RoomState:

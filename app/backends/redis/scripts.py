@@ -9,16 +9,23 @@ trip, and every process sees the same order. Keys (under `PREFIX`, in one Redis 
   stream order is id order, and the entry holds the message's wire JSON (field `j`) as
   every process sends it: it is serialised once, here, for every process.
 - `presence:ROOM`: a stream of joins and leaves (fields `o` the process of the one who
-  joined or left, `t` join or leave, `k` the name's key, `n` the name, `e` the event's wire
-  JSON), bounded; and of moves (`t` move, `f` the process the name moved from): a newer
-  connection of the same client, in process `o`, took the name over with its token.
-- `names:ROOM`: a hash, name key -> "PROCESS\\nJOIN-ENTRY-ID\\nNAME": who is online; changed
-  only together with an entry of `presence:ROOM`, so a copy of it and a position in that
-  stream always fit together.
+  joined or left, `t` join or leave, `k` the name's key, `n` the name, `g` g for a guest or
+  a for an account, `e` the event's wire JSON; `s` 1 on a leave that process `o` tells its
+  own clients too), bounded; and of moves (`t` move, `f` the process the name moved from):
+  a newer connection of the same client, in process `o`, took a guest's name over with
+  its token.
+- `names:ROOM`: a hash, name key -> "HOLDER\\nJOIN-ENTRY-ID\\nKIND\\nNAME": who is online;
+  HOLDER is the process of a guest's name (KIND g), or `*` for an account's (KIND a),
+  whose holders are the set `holders:ROOM\\nKEY`: an account may be in a room from several
+  processes at once. Changed only together with an entry of `presence:ROOM`, so a copy of
+  it and a position in that stream always fit together.
 - `tokens:ROOM`: a hash, name key -> SHA-256 (hex) of the token of the connection holding it,
   which lets a newer connection of the same client, in any process, take the name over.
 - `nodes`: a sorted set, process -> the time (Redis's clock, ms) its presence expires
   unless it sends another heartbeat.
+- `notices`: a stream of what concerns every process's connections (`o` the process that
+  wrote it, `k` its kind, `b` its fields as JSON), bounded (app/backends/base.py, `notify`).
+- `users`, `session:HASH`, `sessions-of:KEY`: accounts and sessions (accounts.py).
 - `node:PROCESS`: a hash, "ROOM\\nKEY" -> the leave event of each name the process holds, so
   that whoever finds the process dead can announce the leaves for it.
 
@@ -38,18 +45,54 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
-# Names: whether an entry of `names:ROOM` is held by `process`; and letting a name go, with
-# its leave announced in the name of the process that held it.
+# Names: whether an entry of `names:ROOM` is held by `process` (a guest's, by its one
+# process; an account's, by any process in its set of holders); letting a name go, with its
+# leave announced in the name of the process that held it; and a process letting go of its
+# hold of a name, which goes when nobody holds it any more.
 _NAMES = """
-local function held_by(owner, process)
-  return owner and string.sub(owner, 1, #process + 1) == process .. '\\n'
+local function shared(owner)
+  return string.sub(owner, 1, 2) == '*\\n'
 end
 
-local function let_go(prefix, room, key, process, leave, presence_maxlen)
+local function holders_of(prefix, room, key)
+  return prefix .. 'holders:' .. room .. '\\n' .. key
+end
+
+local function held_by(prefix, room, key, owner, process)
+  if not owner then
+    return false
+  end
+  if shared(owner) then
+    return redis.call('SISMEMBER', holders_of(prefix, room, key), process) == 1
+  end
+  return string.sub(owner, 1, #process + 1) == process .. '\\n'
+end
+
+-- `s` says whether every process tells its clients, the writer too: an account's leave,
+-- which the process that let go last learns of only here.
+local function let_go(prefix, room, key, process, leave, presence_maxlen, everyone)
   redis.call('HDEL', prefix .. 'names:' .. room, key)
   redis.call('HDEL', prefix .. 'tokens:' .. room, key)
+  redis.call('DEL', holders_of(prefix, room, key))
   redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
-             'o', process, 't', 'leave', 'k', key, 'e', leave)
+             'o', process, 't', 'leave', 'k', key, 'e', leave, 's', everyone and '1' or '0')
+end
+
+local function release(prefix, room, key, process, leave, presence_maxlen)
+  local owner = redis.call('HGET', prefix .. 'names:' .. room, key)
+  if not leave or not held_by(prefix, room, key, owner, process) then
+    return 0
+  end
+  if shared(owner) then
+    redis.call('SREM', holders_of(prefix, room, key), process)
+    if redis.call('SCARD', holders_of(prefix, room, key)) > 0 then
+      return 0
+    end
+    let_go(prefix, room, key, process, leave, presence_maxlen, true)
+  else
+    let_go(prefix, room, key, process, leave, presence_maxlen, false)
+  end
+  return 1
 end
 """
 
@@ -62,9 +105,7 @@ local function sweep(prefix, gone, presence_maxlen)
   local held = redis.call('HGETALL', node)
   for i = 1, #held, 2 do
     local room, key = string.match(held[i], '^(.-)\\n(.*)$')
-    if held_by(redis.call('HGET', prefix .. 'names:' .. room, key), gone) then
-      let_go(prefix, room, key, gone, held[i + 1], presence_maxlen)
-    end
+    release(prefix, room, key, gone, held[i + 1], presence_maxlen)
   end
   redis.call('DEL', node)
   redis.call('ZREM', prefix .. 'nodes', gone)
@@ -79,15 +120,19 @@ WRITE = (
 -- the start and the end of a message's JSON (app/core/messages.py), then operations, applied
 -- in order:
 --   m ROOM MIDDLE                     a message: MIDDLE is its JSON between the id and the time
---   c ROOM KEY NAME JOIN LEAVE HASH   claim a name; JOIN and LEAVE are the events to use,
---                                     HASH that of the claiming connection's token
---   r ROOM KEY LEAVE                  release a name this process holds (LEAVE empty: the
---                                     leave it was stored with)
+--   c ROOM KEY NAME JOIN LEAVE HASH KIND   claim a name; JOIN and LEAVE are the events to
+--                                     use, HASH that of the claiming connection's token,
+--                                     KIND g for a guest's name (one process holds it) or a
+--                                     for an account's (any process may hold it too)
+--   r ROOM KEY LEAVE                  this process lets go of a name it holds (LEAVE empty:
+--                                     the leave it was stored with), which goes once nobody does
 --   t ROOM KEY HASH                   a newer connection here holds the name: its token's hash
+--   n KIND BODY                       a notice for every process (Backend.notify), in `notices`
 --   o ROOM KEY HASH NEWHASH           take over a name another process holds for a connection
 --                                     whose token has HASH; NEWHASH is the newer connection's
--- Returns {ts, one result per operation}: a message's id; 1 or 0 for a claim, release or
--- new token; the name as it is known, or 0, for a take-over.
+-- Returns {ts, one result per operation}: a message's id; 1 or 0 for a claim (2: an account's
+-- name that another process holds already), release or new token; the name as it is known,
+-- or 0, for a take-over (of a guest's name).
 local prefix, process = ARGV[1], ARGV[2]
 local maxlen, presence_maxlen = tonumber(ARGV[3]), ARGV[4]
 local json_head, json_end = ARGV[5], ARGV[6]
@@ -108,38 +153,44 @@ while i <= #ARGV do
     results[#results + 1] = tonumber(id)
     i = i + 3
   elseif op == 'c' then
-    local key, name = ARGV[i + 2], ARGV[i + 3]
+    local key, name, kind = ARGV[i + 2], ARGV[i + 3], ARGV[i + 7]
     local names = prefix .. 'names:' .. room
-    if redis.call('HEXISTS', names, key) == 1 then
-      results[#results + 1] = 0
+    local owner = redis.call('HGET', names, key)
+    if owner then
+      if kind == 'a' and shared(owner) then
+        redis.call('SADD', holders_of(prefix, room, key), process)
+        redis.call('HSET', prefix .. 'node:' .. process, room .. '\\n' .. key, ARGV[i + 5])
+        results[#results + 1] = 2
+      else
+        results[#results + 1] = 0
+      end
     else
       local entry = redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
-                               'o', process, 't', 'join', 'k', key, 'n', name, 'e', ARGV[i + 4])
-      redis.call('HSET', names, key, process .. '\\n' .. entry .. '\\n' .. name)
+                               'o', process, 't', 'join', 'k', key, 'n', name, 'g', kind, 'e', ARGV[i + 4])
+      local holder = process
+      if kind == 'a' then
+        holder = '*'
+        redis.call('SADD', holders_of(prefix, room, key), process)
+      end
+      redis.call('HSET', names, key, holder .. '\\n' .. entry .. '\\n' .. kind .. '\\n' .. name)
       redis.call('HSET', prefix .. 'tokens:' .. room, key, ARGV[i + 6])
       redis.call('HSET', prefix .. 'node:' .. process, room .. '\\n' .. key, ARGV[i + 5])
       results[#results + 1] = 1
     end
-    i = i + 7
+    i = i + 8
   elseif op == 'r' then
     local key = ARGV[i + 2]
-    local owner = redis.call('HGET', prefix .. 'names:' .. room, key)
     local node, leave = prefix .. 'node:' .. process, ARGV[i + 3]
     if leave == '' then
       leave = redis.call('HGET', node, room .. '\\n' .. key)
     end
     redis.call('HDEL', node, room .. '\\n' .. key)
-    if leave and held_by(owner, process) then
-      let_go(prefix, room, key, process, leave, presence_maxlen)
-      results[#results + 1] = 1
-    else
-      results[#results + 1] = 0
-    end
+    results[#results + 1] = release(prefix, room, key, process, leave, presence_maxlen)
     i = i + 4
   elseif op == 't' then
     local key = ARGV[i + 2]
     local owner = redis.call('HGET', prefix .. 'names:' .. room, key)
-    if held_by(owner, process) then
+    if held_by(prefix, room, key, owner, process) then
       redis.call('HSET', prefix .. 'tokens:' .. room, key, ARGV[i + 3])
       results[#results + 1] = 1
     else
@@ -150,14 +201,14 @@ while i <= #ARGV do
     local key = ARGV[i + 2]
     local names, tokens = prefix .. 'names:' .. room, prefix .. 'tokens:' .. room
     local owner = redis.call('HGET', names, key)
-    local from, entry, name, leave
+    local from, entry, kind, name, leave
     if owner then
-      from, entry, name = string.match(owner, '^(.-)\\n(.-)\\n(.*)$')
+      from, entry, kind, name = string.match(owner, '^(.-)\\n(.-)\\n(.-)\\n(.*)$')
       leave = redis.call('HGET', prefix .. 'node:' .. from, room .. '\\n' .. key)
     end
-    if leave and from ~= process and redis.call('HGET', tokens, key) == ARGV[i + 3] then
+    if leave and kind == 'g' and from ~= process and redis.call('HGET', tokens, key) == ARGV[i + 3] then
       -- The join entry stays: the name keeps its place among the others.
-      redis.call('HSET', names, key, process .. '\\n' .. entry .. '\\n' .. name)
+      redis.call('HSET', names, key, process .. '\\n' .. entry .. '\\ng\\n' .. name)
       redis.call('HSET', tokens, key, ARGV[i + 4])
       redis.call('HDEL', prefix .. 'node:' .. from, room .. '\\n' .. key)
       redis.call('HSET', prefix .. 'node:' .. process, room .. '\\n' .. key, leave)
@@ -168,6 +219,11 @@ while i <= #ARGV do
       results[#results + 1] = 0
     end
     i = i + 5
+  elseif op == 'n' then
+    -- ROOM here is the notice's kind; its body follows.
+    redis.call('XADD', prefix .. 'notices', 'MAXLEN', '~', 1000, '*', 'o', process, 'k', room, 'b', ARGV[i + 2])
+    results[#results + 1] = 1
+    i = i + 3
   else
     return redis.error_reply('unknown operation ' .. tostring(op))
   end

@@ -22,8 +22,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from app.backends.base import Backend, BackendError, Subscriber
+from app.backends.base import AccountStore, Backend, BackendError, Subscriber
+from app.backends.sqlite.accounts import SQLiteAccounts
 from app.backends.sqlite.files import connect, lock_exclusively, path_from_url, transaction
+from app.backends.sqlite.notices import Notices
 from app.backends.sqlite.retention import RETENTION_INTERVAL, Retention
 from app.backends.sqlite.schema import migrate
 from app.core.messages import Message, now_ms
@@ -33,14 +35,14 @@ logger = logging.getLogger("chatroom.sqlite")
 
 CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoints, when something was written
 
-Row = tuple[int, str, str, int]  # id, name, text, ts
+Row = tuple[int, str, str, int, int]  # id, name, text, ts, guest
 
 
 class SQLiteBackend(Backend):
     def __init__(self, url: str, settings: Settings) -> None:
-        super().__init__(url, settings)
         self.path = path_from_url(url)
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="chatroom-sqlite")
+        super().__init__(url, settings)
         self._write_db: sqlite3.Connection | None = None
         self._read_db: sqlite3.Connection | None = None
         self._lock: IO[bytes] | None = None
@@ -51,6 +53,7 @@ class SQLiteBackend(Backend):
         self._written = False  # since the last checkpoint
         self._background: list[asyncio.Task[None]] = []
         self.retention = Retention(self._writer_db, self._wrote)
+        self.notices = Notices(self._read, self._reader_db, self._writer_db)
 
     # Life cycle
 
@@ -59,14 +62,14 @@ class SQLiteBackend(Backend):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = lock_exclusively(self.path)
         try:
-            # Opening may migrate a large database: off the event loop.
-            self._write_db, self.epoch = await self._read(self._open_writer)
-            self._read_db = await self._read(self._open_reader)
+            await self.open()
+            await self.notices.start()
         except BaseException:
             await self.stop()
             raise
         loop = asyncio.get_running_loop()
         self._background.append(loop.create_task(self._checkpoint_forever()))
+        self._background.append(loop.create_task(self.notices.poll_forever(self._notice_from_elsewhere)))
         if self.settings.retention_messages or self.settings.retention_days:
             self._background.append(loop.create_task(self._enforce_retention_forever()))
 
@@ -75,16 +78,44 @@ class SQLiteBackend(Backend):
             task.cancel()
         if self._background:
             await asyncio.wait(self._background)
-        self._commit_pending()  # what was accepted gets on disk
-        loop = asyncio.get_running_loop()
-        if self._read_db is not None:
-            await loop.run_in_executor(self._reader, self._read_db.close)
         if self._write_db is not None:
-            self._write_db.close()  # the last connection checkpoints the log into the database
-        self._reader.shutdown()
+            self._commit_pending()  # what was accepted gets on disk
+        await self.close()
         if self._lock is not None:
             self._lock.close()
         await super().stop()
+
+    async def open(self) -> None:
+        """Open the database, migrating it if it is older: for the server (`start`), and
+        alone for commands such as `chatroom users`, which may run beside a server."""
+        # Opening may migrate a large database: off the event loop.
+        self._write_db, self.epoch = await self._read(self._open_writer)
+        self._read_db = await self._read(self._open_reader)
+
+    async def close(self) -> None:
+        """What `open` opened (`stop` does this too)."""
+        loop = asyncio.get_running_loop()
+        if self._read_db is not None:
+            await loop.run_in_executor(self._reader, self._read_db.close)
+            self._read_db = None
+        if self._write_db is not None:
+            self._write_db.close()  # the last connection checkpoints the log into the database
+            self._write_db = None
+        self._reader.shutdown()
+
+    def _account_store(self) -> AccountStore:
+        return SQLiteAccounts(self._read, self._reader_db, self._writer_db)
+
+    def notify(self, kind: str, fields: dict[str, Any]) -> None:
+        try:
+            self.notices.write(kind, fields)
+        except sqlite3.Error:
+            logger.exception("could not store a notice (%s): other processes will not hear of it", kind)
+        super().notify(kind, fields)
+
+    def _notice_from_elsewhere(self, kind: str, fields: dict[str, Any]) -> None:
+        if self.subscriber is not None:
+            self.subscriber.notice(kind, fields)
 
     def _open_writer(self) -> tuple[sqlite3.Connection, str]:
         db = connect(self.path)
@@ -136,7 +167,7 @@ class SQLiteBackend(Backend):
         last_id, rows = await self._read(self._latest, room, self.settings.welcome_history)
         self._last_ids.setdefault(room, last_id)  # ours is ahead if we wrote since
         self._subscribed.add(room)
-        return [Message(room, *row) for row in reversed(rows)]
+        return [_message(room, row) for row in reversed(rows)]
 
     async def unsubscribe(self, room: str) -> None:
         self._subscribed.discard(room)
@@ -148,18 +179,18 @@ class SQLiteBackend(Backend):
         assert self._read_db is not None
         found = self._read_db.execute("SELECT last_id FROM rooms WHERE name = ?", (room,)).fetchone()
         rows = self._read_db.execute(
-            "SELECT id, name, text, ts FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?", (room, limit)
+            "SELECT id, name, text, ts, guest FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?", (room, limit)
         ).fetchall()
         return max(found[0] if found else 0, rows[0][0] if rows else 0), rows
 
     # Writing
 
-    def publish(self, room: str, name: str, text: str) -> asyncio.Future[Message]:
+    def publish(self, room: str, name: str, text: str, guest: bool = False) -> asyncio.Future[Message]:
         message_id = self._last_ids[room] + 1
         self._last_ids[room] = message_id
         loop = asyncio.get_running_loop()
         stored: asyncio.Future[Message] = loop.create_future()
-        self._pending.append((Message(room, message_id, name, text, now_ms()), stored))
+        self._pending.append((Message(room, message_id, name, text, now_ms(), guest), stored))
         if self._commit is None:
             self._commit = loop.call_soon(self._commit_pending)
         return stored
@@ -192,24 +223,27 @@ class SQLiteBackend(Backend):
         assert self._write_db is not None
         with transaction(self._write_db) as db:
             db.executemany(
-                "INSERT INTO messages (room, id, name, text, ts) VALUES (?, ?, ?, ?, ?)",
-                [(message.room, message.id, message.name, message.text, message.ts) for message in messages],
+                "INSERT INTO messages (room, id, name, text, ts, guest) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (message.room, message.id, message.name, message.text, message.ts, message.guest)
+                    for message in messages
+                ],
             )
 
     # Reading history
 
     async def history(self, room: str, before: int | None, limit: int) -> tuple[list[Message], bool]:
         rows, more = await self._read(self._before, room, before, limit)
-        return [Message(room, *row) for row in reversed(rows)], more
+        return [_message(room, row) for row in reversed(rows)], more
 
     async def since(self, room: str, after: int, upto: int, limit: int) -> tuple[list[Message], bool]:
         rows, gap = await self._read(self._after, room, after, upto, limit)
-        return [Message(room, *row) for row in reversed(rows)], gap
+        return [_message(room, row) for row in reversed(rows)], gap
 
     def _before(self, room: str, before: int | None, limit: int) -> tuple[list[Row], bool]:
         assert self._read_db is not None
         rows = self._read_db.execute(
-            "SELECT id, name, text, ts FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            "SELECT id, name, text, ts, guest FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
             (room, before if before is not None else 2**63 - 1, limit + 1),
         ).fetchall()
         return rows[:limit], len(rows) > limit
@@ -217,7 +251,8 @@ class SQLiteBackend(Backend):
     def _after(self, room: str, after: int, upto: int, limit: int) -> tuple[list[Row], bool]:
         assert self._read_db is not None
         rows = self._read_db.execute(
-            "SELECT id, name, text, ts FROM messages WHERE room = ? AND id > ? AND id <= ? ORDER BY id DESC LIMIT ?",
+            "SELECT id, name, text, ts, guest FROM messages "
+            "WHERE room = ? AND id > ? AND id <= ? ORDER BY id DESC LIMIT ?",
             (room, after, upto, limit + 1),
         ).fetchall()
         return rows[:limit], len(rows) > limit
@@ -244,5 +279,14 @@ class SQLiteBackend(Backend):
         assert self._write_db is not None, "the backend has not started"
         return self._write_db
 
+    def _reader_db(self) -> sqlite3.Connection:
+        assert self._read_db is not None, "the backend has not started"
+        return self._read_db
+
     def _wrote(self) -> None:
         self._written = True
+
+
+def _message(room: str, row: Row) -> Message:
+    id, name, text, ts, guest = row
+    return Message(room, id, name, text, ts, bool(guest))

@@ -28,6 +28,34 @@ MIGRATIONS: list[str] = [
     CREATE TABLE rooms (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO rooms (name, last_id) SELECT room, max(id) FROM messages GROUP BY room;
     """,
+    # 3: accounts (app/core/accounts.py): users by name key, the argon2id hash of their
+    # password; sessions by the SHA-256 of their id, never the id. Messages say whether a
+    # guest wrote them. Notices carry what concerns every process's connections (a session
+    # that ended) from whichever process wrote them (a server, or `chatroom users`).
+    """
+    ALTER TABLE messages ADD COLUMN guest INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE users (
+        key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        password TEXT NOT NULL,
+        admin INTEGER NOT NULL DEFAULT 0,
+        created INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE sessions (
+        hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES users (key) ON DELETE CASCADE,
+        created INTEGER NOT NULL,
+        seen INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_of_user ON sessions (user);
+    CREATE TABLE notices (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        origin TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        ts INTEGER NOT NULL
+    );
+    """,
 ]
 
 VERSION = len(MIGRATIONS)
