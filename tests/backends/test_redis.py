@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -129,6 +130,29 @@ async def test_a_room_subscribed_while_the_reader_waits_is_read_at_once(open_bac
     started = asyncio.get_running_loop().time()
     await delivered.wait_for(lambda d: len(d.messages("two")) == 1, timeout=BLOCK_MS / 1000 / 2)
     assert asyncio.get_running_loop().time() - started < 1
+
+
+async def test_the_reader_stops_even_when_a_cancelled_read_returns_as_if_it_had_timed_out(
+    open_backend: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py returns an empty reply when a blocked XREAD is cancelled just as its block ends."""
+    blocked = asyncio.Event()
+
+    async def read_that_swallows_cancellation(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        blocked.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            return []
+        raise AssertionError("unreachable")
+
+    backend, _ = await open_backend()
+    await backend.subscribe("den")
+    monkeypatch.setattr(redis.asyncio.Redis, "xread", read_that_swallows_cancellation)
+    await backend.redis.client_kill_filter(_id=str(backend.reader.connection_id))  # its next read is one of those
+    async with asyncio.timeout(10):
+        await blocked.wait()
+        await backend.stop()
 
 
 async def test_history_and_since_read_the_stream(open_backend: Callable[..., Any]) -> None:

@@ -57,11 +57,16 @@ class Reader:
         self._blocked_on: int | None = None  # the generation a blocked read was sent with
         self._unblocker: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._read_forever(), name="chatroom redis reader")
 
     async def stop(self) -> None:
+        # redis-py returns an empty reply, as if the block had ended, when a blocked read is
+        # cancelled as it times out: the loop must see for itself that it is to stop.
+        self._stopping = True
         for task in (self._task, self._unblocker):
             if task is not None:
                 task.cancel()
@@ -113,14 +118,14 @@ class Reader:
 
     async def _read_forever(self) -> None:
         delay = BACKOFF_FIRST
-        while True:
+        while not self._stopping:
             connection = self._connect(socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT, single_connection_client=True)
             try:
                 self.connection_id = await connection.client_id()
                 await self._catch_up()
                 self.reading.set()
                 delay = BACKOFF_FIRST
-                while True:
+                while not self._stopping:
                     await self._read(connection)
             except RedisErrors as exc:
                 if self.reading.is_set():
