@@ -375,6 +375,26 @@ async def test_a_process_taken_for_dead_claims_its_names_again(open_backend: Cal
     assert not await watching.presence.claim("den", "ann", "ann")
 
 
+async def test_names_claimed_again_after_a_sweep_keep_their_token(open_backend: Callable[..., Any]) -> None:
+    """A process taken for dead claims its names again with the tokens of the connections
+    holding them: their clients' newer connections can still take them over elsewhere."""
+    (paused, _), (watching, delivered) = await open_backend(), await open_backend()
+    for backend in (paused, watching):
+        await backend.subscribe("den")
+    assert await paused.presence.claim("den", "ann", "ann", "first")
+    assert await paused.presence.claim("den", "bob", "bob", "bob's")
+    paused.presence.retoken("den", "bob", "bob's newer")  # handed over within the process
+    for name in ("ann", "bob"):
+        paused.presence.joined("den", name, name)
+    stop_heartbeats(paused)
+    await delivered.wait_for(lambda d: d.presence("den")[-2:] == [leave_event("ann"), leave_event("bob")])
+    start_heartbeats(paused)
+    await delivered.wait_for(lambda d: d.presence("den")[-2:] == [join_event("ann"), join_event("bob")])
+    assert await watching.presence.take_over("den", "ann", "first", "second") == "ann"
+    assert await watching.presence.take_over("den", "bob", "bob's", "second") is None  # that one is spent
+    assert await watching.presence.take_over("den", "bob", "bob's newer", "second") == "bob"
+
+
 async def test_a_claim_when_redis_is_gone_raises_backend_error(tmp_path: Path) -> None:
     with running_redis(tmp_path / "redis") as server:
         settings = Settings(backend_url=server.url)

@@ -13,15 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from app.backends.base import Backend, BackendError, Presence
-from app.backends.redis.commands import NO_TOKEN, stream_id, token_hash
+from app.backends.redis.commands import stream_id, token_hash
 from app.backends.redis.rooms import RoomState
 from app.backends.redis.writer import Args, Writer
 from app.core.protocol import join_event, leave_event
 
 logger = logging.getLogger("chatroom.redis")
+
+
+@dataclass(slots=True)
+class Held:
+    """A name this process holds in a room, as Redis has it."""
+
+    name: str
+    token: str  # the hash of the token of the connection holding it (`token_hash`)
 
 
 class RedisPresence(Presence):
@@ -30,14 +39,15 @@ class RedisPresence(Presence):
         self._writer = writer
         self._rooms = rooms  # the rooms this process reads, shared with the backend's reader
         self._node = node.encode()
-        self._claims: dict[str, dict[str, str]] = {}  # names held here: room -> key -> name
+        self._claims: dict[str, dict[str, Held]] = {}  # names held here: room -> key -> its claim
 
     def holds(self, room: str, key: str) -> bool:
         """Whether this process holds the name `key` in `room`."""
         return key in self._claims.get(room, {})
 
     async def claim(self, room: str, key: str, name: str, token: str | None = None) -> bool:
-        claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), token_hash(token)))
+        hashed = token_hash(token)
+        claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), hashed))
         try:
             taken = bool(await asyncio.shield(claimed))
         except asyncio.CancelledError:
@@ -45,7 +55,7 @@ class RedisPresence(Presence):
             claimed.add_done_callback(lambda done: self._undo_claim(done, room, key, name))
             raise
         if taken:
-            self._claims.setdefault(room, {})[key] = name
+            self._claims.setdefault(room, {})[key] = Held(name, hashed)
         return taken
 
     def _undo_claim(self, claimed: asyncio.Future[Any], room: str, key: str, name: str | None) -> None:
@@ -53,17 +63,21 @@ class RedisPresence(Presence):
             self._writer.write(("r", room, key, leave_event(name or claimed.result())), wait=False)
 
     async def take_over(self, room: str, key: str, token: str, new_token: str) -> str | None:
-        taken = self._writer.write(("o", room, key, token_hash(token), token_hash(new_token)))
+        hashed = token_hash(new_token)
+        taken = self._writer.write(("o", room, key, token_hash(token), hashed))
         try:
             name: str | None = await asyncio.shield(taken)
         except asyncio.CancelledError:
             taken.add_done_callback(lambda done: self._undo_claim(done, room, key, None))
             raise
         if name is not None:
-            self._claims.setdefault(room, {})[key] = name
+            self._claims.setdefault(room, {})[key] = Held(name, hashed)
         return name
 
     def retoken(self, room: str, key: str, token: str) -> None:
+        held = self._claims.get(room, {}).get(key)
+        if held is not None:
+            held.token = token_hash(token)  # should this process be swept, it claims it again with this
         self._writer.write(("t", room, key, token_hash(token)), wait=False)
 
     def joined(self, room: str, key: str, name: str) -> None:
@@ -90,7 +104,7 @@ class RedisPresence(Presence):
 
     def online_from(self, room: str, names: dict[bytes, bytes]) -> dict[str, str]:
         """Who is online, from a copy of `names:ROOM`; this process's own names as it knows them."""
-        ours = self._claims.get(room, {})
+        ours = {key: held.name for key, held in self._claims.get(room, {}).items()}
         others: list[tuple[tuple[int, int], str, str]] = []
         for key, value in names.items():
             node, entry, name = value.split(b"\n", 2)
@@ -179,11 +193,10 @@ class RedisPresence(Presence):
         """Another process took this one for dead and announced its users' leaves: claim
         their names again (its own clients were never told they left)."""
         logger.warning("this process's presence had expired in Redis; claiming its names again")
-        for room, held in list(self._claims.items()):
-            for key, name in list(held.items()):
-                # The token of the connection holding it is not kept here: until that
-                # connection's successor comes, nobody may take the name over.
-                claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), NO_TOKEN))
+        for room, claims in list(self._claims.items()):
+            for key, held in list(claims.items()):
+                name = held.name
+                claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), held.token))
                 try:
                     if not await claimed:
                         logger.warning("%r in room %r was taken meanwhile by another process", name, room)
