@@ -22,7 +22,7 @@ from app.backends.redis.retention import Retention
 from app.core.messages import Message
 from app.core.protocol import CloseCode, join_event, leave_event
 from app.settings import Settings
-from tests.support.redis_faults import start_heartbeats, stop_heartbeats, writes_held
+from tests.support.redis_faults import reconnection_held, start_heartbeats, stop_heartbeats, writes_held
 from tests.support.redis_server import RedisServer, running_redis
 from tests.support.subscriber import Delivered
 from tests.support.web import app_with, chat
@@ -393,6 +393,27 @@ async def test_names_claimed_again_after_a_sweep_keep_their_token(open_backend: 
     assert await watching.presence.take_over("den", "ann", "first", "second") == "ann"
     assert await watching.presence.take_over("den", "bob", "bob's", "second") is None  # that one is spent
     assert await watching.presence.take_over("den", "bob", "bob's newer", "second") == "bob"
+
+
+async def test_a_take_over_while_the_old_process_reconnects_to_redis_closes_its_connection_there(
+    open_backend: Callable[..., Any],
+) -> None:
+    (first, got_first), (second, _) = await open_backend(), await open_backend()
+    for backend in (first, second):
+        await backend.subscribe("den")
+    for backend, key, token in ((first, "ann", "ann's"), (second, "bob", "bob's")):
+        assert await backend.presence.claim("den", key, key, token)
+        backend.presence.joined("den", key, key)
+    await got_first.wait_for(lambda d: len(d.presence("den")) == 2)
+    async with reconnection_held(first):
+        assert await second.presence.take_over("den", "ann", "ann's", "newer") == "ann"
+    await got_first.wait_for(lambda d: d.evicted == [("den", "ann")])
+    assert not first.presence.holds("den", "ann")
+    assert first.presence.online("den") == ["ann", "bob"]  # ann is still online, elsewhere
+    # No leave for ann, who is still online: the joins, then only bob's leave.
+    first.presence.left("den", "bob", "bob")
+    await got_first.wait_for(lambda d: len(d.presence("den")) == 3)
+    assert got_first.presence("den") == [join_event("ann"), join_event("bob"), leave_event("bob")]
 
 
 async def test_a_claim_when_redis_is_gone_raises_backend_error(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ class Held:
 
     name: str
     token: str  # the hash of the token of the connection holding it (`token_hash`)
+    entry: bytes  # its join entry in `presence:ROOM`, which a take-over keeps
 
 
 class RedisPresence(Presence):
@@ -49,30 +50,37 @@ class RedisPresence(Presence):
         hashed = token_hash(token)
         claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), hashed))
         try:
-            taken = bool(await asyncio.shield(claimed))
+            entry: bytes | None = await asyncio.shield(claimed)
         except asyncio.CancelledError:
             # The newcomer is gone, but its claim may yet succeed: let the name go if so.
             claimed.add_done_callback(lambda done: self._undo_claim(done, room, key, name))
             raise
-        if taken:
-            self._claims.setdefault(room, {})[key] = Held(name, hashed)
-        return taken
+        if entry is not None:
+            self._claims.setdefault(room, {})[key] = Held(name, hashed, entry)
+        return entry is not None
 
-    def _undo_claim(self, claimed: asyncio.Future[Any], room: str, key: str, name: str | None) -> None:
+    def _undo_claim(self, claimed: asyncio.Future[Any], room: str, key: str, name: str) -> None:
         if not claimed.cancelled() and claimed.exception() is None and claimed.result():
-            self._writer.write(("r", room, key, leave_event(name or claimed.result())), wait=False)
+            self._writer.write(("r", room, key, leave_event(name)), wait=False)
 
     async def take_over(self, room: str, key: str, token: str, new_token: str) -> str | None:
         hashed = token_hash(new_token)
         taken = self._writer.write(("o", room, key, token_hash(token), hashed))
         try:
-            name: str | None = await asyncio.shield(taken)
+            found: tuple[str, bytes] | None = await asyncio.shield(taken)
         except asyncio.CancelledError:
-            taken.add_done_callback(lambda done: self._undo_claim(done, room, key, None))
+            # The name as the others know it comes with the answer: a leave in that name.
+            taken.add_done_callback(lambda done: self._undo_take_over(done, room, key))
             raise
-        if name is not None:
-            self._claims.setdefault(room, {})[key] = Held(name, hashed)
+        if found is None:
+            return None
+        name, entry = found
+        self._claims.setdefault(room, {})[key] = Held(name, hashed, entry)
         return name
+
+    def _undo_take_over(self, taken: asyncio.Future[Any], room: str, key: str) -> None:
+        if not taken.cancelled() and taken.exception() is None and taken.result() is not None:
+            self._undo_claim(taken, room, key, taken.result()[0])
 
     def retoken(self, room: str, key: str, token: str) -> None:
         held = self._claims.get(room, {}).get(key)
@@ -171,7 +179,21 @@ class RedisPresence(Presence):
 
     def refresh(self, state: RoomState, names: dict[bytes, bytes], latest: bytes | None) -> None:
         """After a reconnection: who is online now, from a copy of `names:ROOM` and the newest
-        entry of the presence stream. This process's clients hear what changed meanwhile."""
+        entry of the presence stream. This process's clients hear what changed meanwhile, and
+        connections whose names were taken over meanwhile go (their moves were not read)."""
+        held = self._claims.get(state.name, {})
+        for key, mine in list(held.items()):
+            owner = names.get(key.encode())
+            node, entry, _ = owner.split(b"\n", 2) if owner is not None else (b"", b"", b"")
+            # Held elsewhere since the same join: taken over, not claimed anew once this process
+            # had been taken for dead (claim_again deals with that).
+            if node != self._node and entry == mine.entry:
+                del held[key]
+                subscriber = self._backend.subscriber
+                if subscriber is not None:
+                    subscriber.evict(state.name, key)
+        if not held:
+            self._claims.pop(state.name, None)
         online = self.online_from(state.name, names)
         for key, name in list(state.online.items()):
             if key not in online:
@@ -198,7 +220,10 @@ class RedisPresence(Presence):
                 name = held.name
                 claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), held.token))
                 try:
-                    if not await claimed:
-                        logger.warning("%r in room %r was taken meanwhile by another process", name, room)
+                    entry = await claimed
                 except BackendError:
                     return  # Redis is out of reach again: the next heartbeat tries again
+                if entry is None:
+                    logger.warning("%r in room %r was taken meanwhile by another process", name, room)
+                else:
+                    held.entry = entry

@@ -86,8 +86,9 @@ WRITE = (
 --   t ROOM KEY HASH                   a newer connection here holds the name: its token's hash
 --   o ROOM KEY HASH NEWHASH           take over a name another process holds for a connection
 --                                     whose token has HASH; NEWHASH is the newer connection's
--- Returns {ts, one result per operation}: a message's id; 1 or 0 for a claim, release or
--- new token; the name as it is known, or 0, for a take-over.
+-- Returns {ts, one result per operation}: a message's id; the name's join entry (its id in
+-- `presence:ROOM`), or 0, for a claim; 1 or 0 for a release or new token; {the name as it
+-- is known, its join entry}, or 0, for a take-over.
 local prefix, process = ARGV[1], ARGV[2]
 local maxlen, presence_maxlen = tonumber(ARGV[3]), ARGV[4]
 local json_head, json_end = ARGV[5], ARGV[6]
@@ -118,7 +119,7 @@ while i <= #ARGV do
       redis.call('HSET', names, key, process .. '\\n' .. entry .. '\\n' .. name)
       redis.call('HSET', prefix .. 'tokens:' .. room, key, ARGV[i + 6])
       redis.call('HSET', prefix .. 'node:' .. process, room .. '\\n' .. key, ARGV[i + 5])
-      results[#results + 1] = 1
+      results[#results + 1] = entry
     end
     i = i + 7
   elseif op == 'r' then
@@ -163,7 +164,7 @@ while i <= #ARGV do
       redis.call('HSET', prefix .. 'node:' .. process, room .. '\\n' .. key, leave)
       redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
                  'o', process, 't', 'move', 'k', key, 'n', name, 'f', from)
-      results[#results + 1] = name
+      results[#results + 1] = {name, entry}
     else
       results[#results + 1] = 0
     end

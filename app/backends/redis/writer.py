@@ -132,8 +132,10 @@ class Writer:
                     middle = op.args[2]
                     assert isinstance(middle, bytes)
                     results.append(Message.from_json(str(op.args[1]), int(result), wire_form(result, middle, ts)))
+                elif op.args[0] == "c":
+                    results.append(result if isinstance(result, bytes) else None)  # its join entry
                 elif op.args[0] == "o":
-                    results.append(result.decode() if isinstance(result, bytes) else None)
+                    results.append((result[0].decode(), result[1]) if isinstance(result, list) else None)
                 else:
                     results.append(bool(result))
         return results
