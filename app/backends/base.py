@@ -30,6 +30,11 @@ class Subscriber(Protocol):
     def evict(self, room: str, key: str) -> None:
         """Another process took over the name `key` holds here in `room` (`Presence.take_over`)."""
 
+    def epoch_changed(self) -> None:
+        """The history began a new epoch (`Backend.epoch`), without a restart (a shared backend
+        that lost data): ids delivered so far mean other messages in it. The backend forgot
+        every room and name of this process; events of rooms not subscribed again never come."""
+
 
 class BackendError(Exception):
     """The backend could not do what was asked (store a message, read history)."""

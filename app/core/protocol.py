@@ -22,6 +22,7 @@ class CloseCode(IntEnum):
     INVALID_DATA = 1007  # a text frame that is not UTF-8 (app/server/websocket.py)
     POLICY_VIOLATION = 1008  # persistent flooding
     MESSAGE_TOO_BIG = 1009  # a frame over max_message_bytes
+    SERVICE_RESTART = 1012  # the history began a new epoch without a restart: reconnect, resuming
     TRY_AGAIN_LATER = 1013  # the client fell too far behind (its queue is full)
     INVALID_NAME = 4400  # the name, room name or since parameter breaks the rules
     NAME_TAKEN = 4409  # the name is already online in that room

@@ -48,6 +48,7 @@ class RedisPresence(Presence):
 
     async def claim(self, room: str, key: str, name: str, token: str | None = None) -> bool:
         hashed = token_hash(token)
+        epoch = self._backend.epoch
         claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), hashed))
         try:
             entry: bytes | None = await asyncio.shield(claimed)
@@ -55,9 +56,20 @@ class RedisPresence(Presence):
             # The newcomer is gone, but its claim may yet succeed: let the name go if so.
             claimed.add_done_callback(lambda done: self._undo_claim(done, room, key, name))
             raise
+        self._check_epoch(epoch)
         if entry is not None:
             self._claims.setdefault(room, {})[key] = Held(name, hashed, entry)
         return entry is not None
+
+    def _check_epoch(self, epoch: str) -> None:
+        if self._backend.epoch != epoch:
+            # Claimed under the old epoch, whose names this process has let go since: it
+            # counts for nothing in the new one.
+            raise BackendError("the chat's history started anew while the name was claimed")
+
+    def forget(self) -> None:
+        """A new epoch: nothing held under the old one counts (the writer lets it all go)."""
+        self._claims.clear()
 
     def _undo_claim(self, claimed: asyncio.Future[Any], room: str, key: str, name: str) -> None:
         if not claimed.cancelled() and claimed.exception() is None and claimed.result():
@@ -65,6 +77,7 @@ class RedisPresence(Presence):
 
     async def take_over(self, room: str, key: str, token: str, new_token: str) -> str | None:
         hashed = token_hash(new_token)
+        epoch = self._backend.epoch
         taken = self._writer.write(("o", room, key, token_hash(token), hashed))
         try:
             found: tuple[str, bytes] | None = await asyncio.shield(taken)
@@ -72,6 +85,7 @@ class RedisPresence(Presence):
             # The name as the others know it comes with the answer: a leave in that name.
             taken.add_done_callback(lambda done: self._undo_take_over(done, room, key))
             raise
+        self._check_epoch(epoch)
         if found is None:
             return None
         name, entry = found
@@ -125,7 +139,7 @@ class RedisPresence(Presence):
     def undo(self, args: Args) -> Args | None:
         """What to write first in the next batch after `args` failed (see Writer)."""
         kind, room, key = args[0], str(args[1]), str(args[2]) if len(args) > 2 else ""
-        if kind == "r":
+        if kind in ("r", "g"):
             return args  # a name must not stay held by nobody
         if kind == "c" and key not in self._claims.get(room, {}):
             # The script may have run before the connection broke: let the name go again. (A
@@ -215,8 +229,11 @@ class RedisPresence(Presence):
         """Another process took this one for dead and announced its users' leaves: claim
         their names again (its own clients were never told they left)."""
         logger.warning("this process's presence had expired in Redis; claiming its names again")
+        epoch = self._backend.epoch
         for room, claims in list(self._claims.items()):
             for key, held in list(claims.items()):
+                if self._backend.epoch != epoch:
+                    return  # a new epoch began: its names are claimed afresh, by newcomers
                 name = held.name
                 claimed = self._writer.write(("c", room, key, name, join_event(name), leave_event(name), held.token))
                 try:

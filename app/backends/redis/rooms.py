@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from app.backends.redis.commands import room_key
+
+if TYPE_CHECKING:
+    from app.core.messages import Message
 
 
 @dataclass(eq=False)
@@ -14,6 +19,10 @@ class RoomState:
     presence_key: bytes
     names_key: bytes
     last_id: int = 0  # the last message delivered
+    last_json: bytes = b""  # its wire JSON: another message with its id is another history's
+    written: int = 0  # the highest id this process stored in the room
+    # Messages stored here and not read back yet, by id: their senders wait for their echo.
+    echoes: dict[int, tuple[asyncio.Future[Message], Message]] = field(default_factory=dict)
     presence_at: bytes = b"0-0"  # the last presence entry taken into `online`
     # Who is online as this process's clients were told: name key -> name, in the order they came.
     online: dict[str, str] = field(default_factory=dict)
