@@ -592,6 +592,30 @@ async def test_a_write_that_finds_a_room_gone_back_in_time_starts_a_new_epoch(
         await got.wait_for(lambda d: d.by_epoch("den")[-1] == [stored])
 
 
+async def test_a_reconnection_that_finds_the_end_of_a_room_rewritten_starts_a_new_epoch(
+    open_backend: Callable[..., Any],
+) -> None:
+    """Redis came back with older data, and a process that had seen less of the room wrote
+    over its end before this one caught up: the last id is where it was, its messages are others."""
+    first, got_first = await open_backend()
+    await first.subscribe("den")
+    for number in range(5):
+        await first.publish("den", "ann", f"m{number}")
+    await got_first.wait_for(lambda d: len(d.messages()) == 5)
+    async with reconnection_held(first):
+        await first.redis.xdel(b"chatroom:messages:den", b"4-0", b"5-0")  # the older copy has 1 to 3
+        await first.redis.execute_command("XSETID", b"chatroom:messages:den", b"3-0")
+        await first.redis.hset(b"chatroom:ids", b"den", b"3")
+        second, got_second = await open_backend()  # it has seen only those
+        await second.subscribe("den")
+        rewritten = [await second.publish("den", "bob", f"other {number}") for number in (4, 5)]
+        assert [message.id for message in rewritten] == [4, 5]
+    await got_first.wait_for(lambda d: len(d.epoch_changes) == 1)
+    assert got_first.by_epoch("den") == [got_first.messages()[:5], []]  # the others' 4 and 5 never came
+    await got_second.wait_for(lambda d: len(d.epoch_changes) == 1)  # told by Redis, at its heartbeat
+    assert first.epoch == second.epoch
+
+
 async def test_a_process_that_only_reads_learns_of_a_new_epoch_from_the_first_message(
     open_backend: Callable[..., Any],
 ) -> None:

@@ -6,7 +6,8 @@ process keeps its own copy of who is online in its rooms (`RoomState.online`), c
 exactly when it delivers a join or leave to its clients, so a welcome's `online` and the
 events after it fit together. A process that stops sending heartbeats is taken for dead
 after `presence_ttl` seconds, and the first other process to notice announces its users'
-leaves (scripts.BEAT); a process that was taken for dead wrongly claims its names again.
+leaves (scripts.BEAT); a process that was taken for dead wrongly claims its names again,
+with the tokens of their connections. When a new epoch begins, every name goes (`forget`).
 """
 
 from __future__ import annotations
