@@ -3,11 +3,11 @@
 It reads every room's message and presence streams with one XREAD BLOCK and delivers what
 it finds, this process's own messages included: every process sees each room's messages
 in the same order, the order of their ids. A message stored under another epoch than the
-process's is never delivered: it tells the backend (`stray`), which finds out which epoch
-the chat is in. After a fault it reconnects with backoff,
-catches up (`catch_up`, the backend's) and reads on from the last entry it delivered, so
-it misses nothing written meanwhile. When the set of rooms changes while a read is blocked,
-CLIENT UNBLOCK cuts it short, so that the next read covers the new set.
+process's is never delivered: the reader tells the backend (`stray`), which finds out
+which epoch the chat is in. After a fault it reconnects with backoff, catches up
+(`catch_up`, the backend's) and reads on from the last entry it delivered, so it misses
+nothing written meanwhile. When the set of rooms changes while a read is blocked, CLIENT
+UNBLOCK cuts it short, so that the next read covers the new set.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class Reader:
                 state.last_id = number
                 state.last_json = json = fields[b"j"]
                 if fields.get(b"E", epoch) != epoch:
-                    # Stored by a process in a newer epoch: not for clients welcomed in this one.
+                    # Stored under another epoch: not for clients welcomed in this one.
                     self._stray()
                     continue
                 deliver(state, json, Message.from_json(room, number, json))

@@ -80,7 +80,7 @@ class Writer:
         """A new epoch: whatever was asked under the old one fails now, on its way or not (what
         Redis ran of it belongs to the old one); `first` is the first operation of the new."""
         self.epoch = epoch
-        lost = BackendError("the chat's history started anew (a new epoch); nothing was kept")
+        lost = BackendError("the chat's history started anew (a new epoch) before this was done")
         for op in (*self._in_flight, *self._retries, *self._pending):
             if op.done is not None and not op.done.done():
                 op.done.set_exception(lost)
