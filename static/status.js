@@ -4,6 +4,7 @@ import { Close } from "./connection.js";
 
 const WHY = new Map([
   [Close.GOING_AWAY, "The server is restarting."],
+  [Close.SERVICE_RESTART, "The server is restarting."],
   [Close.INTERNAL_ERROR, "The connection stopped answering."],
   [Close.TRY_AGAIN_LATER, "This page fell too far behind the room."],
   [Close.UNSUPPORTED_DATA, "Disconnected: the server could not read what this page sent."],

@@ -13,6 +13,7 @@ class Segment {
   constructor(epoch) {
     this.epoch = epoch;
     this.items = new Map(); // id -> <li>
+    this.same = new Map(); // id -> what makes it that message in any epoch (`sameness`)
     this.ids = []; // ascending
     this.complete = false; // the room's first message is shown
   }
@@ -30,12 +31,19 @@ class Segment {
   }
 }
 
+// A message is the same in another epoch if all of it is: a history that lost only its end
+// (a server's Redis back from an older copy) has the rest again under a new epoch.
+function sameness(message) {
+  return JSON.stringify([message.id, message.ts, message.name, message.text]);
+}
+
 export class Timeline {
   constructor({ scroller, list, jump, input }) {
     this.scroller = scroller;
     this.list = list;
     this.jump = jump;
     this.segment = null; // the epoch shown now; earlier ones are only on screen
+    this.earlier = new Map(); // their messages: sameness -> <li>
     this.me = "";
     this.appended = false;
     this.mine = false;
@@ -66,11 +74,14 @@ export class Timeline {
   }
 
   // Start showing `epoch`; returns false if it is the one already shown. In another epoch
-  // ids start again, so the ids known so far are forgotten (their messages stay on screen).
+  // ids start again, so the ids known so far are forgotten (their messages stay on screen,
+  // but one that comes again in the new epoch moves there: shown once).
   enter(epoch) {
     if (this.epoch === epoch) return false;
+    const segment = this.current;
+    for (const [id, item] of segment?.items ?? []) this.earlier.set(segment.same.get(id), item);
     if (this.list.childElementCount) {
-      this.addNotice("The server restarted. Messages above are from before.", "divider");
+      this.addNotice("The server's history started again: the messages above are no longer on the server.", "divider");
     }
     this.segment = new Segment(epoch);
     return true;
@@ -79,6 +90,7 @@ export class Timeline {
   clear() {
     this.list.replaceChildren();
     this.segment = null;
+    this.earlier.clear();
     this.jump.hidden = true;
   }
 
@@ -101,6 +113,10 @@ export class Timeline {
   addMessage(message) {
     const segment = this.current;
     if (!segment || segment.items.has(message.id)) return false;
+    const same = sameness(message);
+    const shown = this.earlier.get(same);
+    shown?.remove();
+    this.earlier.delete(same);
     const item = this.messageItem(message);
     const index = segment.after(message.id);
     const next = segment.items.get(segment.ids[index]);
@@ -113,7 +129,8 @@ export class Timeline {
     }
     segment.ids.splice(index, 0, message.id);
     segment.items.set(message.id, item);
-    return true;
+    segment.same.set(message.id, same);
+    return shown === undefined;
   }
 
   addNotice(text, kind, ts = Date.now()) {

@@ -36,6 +36,11 @@ class Subscriber(Protocol):
     def notice(self, kind: str, fields: dict[str, Any]) -> None:
         """A change that concerns connections in every process (`Backend.notify`), this one's too."""
 
+    def epoch_changed(self) -> None:
+        """The history began a new epoch (`Backend.epoch`), without a restart (a shared backend
+        that lost data): ids delivered so far mean other messages in it. The backend forgot
+        every room and name of this process; events of rooms not subscribed again never come."""
+
 
 class BackendError(Exception):
     """The backend could not do what was asked (store a message, read history)."""

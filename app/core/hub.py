@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from app.backends.base import BackendError
 from app.core.identity import Identity
 from app.core.member import Member, new_member, new_token
 from app.core.names import DEFAULT_ROOM, clean_name, clean_room, guest_name, name_key
@@ -215,6 +216,8 @@ class Hub:
             self._close_if_empty(room)
             raise
         room.waiting -= 1
+        if self.rooms.get(room.name) is not room:
+            raise BackendError("the chat's history started anew meanwhile: try again")
         return answer
 
     async def _resume(self, room: Room, member: Member, resume: Resume) -> None:
@@ -230,6 +233,8 @@ class Hub:
     def _left(self, room: Room, member: Member) -> None:
         """`member` is no longer in `room` (it closed, or its connection ended): once its name
         has no connection left here, the others hear it."""
+        if self.rooms.get(room.name) is not room:
+            return  # forgotten at a new epoch: the backend let its names go already
         if member.key not in room.people:
             self.presence.left(room.name, member.key, member.name, member.identity.guest)
         self._close_if_empty(room)
@@ -261,9 +266,32 @@ class Hub:
     def _members(self) -> list[Member]:
         return [member for room in list(self.rooms.values()) for member in room.members]
 
+    def epoch_changed(self) -> None:
+        """The backend's history began a new epoch: forget every room, and close every member
+        with 1012; each comes back resuming (`since` and `epoch`), is told `gap`, and is
+        welcomed in the new epoch, so that no client takes a message of the new epoch for
+        the one of the old with its id. Nobody hears anyone leave: everybody goes."""
+        rooms = list(self.rooms.values())
+        self.rooms.clear()
+        for room in rooms:
+            room.stop()
+        # After the refusals the backend just failed (their callbacks come first): a sender
+        # hears `not_stored` for what it said that did not make it, then the close.
+        asyncio.get_running_loop().call_soon(self._restart, rooms)
+
+    @staticmethod
+    def _restart(rooms: list[Room]) -> None:
+        for room in rooms:
+            room.close_all(CloseCode.SERVICE_RESTART, "The chat's history started anew: reconnect")
+
     # What sessions ask (app.core.session.Dispatcher)
 
     def publish(self, session: Session, text: str) -> None:
+        if self.rooms.get(session.room.name) is not session.room:
+            # Its room was forgotten at a new epoch, and its connection closes at the end of
+            # this turn: in the new one, the message would be stored without an echo here.
+            session.member.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
+            return
         member = session.member
         stored = self.backend.publish(session.room.name, member.name, text, member.identity.guest)
         stored.add_done_callback(partial(self._check_stored, session))
@@ -307,18 +335,21 @@ class Hub:
         return {name: len(room.people) for name, room in self.rooms.items() if room.people}
 
     async def _open(self, name: str) -> Room:
-        room = self.rooms.get(name)
-        if room is None:
-            room = Room(name, self.backend.epoch, self.settings.welcome_history, self.turn, self._left)
-            self.rooms[name] = room
-            self._spawn(self._subscribe(room))
-        if not room.opened.done():
-            room.waiting += 1
-            try:
-                await asyncio.shield(room.opened)
-            finally:
-                room.waiting -= 1
-        return room
+        while True:
+            room = self.rooms.get(name)
+            if room is None:
+                room = Room(name, self.backend.epoch, self.settings.welcome_history, self.turn, self._left)
+                self.rooms[name] = room
+                self._spawn(self._subscribe(room))
+            if not room.opened.done():
+                room.waiting += 1
+                try:
+                    await asyncio.shield(room.opened)
+                finally:
+                    room.waiting -= 1
+            if self.rooms.get(name) is room:
+                return room
+            # Forgotten at a new epoch meanwhile: this one opens in the new epoch.
 
     async def _subscribe(self, room: Room) -> None:
         leaving = self._leaving.get(room.name)
@@ -327,7 +358,8 @@ class Hub:
                 await leaving
             recent = await self.backend.subscribe(room.name)
         except Exception as exc:
-            del self.rooms[room.name]
+            if self.rooms.get(room.name) is room:
+                del self.rooms[room.name]
             room.stop()
             room.opened.set_exception(exc)
             return

@@ -31,6 +31,7 @@ class CloseCode(IntEnum):
     INVALID_DATA = 1007  # a text frame that is not UTF-8 (app/server/websocket.py)
     POLICY_VIOLATION = 1008  # persistent flooding
     MESSAGE_TOO_BIG = 1009  # a frame over max_message_bytes
+    SERVICE_RESTART = 1012  # the history began a new epoch without a restart: reconnect, resuming
     TRY_AGAIN_LATER = 1013  # the client fell too far behind (its queue is full)
     INVALID_NAME = 4400  # the name, room name, since or token breaks the rules (the token in the URL too)
     NOT_SIGNED_IN = 4401  # guests are off and the connection signs no account in, or its session ended

@@ -4,12 +4,16 @@ shared presence, and two apps that behave as one chat."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -23,10 +27,10 @@ from app.core.messages import Message
 from app.core.protocol import CloseCode, join_event, leave_event
 from app.settings import Settings
 from app.web.accounts import PLAIN_COOKIE
-from tests.support.redis_faults import start_heartbeats, stop_heartbeats, writes_held
+from tests.support.redis_faults import reconnection_held, start_heartbeats, stop_heartbeats, writes_held
 from tests.support.redis_server import RedisServer, running_redis
 from tests.support.subscriber import Delivered
-from tests.support.web import another_browser, app_with, chat
+from tests.support.web import Event, Events, another_browser, app_with, chat
 
 pytestmark = pytest.mark.anyio
 
@@ -136,6 +140,29 @@ async def test_a_room_subscribed_while_the_reader_waits_is_read_at_once(open_bac
     started = asyncio.get_running_loop().time()
     await delivered.wait_for(lambda d: len(d.messages("two")) == 1, timeout=BLOCK_MS / 1000 / 2)
     assert asyncio.get_running_loop().time() - started < 1
+
+
+async def test_the_reader_stops_even_when_a_cancelled_read_returns_as_if_it_had_timed_out(
+    open_backend: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py returns an empty reply when a blocked XREAD is cancelled just as its block ends."""
+    blocked = asyncio.Event()
+
+    async def read_that_swallows_cancellation(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        blocked.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            return []
+        raise AssertionError("unreachable")
+
+    backend, _ = await open_backend()
+    await backend.subscribe("den")
+    monkeypatch.setattr(redis.asyncio.Redis, "xread", read_that_swallows_cancellation)
+    await backend.redis.client_kill_filter(_id=str(backend.reader.connection_id))  # its next read is one of those
+    async with asyncio.timeout(10):
+        await blocked.wait()
+        await backend.stop()
 
 
 async def test_history_and_since_read_the_stream(open_backend: Callable[..., Any]) -> None:
@@ -366,6 +393,49 @@ async def test_a_process_taken_for_dead_claims_its_names_again(open_backend: Cal
     assert not await watching.presence.claim("den", "ann", "ann")
 
 
+async def test_names_claimed_again_after_a_sweep_keep_their_token(open_backend: Callable[..., Any]) -> None:
+    """A process taken for dead claims its names again with the tokens of the connections
+    holding them: their clients' newer connections can still take them over elsewhere."""
+    (paused, _), (watching, delivered) = await open_backend(), await open_backend()
+    for backend in (paused, watching):
+        await backend.subscribe("den")
+    assert await paused.presence.claim("den", "ann", "ann", "first")
+    assert await paused.presence.claim("den", "bob", "bob", "bob's")
+    paused.presence.retoken("den", "bob", "bob's newer")  # handed over within the process
+    for name in ("ann", "bob"):
+        paused.presence.joined("den", name, name, guest=True)
+    stop_heartbeats(paused)
+    await delivered.wait_for(lambda d: d.presence("den")[-2:] == [leave_event("ann"), leave_event("bob")])
+    start_heartbeats(paused)
+    joins = [join_event("ann", guest=True), join_event("bob", guest=True)]
+    await delivered.wait_for(lambda d: d.presence("den")[-2:] == joins)
+    assert await watching.presence.take_over("den", "ann", "first", "second") == "ann"
+    assert await watching.presence.take_over("den", "bob", "bob's", "second") is None  # that one is spent
+    assert await watching.presence.take_over("den", "bob", "bob's newer", "second") == "bob"
+
+
+async def test_a_take_over_while_the_old_process_reconnects_to_redis_closes_its_connection_there(
+    open_backend: Callable[..., Any],
+) -> None:
+    (first, got_first), (second, _) = await open_backend(), await open_backend()
+    for backend in (first, second):
+        await backend.subscribe("den")
+    for backend, key, token in ((first, "ann", "ann's"), (second, "bob", "bob's")):
+        assert await backend.presence.claim("den", key, key, token)
+        backend.presence.joined("den", key, key, guest=True)
+    await got_first.wait_for(lambda d: len(d.presence("den")) == 2)
+    async with reconnection_held(first):
+        assert await second.presence.take_over("den", "ann", "ann's", "newer") == "ann"
+    await got_first.wait_for(lambda d: d.evicted == [("den", "ann")])
+    assert not first.presence.holds("den", "ann")
+    assert online(first, "den") == ["ann", "bob"]  # ann is still online, elsewhere
+    # No leave for ann, who is still online: the joins, then only bob's leave.
+    first.presence.left("den", "bob", "bob", guest=True)
+    await got_first.wait_for(lambda d: len(d.presence("den")) == 3)
+    joins = [join_event("ann", guest=True), join_event("bob", guest=True)]
+    assert got_first.presence("den") == [*joins, leave_event("bob")]
+
+
 async def test_a_claim_when_redis_is_gone_raises_backend_error(tmp_path: Path) -> None:
     with running_redis(tmp_path / "redis") as server:
         settings = Settings(backend_url=server.url)
@@ -383,39 +453,239 @@ async def test_a_claim_when_redis_is_gone_raises_backend_error(tmp_path: Path) -
         await backend.stop()
 
 
-async def test_a_redis_that_lost_its_data_makes_the_server_unhealthy(tmp_path: Path) -> None:
-    """Without persistence a restarted Redis is empty: ids would start again under the same
-    epoch, so the server says so (503) instead of carrying on."""
-    with running_redis(tmp_path / "redis") as server:
-        backend = RedisBackend(server.url, Settings(backend_url=server.url, presence_ttl=0.4))
-        await backend.start(Delivered())
-        await backend.publish("den", "ann", "soon forgotten")
+# Redis losing data: the processes agree on a new epoch and go on in it.
+
+RECOVERY = 30  # seconds from Redis answering again to a conversation across processes
+
+
+class Talker:
+    """The clients of one process, as its hub would treat them: they say something every few
+    milliseconds in the room while the process reads it and, when a new epoch begins, come
+    back and read it again. Keeps what became of each message: stored, or refused."""
+
+    def __init__(self, backend: RedisBackend, delivered: Delivered, name: str) -> None:
+        self.backend, self.delivered, self.name = backend, delivered, name
+        self.outcomes: list[Message | BackendError] = []
+        self.task = asyncio.get_running_loop().create_task(self._talk())
+
+    async def _talk(self) -> None:
+        for number in itertools.count():
+            if not self.backend.subscribed("den"):  # forgotten at a new epoch: back in it
+                try:
+                    await self.backend.subscribe("den")
+                except BackendError:
+                    await asyncio.sleep(0.05)  # Redis is away: try again soon, as clients do
+                    continue
+            try:
+                self.outcomes.append(await self.backend.publish("den", self.name, f"{self.name} {number}"))
+            except BackendError as exc:
+                self.outcomes.append(exc)
+            await asyncio.sleep(0.01)  # how fast these clients talk
+
+    def heard_from(self, other: Talker, count: int) -> bool:
+        """Whether this process's clients heard `count` messages of the other's in the latest epoch."""
+        latest = self.delivered.by_epoch("den")[-1]
+        return len(self.delivered.epoch_changes) > 0 and sum(m.name == other.name for m in latest) >= count
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.wait([self.task])
+
+    def check_nothing_vanished(self) -> None:
+        """Every message was refused, or stored and delivered here once; no id twice in an epoch."""
+        epochs = self.delivered.by_epoch("den")
+        for messages in epochs:
+            ids = [message.id for message in messages]
+            assert ids == sorted(set(ids)), f"{self.name}: an id twice, or out of order, within an epoch"
+        delivered = [message.json for messages in epochs for message in messages]
+        for outcome in self.outcomes:
+            if isinstance(outcome, Message):
+                assert delivered.count(outcome.json) == 1, f"{self.name}: {outcome.text!r} stored, never echoed"
+
+
+async def two_talkers(url: str) -> tuple[Talker, Talker]:
+    talkers = []
+    for name in ("ann", "bob"):
+        backend = RedisBackend(url, Settings(backend_url=url, presence_ttl=1.0))
+        delivered = Delivered()
+        await backend.start(delivered)
+        await backend.subscribe("den")
+        talkers.append(Talker(backend, delivered, name))
+    first, second = talkers
+    await first.delivered.wait_for(lambda d: any(m.name == "bob" for m in d.messages()))
+    await second.delivered.wait_for(lambda d: any(m.name == "ann" for m in d.messages()))
+    return first, second
+
+
+async def recovered(first: Talker, second: Talker) -> float:
+    """Seconds until the two talk to each other again in a new epoch, both healthy."""
+    started = time.monotonic()
+    await first.delivered.wait_for(lambda d: first.heard_from(second, 5), timeout=RECOVERY)
+    await second.delivered.wait_for(lambda d: second.heard_from(first, 5), timeout=RECOVERY)
+    assert await first.backend.check() is None
+    assert await second.backend.check() is None
+    return time.monotonic() - started
+
+
+async def finish(first: Talker, second: Talker, old_epoch: str) -> None:
+    for talker in (first, second):
+        await talker.stop()
+    assert first.backend.epoch == second.backend.epoch != old_epoch
+    for talker in (first, second):
+        talker.check_nothing_vanished()
+        assert any(isinstance(outcome, BackendError) for outcome in talker.outcomes)  # told, not dropped
+        # Nothing stored in the new epoch is lost: it is all in the history, as delivered.
+        latest = talker.delivered.by_epoch("den")[-1]
+        history, _ = await talker.backend.history("den", None, 1000)
+        assert [m.json for m in history if m.id >= latest[0].id] == [m.json for m in latest]
+
+
+async def test_a_redis_that_comes_back_empty_heals_into_a_new_epoch(tmp_path: Path) -> None:
+    """kill -9 of a Redis without persistence, mid-conversation: it comes back empty, and would
+    give out ids the processes delivered already. They agree on a new epoch and talk on."""
+    async with contextlib.AsyncExitStack() as stack:
+        server = stack.enter_context(running_redis(tmp_path / "redis"))
+        first, second = await two_talkers(server.url)
+        stack.push_async_callback(first.backend.stop)
+        stack.push_async_callback(second.backend.stop)
+        old_epoch = first.backend.epoch
         server.kill()
         server.start()  # EPHEMERAL: nothing on disk, so it comes back empty
-        async with asyncio.timeout(10):
-            # Unreachable, then reconnecting (with backoff: nothing to await), then this:
-            while "lost the chat's data" not in (await backend.check() or ""):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-        await backend.stop()
+        seconds = await recovered(first, second)
+        print(f"conversation across two processes again {seconds:.2f} s after Redis answered")
+        await finish(first, second, old_epoch)
+        history, _ = await first.backend.history("den", None, 1000)
+        assert history[0].id == 1  # ids start again, in another epoch
 
 
-async def test_a_redis_back_with_older_data_makes_every_server_unhealthy(
-    open_backend: Callable[..., Any], redis_server: RedisServer
+async def test_a_redis_restarted_from_an_older_snapshot_heals_into_a_new_epoch(tmp_path: Path) -> None:
+    """As after a failover to a replica that was behind, or a restore from a backup: the
+    processes delivered ids that Redis has no more, or has for other messages."""
+    async with contextlib.AsyncExitStack() as stack:
+        server = stack.enter_context(running_redis(tmp_path / "redis"))
+        first, second = await two_talkers(server.url)
+        stack.push_async_callback(first.backend.stop)
+        stack.push_async_callback(second.backend.stop)
+        old_epoch = first.backend.epoch
+        await first.backend.redis.save()  # the snapshot (dump.rdb), then more talk
+        at_snapshot = len(first.delivered.messages())
+        await first.delivered.wait_for(lambda d: len(d.messages()) >= at_snapshot + 20)
+        server.kill()
+        server.start()  # from the snapshot: older than what everyone saw
+        seconds = await recovered(first, second)
+        print(f"conversation across two processes again {seconds:.2f} s after Redis answered")
+        await finish(first, second, old_epoch)
+        kept = first.delivered.by_epoch("den")[0][:at_snapshot]
+        restored, _ = await first.backend.history("den", kept[-1].id + 1, 1000)
+        assert [m.json for m in restored][-len(kept) :] == [m.json for m in kept]  # the snapshot's history
+
+
+async def test_a_write_that_finds_a_room_gone_back_in_time_starts_a_new_epoch(
+    open_backend: Callable[..., Any],
 ) -> None:
-    """As after restoring an old backup: ids already seen would be given out again."""
-    (first, delivered), (second, _) = await open_backend(), await open_backend()
+    """Found by a write, with no reconnection to catch up: the id Redis would give was given out."""
+    (first, got_first), (second, got_second) = await open_backend(), await open_backend()
+    for backend in (first, second):
+        await backend.subscribe("den")
+    for number in range(5):
+        await first.publish("den", "ann", f"m{number}")
+    await got_second.wait_for(lambda d: len(d.messages()) == 5)
+    old_epoch = first.epoch
+    # The room as an older copy of Redis has it: messages 1 and 2.
+    await first.redis.xdel(b"chatroom:messages:den", b"3-0", b"4-0", b"5-0")
+    await first.redis.execute_command("XSETID", b"chatroom:messages:den", b"2-0")
+    await first.redis.hset(b"chatroom:ids", b"den", b"2")
+    with pytest.raises(BackendError):
+        await second.publish("den", "bob", "would be 3 again")
+    for got in (got_first, got_second):  # the second found out; the first, when told by Redis
+        await got.wait_for(lambda d: len(d.epoch_changes) == 1)
+    assert first.epoch == second.epoch != old_epoch
+    for backend in (first, second):
+        assert not backend.subscribed("den")  # read afresh, in the new epoch
+        assert [m.id for m in await backend.subscribe("den")] == [1, 2]  # what Redis has: its history
+    stored = await second.publish("den", "bob", "in the new epoch")
+    assert stored.id == 3  # the counter goes on from what Redis has, in another epoch
+    for got in (got_first, got_second):
+        await got.wait_for(lambda d: d.by_epoch("den")[-1] == [stored])
+
+
+async def test_a_reconnection_that_finds_the_end_of_a_room_rewritten_starts_a_new_epoch(
+    open_backend: Callable[..., Any],
+) -> None:
+    """Redis came back with older data, and a process that had seen less of the room wrote
+    over its end before this one caught up: the last id is where it was, its messages are others."""
+    first, got_first = await open_backend()
     await first.subscribe("den")
     for number in range(5):
         await first.publish("den", "ann", f"m{number}")
-    await delivered.wait_for(lambda d: len(d.messages()) == 5)
-    assert first._redis is not None
-    await first.redis.hset(b"chatroom:ids", b"den", b"2")  # the counter of an older copy
-    await first.redis.client_kill_filter(_type="normal", skipme=True)  # every process reconnects
-    async with asyncio.timeout(10):
-        for backend in (first, second):  # the second learns it from the new epoch, at a heartbeat
-            while "restart every chatroom process" not in (await backend.check() or ""):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-    assert await first.redis.get(b"chatroom:epoch") != first.epoch.encode()
+    await got_first.wait_for(lambda d: len(d.messages()) == 5)
+    async with reconnection_held(first):
+        await first.redis.xdel(b"chatroom:messages:den", b"4-0", b"5-0")  # the older copy has 1 to 3
+        await first.redis.execute_command("XSETID", b"chatroom:messages:den", b"3-0")
+        await first.redis.hset(b"chatroom:ids", b"den", b"3")
+        second, got_second = await open_backend()  # it has seen only those
+        await second.subscribe("den")
+        rewritten = [await second.publish("den", "bob", f"other {number}") for number in (4, 5)]
+        assert [message.id for message in rewritten] == [4, 5]
+    await got_first.wait_for(lambda d: len(d.epoch_changes) == 1)
+    assert got_first.by_epoch("den") == [got_first.messages()[:5], []]  # the others' 4 and 5 never came
+    await got_second.wait_for(lambda d: len(d.epoch_changes) == 1)  # told by Redis, at its heartbeat
+    assert first.epoch == second.epoch
+
+
+async def test_a_process_that_only_reads_learns_of_a_new_epoch_from_the_first_message(
+    open_backend: Callable[..., Any],
+) -> None:
+    """An operator deleted the epoch (docs/deployment.md, after restoring a backup) with the
+    servers running: the first to write names a new one, and one that only reads does not hand
+    its clients a message of the new epoch, but goes on in it at once, not at its next heartbeat."""
+    (writer, got_writer), (reader, got) = await open_backend(), await open_backend(presence_ttl=60)
+    for backend in (writer, reader):
+        await backend.subscribe("den")
+    await writer.publish("den", "ann", "before")
+    await got.wait_for(lambda d: len(d.messages()) == 1)
+    await writer.redis.delete(b"chatroom:epoch")
+    with pytest.raises(BackendError):
+        await writer.publish("den", "ann", "refused: Redis knows no epoch")
+    await got_writer.wait_for(lambda d: len(d.epoch_changes) == 1)
+    assert await writer.subscribe("den") == [Message.from_json("den", 1, got.messages()[0].json)]
+    started = time.monotonic()
+    stored = await writer.publish("den", "ann", "the new epoch's first")
+    await got.wait_for(lambda d: len(d.epoch_changes) == 1)
+    assert time.monotonic() - started < 60 / 4  # before its first heartbeat
+    assert got.by_epoch("den") == [[got.messages()[0]], []]  # nothing of the new epoch, in the old
+    assert reader.epoch == writer.epoch
+    assert await reader.subscribe("den") == [got.messages()[0], stored]
+
+
+async def test_a_new_epoch_lets_go_of_the_names_held_under_the_old_one_at_once(
+    open_backend: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even when it begins while a write is on its way, and nothing is written after it."""
+    (first, got_first), (second, _) = await open_backend(presence_ttl=60), await open_backend(presence_ttl=60)
+    for backend in (first, second):
+        await backend.subscribe("den")
+    assert await first.presence.claim("den", "cy", "cy", "cy's")
+    run_many, on_its_way, arrives = WRITE.run_many, asyncio.Event(), asyncio.Event()
+
+    async def slow(redis: Any, calls: list[list[Any]], raise_on_error: bool = True) -> Any:
+        on_its_way.set()
+        await arrives.wait()
+        return await run_many(redis, calls, raise_on_error)
+
+    monkeypatch.setattr(WRITE, "run_many", slow)
+    published = first.publish("den", "ann", "on its way as the epoch ends")
+    await on_its_way.wait()
+    await first.redis.delete(b"chatroom:epoch")
+    await first.beat()  # finds Redis without an epoch: names a new one, goes on in it
+    assert len(got_first.epoch_changes) == 1
+    with pytest.raises(BackendError):
+        await published
+    arrives.set()
+    await first.writer.stop()  # until what it has to write is written
+    assert await second.beat() is False  # and the second goes on in the new epoch too
+    await second.subscribe("den")
+    assert await second.presence.claim("den", "cy", "cy")  # let go by the first
 
 
 # Two apps on one Redis, as two servers on two hosts would be.
@@ -499,6 +769,70 @@ def test_a_leave_on_one_app_reaches_the_other_and_frees_the_name(two_apps: tuple
         assert ann.next() == {"type": "leave", "name": "bob"}
         with chat(first, "name=bob") as again:
             assert again.welcome["online"] == ["ann", "bob"]
+
+
+def closed_after(events: Events) -> tuple[int, list[Event]]:
+    """Read until the server closes the connection: its close code, and what came before."""
+    seen: list[Event] = []
+    while True:
+        try:
+            seen.append(events.next())
+        except WebSocketDisconnect as closed:
+            return closed.code, seen
+
+
+@pytest.mark.parametrize("comes_back", ["empty", "from an older snapshot"])
+def test_two_apps_whose_redis_lost_data_start_every_connection_afresh_in_a_new_epoch(
+    comes_back: str, tmp_path: Path
+) -> None:
+    with (
+        running_redis(tmp_path / "redis") as server,
+        TestClient(app_with(backend_url=server.url, presence_ttl=1.0)) as first,
+        TestClient(app_with(backend_url=server.url, presence_ttl=1.0)) as second,
+    ):
+        with chat(first, "name=ann") as ann, chat(second, "name=bob") as bob:
+            assert ann.next() == {"type": "join", "name": "bob", "guest": True}
+            heard: dict[str, list[Event]] = {"ann": [], "bob": []}
+            for speaker, text in ((ann, "before"), (bob, "me too")):
+                speaker.say(text)
+                for name, events in (("ann", ann), ("bob", bob)):
+                    heard[name].append(events.next_of("message"))
+                if comes_back != "empty" and text == "before":
+                    server.save()  # the snapshot it comes back from has only the first message
+            assert heard["ann"] == heard["bob"]
+            old = ann.welcome["epoch"]
+            server.kill()
+            ann.say("while Redis is gone")
+            assert ann.next_of("error")["code"] == "not_stored"  # told, not dropped in silence
+            server.start()  # it would give out ids the clients have seen again
+            # Each app finds out by itself, and closes its connections: 1012, after what was queued.
+            for events in (ann, bob):
+                code, before = closed_after(events)
+                assert code == CloseCode.SERVICE_RESTART
+                assert [event for event in before if event["type"] == "message"] == []
+        last = {name: messages[-1]["id"] for name, messages in heard.items()}
+        tokens = {"ann": ann.welcome["token"], "bob": bob.welcome["token"]}
+        # The clients come back, as they would after any restart, resuming with since and epoch.
+        with (
+            chat(first, f"name=ann&since={last['ann']}&epoch={old}", token=tokens["ann"]) as ann,
+            chat(second, f"name=bob&since={last['bob']}&epoch={old}", token=tokens["bob"]) as bob,
+        ):
+            for events in (ann, bob):
+                assert events.welcome["epoch"] != old
+                assert events.welcome["gap"] is True  # the ids they have mean nothing here
+                assert events.welcome["history"] == heard["ann"][: 0 if comes_back == "empty" else 1]  # what it kept
+            assert ann.welcome["epoch"] == bob.welcome["epoch"]
+            assert bob.welcome["online"] == ["ann", "bob"]
+            assert ann.next() == {"type": "join", "name": "bob", "guest": True}
+            ann.say("after")
+            bob.say("me too, after")
+            again = [events.next_of("message") for events in (ann, bob) for _ in range(2)]
+            assert again[:2] == again[2:]
+            # The ids go on from what Redis kept, in another epoch.
+            assert sorted(message["id"] for message in again[:2]) == ([1, 2] if comes_back == "empty" else [2, 3])
+        for client in (first, second):
+            answer = client.get("/healthz")
+            assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
 
 
 def test_healthz_reports_the_backend(redis_url: str, tmp_path: Path) -> None:

@@ -90,6 +90,27 @@ def test_a_restarted_server_with_a_new_epoch_adds_to_what_was_shown(tabs: Tabs) 
     assert server.asked[-1]["before"] == 4
 
 
+def test_a_history_that_lost_its_end_shows_each_message_once(tabs: Tabs) -> None:
+    """As after the server's Redis came back from an older snapshot: the server restarts the
+    connection (1012), and its new epoch has the first messages again, then others."""
+    page = tabs.open()
+    server = FakeServer(page)
+    server.add(5, "before")
+    sign_on(page, "ann")
+    expect(texts(page)).to_have_count(5)
+    server.drop(1012, "The chat's history started anew: reconnect")
+    server.restart("epoch-2", keep=3)
+    server.add(2, "after")  # ids 4 and 5 again, other messages
+    expect(page.locator("#status")).to_contain_text("Online as ann")
+    # Above the divider what the server no longer has; below it, its history as it is now.
+    expected = ["before 4", "before 5", "before 1", "before 2", "before 3", "after 4", "after 5"]
+    expect(texts(page)).to_have_text(expected)
+    divider = page.locator("#log > li").nth(2)
+    expect(divider).to_have_class(re.compile(r"\bdivider\b"))
+    expect(page.locator("#log .divider")).to_have_count(1)
+    assert re.search(r"[?&]since=5&epoch=epoch-1(&|$)", server.urls[-1])
+
+
 def test_new_messages_below_the_reader_are_announced_by_a_marker(tabs: Tabs) -> None:
     page = tabs.open()
     server = FakeServer(page)

@@ -325,3 +325,28 @@ async def test_a_client_dropped_for_falling_behind_is_let_go_entirely(hub: Hub) 
     del laggard
     gc.collect()
     assert [ref for ref in gone if ref() is not None] == []  # its queue, its writer, its frames: all given back
+
+
+async def test_a_new_epoch_closes_every_client_with_1012_and_rooms_open_again_in_it(
+    hub: Hub, connect: Callable[[], FakeConnection]
+) -> None:
+    """What a shared backend whose history began anew says (`Subscriber.epoch_changed`)."""
+    connections = {name: connect() for name in ("ann", "bob")}
+    sessions = {name: await join(hub, name, connection) for name, connection in connections.items()}
+    await connections["ann"].wait_for(lambda c: {"type": "join", "name": "bob", "guest": True} in c.events)
+    forgotten = hub.rooms["lobby"]
+    hub.backend.epoch = "the new one"
+    hub.epoch_changed()
+    say(hub, sessions["ann"], "said as the new epoch began")  # in the old one, it would get no echo
+    for connection in connections.values():
+        await connection.wait_for(lambda c: c.close_code is not None)
+        assert connection.close_code == CloseCode.SERVICE_RESTART
+        assert connection.messages() == []
+        assert [event for event in connection.events if event["type"] == "leave"] == []  # nobody left
+    assert [event["code"] for event in connections["ann"].events if event["type"] == "error"] == ["not_stored"]
+    for session in sessions.values():
+        await session.finished()
+    again = connect()
+    await join(hub, "ann", again, room="lobby")
+    assert again.events[0]["epoch"] == "the new one"
+    assert hub.rooms["lobby"] is not forgotten

@@ -33,6 +33,7 @@ class FakeServer:
     urls: list[str] = field(default_factory=list)
     asked: list[Event] = field(default_factory=list)  # every `history` request, in order
     connections: list[WebSocketRoute] = field(default_factory=list)
+    stored: int = 0  # messages stored so far, in every epoch: their times
 
     def __post_init__(self) -> None:
         self.page.route_web_socket(re.compile(r"/ws\?"), self._connect)
@@ -47,18 +48,21 @@ class FakeServer:
         message = self._store(name, text)
         self._send(self.connections[-1], message)
 
-    def drop(self) -> None:
+    def drop(self, code: int = 1001, reason: str = "Server shutting down") -> None:
         """Close the page's connection as a restarting server does (1001): it should come back."""
-        self.connections[-1].close(code=1001, reason="Server shutting down")
+        self.connections[-1].close(code=code, reason=reason)
 
-    def restart(self, epoch: str) -> None:
-        """A server whose history was lost: a new epoch, with ids starting again at 1."""
+    def restart(self, epoch: str, keep: int = 0) -> None:
+        """A server whose history was lost (all of it, or all but its first `keep` messages, as
+        when its Redis came back from an older copy): a new epoch, whose ids go on from there."""
         self.epoch = epoch
-        self.messages = []
+        self.messages = self.messages[:keep]
 
     def _store(self, name: str, text: str) -> Event:
         id = len(self.messages) + 1
-        message = {"type": "message", "id": id, "room": ROOM, "name": name, "text": text, "ts": FIRST_TS + id * 1000}
+        self.stored += 1
+        ts = FIRST_TS + self.stored * 1000
+        message = {"type": "message", "id": id, "room": ROOM, "name": name, "text": text, "ts": ts}
         self.messages.append(message)
         return message
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from app.backends.redis import RedisBackend
 
@@ -35,3 +35,28 @@ def writes_held(backend: RedisBackend) -> Iterator[None]:
     finally:
         del writer.start
         start()
+
+
+@contextlib.asynccontextmanager
+async def reconnection_held(backend: RedisBackend) -> AsyncIterator[None]:
+    """Its reader loses its connection to Redis and reconnects, but catches up only once the
+    block ends: what other processes do meanwhile happens while it is away."""
+    reader = backend.reader
+    catch_up = reader._catch_up
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    async def held() -> None:
+        entered.set()
+        await gate.wait()
+        await catch_up()
+
+    reader._catch_up = held
+    assert reader.connection_id is not None, "the reader is not connected"
+    await backend.redis.client_kill_filter(_id=str(reader.connection_id))
+    try:
+        async with asyncio.timeout(10):
+            await entered.wait()
+        yield
+    finally:
+        reader._catch_up = catch_up
+        gate.set()

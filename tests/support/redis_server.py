@@ -79,6 +79,12 @@ class RedisServer:
             connection.sendall(b"FLUSHALL\r\n")
             assert connection.recv(5) == b"+OK\r\n"
 
+    def save(self) -> None:
+        """Write a snapshot (dump.rdb in its folder), which it loads when it starts again."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as connection:
+            connection.sendall(b"SAVE\r\n")
+            assert connection.recv(5) == b"+OK\r\n"
+
     def log(self) -> str:
         path = self.folder / "redis.log"
         return path.read_text(errors="replace") if path.exists() else ""

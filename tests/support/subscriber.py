@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ class Delivered:
         self.events: list[tuple[str, bytes, Message | None]] = []
         self.evicted: list[tuple[str, str]] = []  # names taken over by another process
         self.notices: list[tuple[str, dict[str, Any]]] = []
+        self.epoch_changes: list[int] = []  # how many events had come at each new epoch
         self.arrived = asyncio.Condition()
         self._on_message = on_message
 
@@ -33,6 +35,10 @@ class Delivered:
         self.notices.append((kind, fields))
         self._notify()
 
+    def epoch_changed(self) -> None:
+        self.epoch_changes.append(len(self.events))
+        self._notify()
+
     def _notify(self) -> None:
         async def notify() -> None:
             async with self.arrived:
@@ -42,6 +48,14 @@ class Delivered:
 
     def messages(self, room: str | None = None) -> list[Message]:
         return [message for name, _, message in self.events if message is not None and room in (None, name)]
+
+    def by_epoch(self, room: str | None = None) -> list[list[Message]]:
+        """The messages delivered in each epoch in turn, the first being the one it started in."""
+        bounds = [0, *self.epoch_changes, len(self.events)]
+        return [
+            [message for name, _, message in self.events[start:end] if message is not None and room in (None, name)]
+            for start, end in itertools.pairwise(bounds)
+        ]
 
     def presence(self, room: str) -> list[bytes]:
         return [event for name, event, message in self.events if message is None and name == room]

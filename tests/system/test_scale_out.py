@@ -1,4 +1,4 @@
-"""Several real server processes on one real Redis, over TLS: workers, Redis dying, a server dying."""
+"""Several real server processes on one real Redis, over TLS: workers, Redis dying or losing data, a server dying."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.core.protocol import CloseCode
+from app.core.protocol import CloseCode, resume_subprotocols
 from bench.server import free_port
 from tests.support.certificates import Certificates
 from tests.support.redis_server import DURABLE, running_redis
@@ -200,4 +201,144 @@ async def test_redis_killed_and_restarted_mid_conversation_loses_nothing(
         assert reader.welcome["history"] == bob.messages()
         assert reader.welcome["online"] == ["ann", "bob", "reader"]
         for peer in (ann, bob, reader):
+            await peer.connection.close()
+
+
+RECOVERY = 30  # seconds from Redis answering again to a conversation across servers, both healthy
+
+
+class Person:
+    """Someone chatting through one server, whose client reconnects as a page does: resuming
+    (`since`, `epoch`, `token`) whenever the server restarts its connection (1012), again a
+    moment later while the server cannot take it (1013). Keeps what each connection saw."""
+
+    def __init__(self, server: Server, name: str, cafile: Path) -> None:
+        self.server, self.name, self.cafile = server, name, cafile
+        self.connections: list[Peer] = []
+
+    @property
+    def peer(self) -> Peer:
+        return self.connections[-1]
+
+    async def connect(self, timeout: float = RECOVERY) -> None:
+        query = f"name={self.name}"
+        subprotocols = None
+        if self.connections:
+            previous = self.peer
+            shown = previous.welcome["history"] + previous.messages()
+            if shown:
+                query += f"&since={shown[-1]['id']}&epoch={previous.welcome['epoch']}"
+            subprotocols = resume_subprotocols(previous.welcome["token"])
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    peer = await open_peer(self.server, query, self.cafile, subprotocols=subprotocols)
+                    self.connections.append(peer)
+                    return
+                except ConnectionClosed as refused:
+                    if close_code(refused) != CloseCode.TRY_AGAIN_LATER:
+                        raise
+                await asyncio.sleep(0.2)  # as a page waits before it tries again
+
+    async def until_restarted(self, timeout: float = RECOVERY) -> list[Event]:
+        """Read until the server restarts the connection (1012); what came before it."""
+        seen = len(self.peer.seen)
+        code = None
+        async with asyncio.timeout(timeout):
+            while code is None:
+                try:
+                    await self.peer.next(timeout)
+                except ConnectionClosed as closed:
+                    code = close_code(closed)
+        assert code == CloseCode.SERVICE_RESTART
+        return self.peer.seen[seen:]
+
+    def shown(self) -> dict[str, list[Event]]:
+        """Every message this person was shown, by epoch: welcomes' histories, then live ones."""
+        shown: dict[str, list[Event]] = {}
+        for peer in self.connections:
+            shown.setdefault(peer.welcome["epoch"], []).extend(peer.welcome["history"] + peer.messages())
+        return shown
+
+
+def close_code(closed: ConnectionClosed) -> int | None:
+    return closed.rcvd.code if closed.rcvd is not None else None
+
+
+async def hear(peer: Peer, text: str) -> None:
+    while not any(event["text"] == text for event in peer.messages()):
+        await peer.next(timeout=15)
+
+
+@pytest.mark.parametrize("comes_back", ["empty", "from an older snapshot"])
+async def test_redis_losing_data_mid_conversation_heals_by_itself(
+    comes_back: str, certificates: Certificates, tmp_path: Path
+) -> None:
+    """Without persistence, kill -9 of Redis loses everything; a restart from an older RDB
+    snapshot (or a failover to a replica that was behind) loses the end. Ids the servers
+    gave out would be given out again: they agree on a new epoch, every client starts afresh
+    in it, and the conversation goes on, with no restart of the servers."""
+    with (
+        running_redis(tmp_path / "redis") as redis,
+        redis_chat_server(certificates, tmp_path, redis.url) as first,
+        redis_chat_server(certificates, tmp_path, redis.url) as second,
+    ):
+        ann, bob = Person(first, "ann", certificates.ca), Person(second, "bob", certificates.ca)
+        for person in (ann, bob):
+            await person.connect()
+        for number in range(6):
+            if number == 3 and comes_back != "empty":
+                redis.save()  # the snapshot has the first three messages
+            echo, refusals = await say_until_stored((ann if number % 2 else bob).peer, f"before {number}")
+            assert not refusals
+        for person in (ann, bob):
+            await hear(person.peer, "before 5")
+        old = ann.peer.welcome["epoch"]
+
+        redis.kill()
+        await ann.peer.say("while Redis is gone")
+        assert (await ann.peer.next_of("error", timeout=15))["code"] == "not_stored"
+        redis.start()
+        started = time.monotonic()
+        await ann.peer.say("as Redis comes back")  # refused, or not read at all: never stored in the old epoch
+        for person in (ann, bob):
+            before = await person.until_restarted()
+            assert [event for event in before if event["type"] == "message"] == []
+            assert all(event["code"] == "not_stored" for event in before if event["type"] == "error")
+            await person.connect()
+        restarted = time.monotonic() - started
+        for person in (ann, bob):
+            welcome = person.peer.welcome
+            assert welcome["epoch"] != old
+            assert welcome["gap"] is True  # the ids it had mean nothing in the new epoch: start afresh
+            kept = [] if comes_back == "empty" else ["before 0", "before 1", "before 2"]
+            assert [message["text"] for message in welcome["history"]] == kept
+        assert ann.peer.welcome["epoch"] == bob.peer.welcome["epoch"]
+
+        for number in range(4):
+            speaker, listener = (ann, bob) if number % 2 else (bob, ann)
+            echo, _ = await say_until_stored(speaker.peer, f"after {number}")
+            await hear(listener.peer, echo["text"])
+        for server in (first, second):
+            await wait_for_health(server, certificates.ca, 200, timeout=RECOVERY)
+        recovered = time.monotonic() - started
+        print(
+            f"Redis back {comes_back}: connections restarted within {restarted:.2f} s, "
+            f"conversation across both servers and /healthz 200 within {recovered:.2f} s"
+        )
+        assert recovered < RECOVERY
+
+        for person in (ann, bob):
+            for epoch, messages in person.shown().items():
+                ids = [message["id"] for message in messages]
+                assert ids == sorted(set(ids)), f"{person.name} was shown an id twice in epoch {epoch}"
+        new = ann.peer.welcome["epoch"]
+        assert ann.shown()[new] == bob.shown()[new]
+        after = [message["text"] for message in ann.shown()[new] if message["text"].startswith("after")]
+        assert after == [f"after {number}" for number in range(4)]
+        # Nothing stored after the recovery is lost: a newcomer's welcome has it all.
+        reader = await open_named(first, "reader", certificates.ca)
+        assert reader.welcome["epoch"] == new
+        assert reader.welcome["history"] == ann.shown()[new]
+        for peer in (ann.peer, bob.peer, reader):
             await peer.connection.close()

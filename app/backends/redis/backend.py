@@ -6,8 +6,11 @@ reads), `RedisPresence` (names unique across processes, who is online), `Retenti
 and here the life cycle that ties them: connecting, heartbeats, the epoch, and history.
 
 Processes send heartbeats; one that stops sending them is taken for dead after
-`presence_ttl` seconds (see presence.py). The epoch names the lifetime of the history:
-a Redis that comes back without its data, or with older data, would give out ids again.
+`presence_ttl` seconds (see presence.py). The epoch names the lifetime of the history: a
+Redis that comes back without its data, or with older data, would give out ids again. The
+first process to find out names a new epoch, every other one learns it at its next write,
+read or heartbeat, and each goes on in it (`_adopt`): its hub closes every connection
+(1012), which resumes in the new epoch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from functools import partial
 from typing import Any
 
 import orjson
@@ -25,11 +29,13 @@ from app.backends.redis import scripts
 from app.backends.redis.accounts import RedisAccounts
 from app.backends.redis.commands import (
     BEAT,
+    BEHIND,
     COMMAND_TIMEOUT,
     EPOCH_KEY,
     GOODBYE,
     IDS_KEY,
     PREFIX,
+    SWITCH,
     Entry,
     RedisErrors,
     connect,
@@ -57,15 +63,25 @@ class RedisBackend(Backend):
         self._redis: aioredis.Redis | None = None
         self._rooms: dict[str, RoomState] = {}
         self.writer = Writer(
-            self._client, self.node, settings.retention_messages, PRESENCE_MAXLEN, settings.queue_bytes // 4, self._undo
+            self._client,
+            self.node,
+            settings.retention_messages,
+            PRESENCE_MAXLEN,
+            settings.queue_bytes // 4,
+            self._undo,
+            self._refused,
         )
         self.presence: RedisPresence = RedisPresence(self, self.writer, self._rooms, self.node)
-        self.reader = Reader(self._connect, self._client, self.presence, self._deliver_message, self._catch_up)
+        self.reader = Reader(
+            self._connect, self._client, self.presence, self._deliver_message, self._catch_up, self._suspect
+        )
         self.retention = Retention(self._client, self.node, settings.retention_days)
         self._heart: asyncio.Task[None] | None = None
         self._expiry: asyncio.Task[None] | None = None
-        self._problem: str | None = None  # a fault that reconnecting cannot mend
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unechoed: set[asyncio.Future[Message]] = set()  # published here, neither echoed nor failed
+        self._settling: asyncio.Task[None] | None = None  # finding out which epoch the chat is in
+        self._lost = False  # whether that is because Redis lost data of this process's epoch
 
     # Life cycle
 
@@ -116,7 +132,8 @@ class RedisBackend(Backend):
                 pipe.set(EPOCH_KEY, self.epoch, nx=True)  # the first process ever names the epoch
                 pipe.get(EPOCH_KEY)
                 _, epoch = await pipe.execute()
-            self.epoch = epoch.decode()
+            self.epoch = self.writer.epoch = epoch.decode()
+            self.reader.epoch = epoch
             await self.beat()
         except RedisErrors as exc:
             await self._redis.aclose()
@@ -135,7 +152,7 @@ class RedisBackend(Backend):
     async def stop(self) -> None:
         if self._redis is None:
             return  # stopped already, or never started
-        for task in (self._expiry, self._heart, *self._tasks):
+        for task in (self._expiry, self._heart, self._settling, *self._tasks):
             if task is not None:
                 task.cancel()
                 await asyncio.wait([task])
@@ -150,8 +167,6 @@ class RedisBackend(Backend):
         await super().stop()
 
     async def check(self) -> str | None:
-        if self._problem is not None:
-            return self._problem
         try:
             async with asyncio.timeout(1):
                 await self._client().ping()
@@ -163,14 +178,22 @@ class RedisBackend(Backend):
 
     # Heartbeats and the epoch
 
-    async def beat(self) -> bool:
-        """Keep this process's presence alive; True if it had expired. Checks the epoch too."""
+    async def beat(self, lost: bool = False) -> bool:
+        """Keep this process's presence alive; True if it had expired. Checks the epoch too: a
+        Redis without one lost everything; `lost` says that it lost data of this epoch."""
+        redis, epoch = self._client(), self.epoch
         ttl = str(int(self.settings.presence_ttl * 1000))
-        absent, epoch = await BEAT.run(self._client(), [scripts.PREFIX, self.node, ttl, str(PRESENCE_MAXLEN)])
-        if epoch is None:
-            await self._history_lost("Redis lost the chat's data", new_epoch=True)
-        elif epoch != self.epoch.encode():
-            await self._history_lost("another chatroom process found that Redis lost data", new_epoch=False)
+        absent, current = await BEAT.run(redis, [scripts.PREFIX, self.node, ttl, str(PRESENCE_MAXLEN)])
+        if self.epoch != epoch:
+            return bool(absent)  # moved on meanwhile: that found out all this one could
+        if current is None or lost:
+            new = secrets.token_hex(8)
+            current = await SWITCH.run(redis, [scripts.PREFIX, epoch, new, "1" if lost else "0"])
+            if current == new.encode():
+                why = "with older data than this process saw" if lost else "without the chat's data"
+                logger.error("Redis came back %s: a new epoch begins", why)
+        if current != epoch.encode() and self.epoch == epoch:
+            self._adopt(current.decode())
         return bool(absent)
 
     async def _beat_forever(self) -> None:
@@ -185,26 +208,58 @@ class RedisBackend(Backend):
             if swept and self.presence.claims_any:
                 await self.presence.claim_again()
 
-    async def _history_lost(self, reason: str, new_epoch: bool) -> None:
-        """Redis restarted without its data, or with older data: ids would be given out again
-        under this epoch, and clients would take new messages for ones they have.
+    def _suspect(self, lost: bool = False) -> None:
+        """Something says that the chat may be in another epoch (`lost`: that Redis lost data of
+        this one): find out at once, rather than at the next heartbeat."""
+        self._lost |= lost
+        if self._settling is None and self._redis is not None:
+            self._settling = asyncio.get_running_loop().create_task(self._settle(), name="chatroom redis epoch")
 
-        The process that finds out writes a new epoch, for the processes to come; this one
-        and, seeing the new epoch at their next heartbeat, every other one, report that they
-        must be restarted (GET /healthz).
-        """
-        if self._problem is not None:
-            return
-        self._problem = f"{reason}: restart every chatroom process to start a new epoch"
-        logger.error(self._problem)
-        if new_epoch:
-            await self._client().set(EPOCH_KEY, secrets.token_hex(8))
+    async def _settle(self) -> None:
+        try:
+            while True:
+                lost, self._lost = self._lost, False
+                await self.beat(lost)
+                if not self._lost:
+                    return
+        except RedisErrors as exc:
+            # Redis is out of reach again: reconnecting checks again, and so does the next
+            # write, which Redis refuses until this process is in the chat's epoch.
+            logger.debug("could not check the epoch: %s", exc)
+        finally:
+            self._settling = None
+
+    def _refused(self, reason: str) -> None:
+        self._suspect(lost=reason == BEHIND)
+
+    def _adopt(self, epoch: str) -> None:
+        """Go on in `epoch`, another history than the one this process was in: its ids mean
+        other messages. Nothing of the old one goes on: what was asked of Redis under it
+        fails now, messages not yet echoed included (their senders are told `not_stored`),
+        every room is read afresh when subscribed again, and the names this process held
+        are let go (the first thing it writes); then the hub closes every connection, which
+        comes back and is welcomed in the new epoch."""
+        logger.warning("the chat's history is now epoch %s (was %s): connections start afresh", epoch, self.epoch)
+        self.epoch = epoch
+        self.reader.epoch = epoch.encode()
+        gone = BackendError("the chat's history started anew (a new epoch): send it again")
+        for future in list(self._unechoed):
+            if not future.done():
+                future.set_exception(gone)
+        for state in list(self._rooms.values()):
+            self.reader.remove(state)
+        self._rooms.clear()
+        self.presence.forget()
+        self.writer.restart(epoch, ("g", "-"))
+        if self.subscriber is not None:
+            self.subscriber.epoch_changed()
 
     async def _catch_up(self) -> None:
-        """After a reconnection: check that Redis kept its data (`beat`), claim what must be
-        claimed again, and bring each room's copy of who is online up to date.
+        """After a reconnection: check that Redis kept its data (`beat`, and each room's last
+        id and message as delivered here), claim what must be claimed again, and bring each
+        room's copy of who is online up to date.
 
-        Messages need nothing: the reader goes on from the last one it delivered.
+        Messages need nothing more: the reader goes on from the last one it delivered.
         """
         redis = self._client()
         if await self.beat() and self.presence.claims_any:
@@ -216,12 +271,14 @@ class RedisBackend(Backend):
                 pipe.hgetall(state.names_key)
                 pipe.xrevrange(state.presence_key, count=1)
                 pipe.hget(IDS_KEY, state.name)
-                names, presence, last_id = await pipe.execute()
+                pipe.xrevrange(state.messages_key, b"%d-0" % state.last_id, b"-", count=1)
+                names, presence, last_id, last = await pipe.execute()
             if self._rooms.get(state.name) is not state:
                 continue
-            if int(last_id or 0) < state.last_id:
-                reason = f"Redis came back with older data (room {state.name!r} went back in time)"
-                await self._history_lost(reason, new_epoch=True)
+            if _went_back(state, int(last_id or 0), last):
+                logger.error("Redis came back with older data: room %r went back in time", state.name)
+                await self.beat(lost=True)
+                break  # every room is read afresh, in the new epoch
             self.presence.refresh(state, names, presence[0][0] if presence else None)
             self.reader.moved_presence(state)
         self.writer.start()  # mends of writes that failed while Redis was away
@@ -231,19 +288,22 @@ class RedisBackend(Backend):
     async def subscribe(self, room: str) -> list[Message]:
         """Read the room's latest messages, who is online and where its streams are, all at one
         instant (MULTI), then read its streams from there."""
-        state = RoomState.of(room)
+        state, epoch = RoomState.of(room), self.epoch
         try:
             async with self._client().pipeline(transaction=True) as pipe:
+                pipe.get(EPOCH_KEY)
                 pipe.xrevrange(state.messages_key, count=self.settings.welcome_history)
                 pipe.hgetall(state.names_key)
                 pipe.xrevrange(state.presence_key, count=1)
-                latest, names, presence = await pipe.execute()
+                stored_in, latest, names, presence = await pipe.execute()
         except RedisErrors as exc:
             raise BackendError(f"Could not read room {room!r} from Redis: {exc}") from exc
+        self._check_epoch(epoch, stored_in)
         messages = [Message.from_json(room, message_id(entry), fields[b"j"]) for entry, fields in reversed(latest)]
         if room in self._rooms:
             return messages  # read already: everything after where it is comes anyway
         state.last_id = messages[-1].id if messages else 0
+        state.last_json = messages[-1].json if messages else b""
         state.presence_at = presence[0][0] if presence else b"0-0"
         state.online = self.presence.online_from(room, names)
         self._rooms[room] = state
@@ -254,18 +314,60 @@ class RedisBackend(Backend):
         state = self._rooms.pop(room, None)
         if state is not None:
             self.reader.remove(state)
+            for echoed, message in state.echoes.values():
+                if not echoed.done():
+                    echoed.set_result(message)  # stored; nobody is left here to see it
+
+    def _check_epoch(self, epoch: str, stored_in: bytes | None) -> None:
+        """What was read at once with the epoch `stored_in` (MULTI) is of `epoch`, the one this
+        process was in when it asked, and still is; else it goes unused."""
+        if stored_in != epoch.encode():
+            self._suspect()
+        if stored_in != epoch.encode() or self.epoch != epoch:
+            raise BackendError("the chat's history started anew (a new epoch): try again")
 
     def subscribed(self, room: str) -> bool:
         return room in self._rooms
 
-    def _deliver_message(self, room: str, json: bytes, message: Message) -> None:
+    def _deliver_message(self, state: RoomState, json: bytes, message: Message) -> None:
+        if state.echoes:
+            for number in [number for number in state.echoes if number <= message.id]:
+                # (One below it was trimmed away before it could be read: stored all the same.)
+                echoed, stored = state.echoes.pop(number)
+                if not echoed.done():
+                    echoed.set_result(stored)
         if self.subscriber is not None:
-            self.subscriber.deliver(room, json, message)
+            self.subscriber.deliver(state.name, json, message)
 
     # Messages
 
     def publish(self, room: str, name: str, text: str, guest: bool = False) -> asyncio.Future[Message]:
-        return self.writer.write(("m", room, wire_middle(room, name, text, guest)))
+        """Settles once the message is stored and, in a room this process reads, read back
+        here: a message stored under an epoch that ends before its echo fails instead."""
+        state = self._rooms.get(room)
+        seen = max(state.last_id, state.written) if state is not None else 0
+        stored = self.writer.write(("m", room, wire_middle(room, name, text, guest), str(seen)))
+        if state is None:
+            return stored  # nobody reads the room here: stored is all there is to wait for
+        echoed: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._unechoed.add(echoed)
+        echoed.add_done_callback(self._unechoed.discard)
+        stored.add_done_callback(partial(self._stored, state, echoed))
+        return echoed
+
+    def _stored(self, state: RoomState, echoed: asyncio.Future[Message], stored: asyncio.Future[Message]) -> None:
+        error = BackendError("the message was not stored") if stored.cancelled() else stored.exception()
+        if echoed.done():
+            return  # failed already: a new epoch began
+        if error is not None:
+            echoed.set_exception(error)
+            return
+        message = stored.result()
+        state.written = max(state.written, message.id)
+        if message.id <= state.last_id or self._rooms.get(state.name) is not state:
+            echoed.set_result(message)  # read back already, or nobody reads the room here any more
+        else:
+            state.echoes[message.id] = (echoed, message)
 
     @property
     def backlogged(self) -> bool:
@@ -289,14 +391,29 @@ class RedisBackend(Backend):
 
     async def _range(self, room: str, newest: bytes, oldest: bytes, count: int) -> list[Message]:
         """The messages from `newest` down to `oldest` (stream ids), newest first."""
+        epoch = self.epoch
         try:
-            rows: list[Entry] = await self._client().xrevrange(  # type: ignore[assignment]
-                room_key(b"messages", room), newest, oldest, count
-            )
+            async with self._client().pipeline(transaction=True) as pipe:
+                pipe.get(EPOCH_KEY)
+                pipe.xrevrange(room_key(b"messages", room), newest, oldest, count)
+                stored_in, rows = await pipe.execute()
         except RedisErrors as exc:
             raise BackendError(f"Could not read the history of {room!r} from Redis: {exc}") from exc
+        self._check_epoch(epoch, stored_in)
         return [Message.from_json(room, message_id(entry), fields[b"j"]) for entry, fields in rows]
 
     async def enforce_retention(self, now: int | None = None) -> int:
         """Delete the messages older than CHAT_RETENTION_DAYS now; returns how many went."""
         return await self.retention.enforce(now)
+
+
+def _went_back(state: RoomState, last_id: int, last: list[Entry]) -> bool:
+    """Whether Redis has older data of the room than this process saw: the room's last id is
+    below the highest it knows of, or the message it delivered last is another one, or gone
+    while older ones are still there (trimming takes the oldest first)."""
+    if last_id < max(state.last_id, state.written):
+        return True
+    if not state.last_id or not last:
+        return False
+    entry, fields = last[0]
+    return message_id(entry) != state.last_id or fields[b"j"] != state.last_json

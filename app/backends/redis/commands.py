@@ -8,7 +8,7 @@ from typing import Any
 try:
     import redis.asyncio as aioredis
     from redis.backoff import NoBackoff
-    from redis.exceptions import NoScriptError, RedisError
+    from redis.exceptions import NoScriptError, RedisError, ResponseError
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("redis:// needs the redis client: pip install 'chatroom[redis]'") from exc
@@ -23,6 +23,10 @@ RETENTION_KEY = PREFIX + b"retention"  # held by the process running this interv
 COMMAND_TIMEOUT = 5.0  # seconds a command may take before Redis counts as unreachable
 CONNECT_TIMEOUT = 2.0
 NO_TOKEN = "-"  # noqa: S105 - the token hash of a name nobody may take over: no SHA-256 digest is this
+
+# Why the WRITE script refused to run (scripts.py): the chat's epoch is not the writer's, or a
+# room's last id went back below what the writer knew (Redis came back with older data).
+STALE_EPOCH, BEHIND = "STALE_EPOCH", "BEHIND"
 
 RedisErrors = (RedisError, OSError, TimeoutError)
 Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry as redis-py reads it: id, fields
@@ -102,4 +106,13 @@ class Script:
 
 
 WRITE, BEAT, GOODBYE = Script(scripts.WRITE), Script(scripts.BEAT), Script(scripts.GOODBYE)
-EXPIRE = Script(scripts.EXPIRE)
+EXPIRE, SWITCH = Script(scripts.EXPIRE), Script(scripts.SWITCH)
+
+
+def refusal(error: BaseException) -> str | None:
+    """STALE_EPOCH or BEHIND if the WRITE script refused to run for that reason, else None."""
+    if isinstance(error, ResponseError):
+        reason = str(error).partition(" ")[0]
+        if reason in (STALE_EPOCH, BEHIND):
+            return reason
+    return None

@@ -2,10 +2,12 @@
 
 It reads every room's message and presence streams with one XREAD BLOCK and delivers what
 it finds, this process's own messages included: every process sees each room's messages
-in the same order, the order of their ids. After a fault it reconnects with backoff,
-catches up (`catch_up`, the backend's) and reads on from the last entry it delivered, so
-it misses nothing written meanwhile. When the set of rooms changes while a read is blocked,
-CLIENT UNBLOCK cuts it short, so that the next read covers the new set.
+in the same order, the order of their ids. A message stored under another epoch than the
+process's is never delivered: the reader tells the backend (`stray`), which finds out
+which epoch the chat is in. After a fault it reconnects with backoff, catches up
+(`catch_up`, the backend's) and reads on from the last entry it delivered, so it misses
+nothing written meanwhile. When the set of rooms changes while a read is blocked, CLIENT
+UNBLOCK cuts it short, so that the next read covers the new set.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ READ_COUNT = 1_000  # entries per stream and read
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 5.0  # seconds between reconnection attempts
 UNBLOCK_TRIES = 20
 
-Deliver = Callable[[str, bytes, Message], None]
+Deliver = Callable[[RoomState, bytes, Message], None]
 
 
 class Reader:
@@ -42,12 +44,15 @@ class Reader:
         presence: RedisPresence,
         deliver: Deliver,
         catch_up: Callable[[], Awaitable[None]],
+        stray: Callable[[], None],
     ) -> None:
         self._connect = connect
         self._redis = redis  # the backend's client, for CLIENT UNBLOCK and its pool after a fault
         self._presence = presence
         self._deliver = deliver
         self._catch_up = catch_up
+        self._stray = stray
+        self.epoch = b""  # the process's: messages stored under another are not delivered
         self._streams: dict[KeyT, StreamIdT] = {}  # what is read: stream key -> after which id
         self._by_key: dict[bytes, tuple[RoomState, bool]] = {}  # stream key -> room, whether presence
         self._others: dict[bytes, Callable[[dict[bytes, bytes]], None]] = {}  # other streams, read always
@@ -58,11 +63,16 @@ class Reader:
         self._blocked_on: int | None = None  # the generation a blocked read was sent with
         self._unblocker: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._read_forever(), name="chatroom redis reader")
 
     async def stop(self) -> None:
+        # redis-py returns an empty reply, as if the block had ended, when a blocked read is
+        # cancelled as it times out: the loop must see for itself that it is to stop.
+        self._stopping = True
         for task in (self._task, self._unblocker):
             if task is not None:
                 task.cancel()
@@ -120,14 +130,14 @@ class Reader:
 
     async def _read_forever(self) -> None:
         delay = BACKOFF_FIRST
-        while True:
+        while not self._stopping:
             connection = self._connect(socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT, single_connection_client=True)
             try:
                 self.connection_id = await connection.client_id()
                 await self._catch_up()
                 self.reading.set()
                 delay = BACKOFF_FIRST
-                while True:
+                while not self._stopping:
                     await self._read(connection)
             except RedisErrors as exc:
                 if self.reading.is_set():
@@ -174,12 +184,16 @@ class Reader:
                     self._presence.entry(state, entry, fields)
                 self._streams[stream] = state.presence_at
                 continue
-            room = state.name
+            room, epoch = state.name, self.epoch
             for entry, fields in entries:
                 number = message_id(entry)
                 if number <= state.last_id:
                     continue  # the welcome had it (the room was subscribed again meanwhile)
                 state.last_id = number
-                json = fields[b"j"]
-                deliver(room, json, Message.from_json(room, number, json))
+                state.last_json = json = fields[b"j"]
+                if fields.get(b"E", epoch) != epoch:
+                    # Stored under another epoch: not for clients welcomed in this one.
+                    self._stray()
+                    continue
+                deliver(state, json, Message.from_json(room, number, json))
             self._streams[stream] = b"%d-0" % state.last_id

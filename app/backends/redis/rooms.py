@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from app.backends.redis.commands import room_key
 from app.core.identity import Online
+
+if TYPE_CHECKING:
+    from app.core.messages import Message
 
 
 @dataclass(eq=False)
@@ -15,6 +20,10 @@ class RoomState:
     presence_key: bytes
     names_key: bytes
     last_id: int = 0  # the last message delivered
+    last_json: bytes = b""  # its wire JSON: another message with its id is another history's
+    written: int = 0  # the highest id this process stored in the room
+    # Messages stored here and not read back yet, by id: their senders wait for their echo.
+    echoes: dict[int, tuple[asyncio.Future[Message], Message]] = field(default_factory=dict)
     presence_at: bytes = b"0-0"  # the last presence entry taken into `online`
     # Who is online as this process's clients were told: name key -> who, in the order they came.
     online: dict[str, Online] = field(default_factory=dict)

@@ -3,11 +3,16 @@
 Every write is one of these scripts, so Redis applies it whole, alone, and in one round
 trip, and every process sees the same order. Keys (under `PREFIX`, in one Redis database):
 
-- `epoch`: names the lifetime of the history; set once, by the first process ever to start.
+- `epoch`: names the lifetime of the history: set by the first process ever to start, and
+  again (SWITCH) by the first to find that Redis lost data (the key is gone with the rest)
+  or came back with older data (a room's id went back). Every write runs only under the
+  epoch its process is in, so nothing is ever stored under an epoch nobody agreed on.
 - `ids`: a hash, room -> the last message id given out in that room.
 - `messages:ROOM`: a stream of the room's messages. Message N has the stream id `N-0`, so
-  stream order is id order, and the entry holds the message's wire JSON (field `j`) as
-  every process sends it: it is serialised once, here, for every process.
+  stream order is id order, and the entry holds the message's wire JSON (field `j`, first)
+  as every process sends it: it is serialised once, here, for every process; and the epoch
+  it was stored in (field `E`), so that no process hands a message of another epoch to
+  clients welcomed in its own.
 - `presence:ROOM`: a stream of joins and leaves (fields `o` the process of the one who
   joined or left, `t` join or leave, `k` the name's key, `n` the name, `g` g for a guest or
   a for an account, `e` the event's wire JSON; `s` 1 on a leave that process `o` tells its
@@ -47,8 +52,8 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
 # Names: whether an entry of `names:ROOM` is held by `process` (a guest's, by its one
 # process; an account's, by any process in its set of holders); letting a name go, with its
-# leave announced in the name of the process that held it; and a process letting go of its
-# hold of a name, which goes when nobody holds it any more.
+# leave announced in the name of the process that held it; a process letting go of its hold
+# of a name, which goes when nobody holds it any more; and of every name it holds.
 _NAMES = """
 local function shared(owner)
   return string.sub(owner, 1, 2) == '*\\n'
@@ -94,6 +99,17 @@ local function release(prefix, room, key, process, leave, presence_maxlen)
   end
   return 1
 end
+
+-- Let go of every name `process` holds, with their leaves, and forget what it held.
+local function let_go_all(prefix, process, presence_maxlen)
+  local node = prefix .. 'node:' .. process
+  local held = redis.call('HGETALL', node)
+  for i = 1, #held, 2 do
+    local room, key = string.match(held[i], '^(.-)\\n(.*)$')
+    release(prefix, room, key, process, held[i + 1], presence_maxlen)
+  end
+  redis.call('DEL', node)
+end
 """
 
 # Announce the leaves of every name process `gone` holds, and forget it. The leaves are
@@ -101,13 +117,7 @@ end
 # for dead while it could not reach Redis), tells its clients.
 _SWEEP = """
 local function sweep(prefix, gone, presence_maxlen)
-  local node = prefix .. 'node:' .. gone
-  local held = redis.call('HGETALL', node)
-  for i = 1, #held, 2 do
-    local room, key = string.match(held[i], '^(.-)\\n(.*)$')
-    release(prefix, room, key, gone, held[i + 1], presence_maxlen)
-  end
-  redis.call('DEL', node)
+  let_go_all(prefix, gone, presence_maxlen)
   redis.call('ZREM', prefix .. 'nodes', gone)
 end
 """
@@ -117,9 +127,10 @@ WRITE = (
     + _NAMES
     + """
 -- ARGV: prefix, process, messages kept per room (0: all), presence entries kept per room,
--- the start and the end of a message's JSON (app/core/messages.py), then operations, applied
--- in order:
---   m ROOM MIDDLE                     a message: MIDDLE is its JSON between the id and the time
+-- the start and the end of a message's JSON (app/core/messages.py), the epoch the process is
+-- in, then operations, applied in order:
+--   m ROOM MIDDLE SEEN                a message: MIDDLE is its JSON between the id and the time;
+--                                     SEEN the room's highest id the process knows of
 --   c ROOM KEY NAME JOIN LEAVE HASH KIND   claim a name; JOIN and LEAVE are the events to
 --                                     use, HASH that of the claiming connection's token,
 --                                     KIND g for a guest's name (one process holds it) or a
@@ -127,18 +138,37 @@ WRITE = (
 --   r ROOM KEY LEAVE                  this process lets go of a name it holds (LEAVE empty:
 --                                     the leave it was stored with), which goes once nobody does
 --   t ROOM KEY HASH                   a newer connection here holds the name: its token's hash
+--   o ROOM KEY HASH NEWHASH           take over a guest's name another process holds for a
+--                                     connection whose token has HASH; NEWHASH is the newer one's
+--   g -                               let go of every name this process holds (a new epoch)
 --   n KIND BODY                       a notice for every process (Backend.notify), in `notices`
---   o ROOM KEY HASH NEWHASH           take over a name another process holds for a connection
---                                     whose token has HASH; NEWHASH is the newer connection's
--- Returns {ts, one result per operation}: a message's id; 1 or 0 for a claim (2: an account's
--- name that another process holds already), release or new token; the name as it is known,
--- or 0, for a take-over (of a guest's name).
+-- Nothing runs, and the error says why, if the epoch is not the process's (STALE_EPOCH) or a
+-- room's last id is below what the process knows of (BEHIND: Redis came back with older data).
+-- Returns {ts, one result per operation}: a message's id; the name's join entry (its id in
+-- `presence:ROOM`; an account's that another process holds too: the entry of its first
+-- join), or 0, for a claim; 1 or 0 for a release or new token; {the name as it is known,
+-- its join entry}, or 0, for a take-over; 1 for the rest.
 local prefix, process = ARGV[1], ARGV[2]
 local maxlen, presence_maxlen = tonumber(ARGV[3]), ARGV[4]
-local json_head, json_end = ARGV[5], ARGV[6]
+local json_head, json_end, epoch = ARGV[5], ARGV[6], ARGV[7]
+local FIRST, STEP = 8, {m = 4, c = 8, r = 4, t = 4, o = 5, g = 2, n = 3}
+if redis.call('GET', prefix .. 'epoch') ~= epoch then
+  return redis.error_reply('STALE_EPOCH the chat is no longer in epoch ' .. epoch)
+end
+local i = FIRST
+while i <= #ARGV do
+  local op, room = ARGV[i], ARGV[i + 1]
+  if STEP[op] == nil then
+    return redis.error_reply('unknown operation ' .. tostring(op))
+  end
+  if op == 'm' and tonumber(redis.call('HGET', prefix .. 'ids', room) or '0') < tonumber(ARGV[i + 3]) then
+    return redis.error_reply('BEHIND room ' .. room .. ' went back in time')
+  end
+  i = i + STEP[op]
+end
 local ts = string.format('%d', now)
 local results = {ts}
-local i = 7
+i = FIRST
 while i <= #ARGV do
   local op, room = ARGV[i], ARGV[i + 1]
   if op == 'm' then
@@ -146,12 +176,11 @@ while i <= #ARGV do
     local json = json_head .. id .. ARGV[i + 2] .. ts .. json_end
     local stream = prefix .. 'messages:' .. room
     if maxlen > 0 then
-      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id .. '-0', 'j', json)
+      redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id .. '-0', 'j', json, 'E', epoch)
     else
-      redis.call('XADD', stream, id .. '-0', 'j', json)
+      redis.call('XADD', stream, id .. '-0', 'j', json, 'E', epoch)
     end
     results[#results + 1] = tonumber(id)
-    i = i + 3
   elseif op == 'c' then
     local key, name, kind = ARGV[i + 2], ARGV[i + 3], ARGV[i + 7]
     local names = prefix .. 'names:' .. room
@@ -160,7 +189,7 @@ while i <= #ARGV do
       if kind == 'a' and shared(owner) then
         redis.call('SADD', holders_of(prefix, room, key), process)
         redis.call('HSET', prefix .. 'node:' .. process, room .. '\\n' .. key, ARGV[i + 5])
-        results[#results + 1] = 2
+        results[#results + 1] = string.match(owner, '^.-\\n(.-)\\n')
       else
         results[#results + 1] = 0
       end
@@ -175,9 +204,8 @@ while i <= #ARGV do
       redis.call('HSET', names, key, holder .. '\\n' .. entry .. '\\n' .. kind .. '\\n' .. name)
       redis.call('HSET', prefix .. 'tokens:' .. room, key, ARGV[i + 6])
       redis.call('HSET', prefix .. 'node:' .. process, room .. '\\n' .. key, ARGV[i + 5])
-      results[#results + 1] = 1
+      results[#results + 1] = entry
     end
-    i = i + 8
   elseif op == 'r' then
     local key = ARGV[i + 2]
     local node, leave = prefix .. 'node:' .. process, ARGV[i + 3]
@@ -186,7 +214,6 @@ while i <= #ARGV do
     end
     redis.call('HDEL', node, room .. '\\n' .. key)
     results[#results + 1] = release(prefix, room, key, process, leave, presence_maxlen)
-    i = i + 4
   elseif op == 't' then
     local key = ARGV[i + 2]
     local owner = redis.call('HGET', prefix .. 'names:' .. room, key)
@@ -196,7 +223,6 @@ while i <= #ARGV do
     else
       results[#results + 1] = 0
     end
-    i = i + 4
   elseif op == 'o' then
     local key = ARGV[i + 2]
     local names, tokens = prefix .. 'names:' .. room, prefix .. 'tokens:' .. room
@@ -214,19 +240,19 @@ while i <= #ARGV do
       redis.call('HSET', prefix .. 'node:' .. process, room .. '\\n' .. key, leave)
       redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
                  'o', process, 't', 'move', 'k', key, 'n', name, 'f', from)
-      results[#results + 1] = name
+      results[#results + 1] = {name, entry}
     else
       results[#results + 1] = 0
     end
-    i = i + 5
+  elseif op == 'g' then
+    let_go_all(prefix, process, presence_maxlen)
+    results[#results + 1] = 1
   elseif op == 'n' then
     -- ROOM here is the notice's kind; its body follows.
     redis.call('XADD', prefix .. 'notices', 'MAXLEN', '~', 1000, '*', 'o', process, 'k', room, 'b', ARGV[i + 2])
     results[#results + 1] = 1
-    i = i + 3
-  else
-    return redis.error_reply('unknown operation ' .. tostring(op))
   end
+  i = i + STEP[op]
 end
 return results
 """
@@ -273,6 +299,20 @@ end
 local last = string.match(entries[old][1], '^(%d+)-')
 redis.call('XTRIM', stream, 'MINID', last .. '-1')
 return {old, old == count and 1 or 0}
+"""
+
+SWITCH = """
+-- ARGV: prefix, the epoch the process is in, a new epoch, 1 if Redis lost data of the one it is in.
+-- A process that found Redis without an epoch (it lost everything) or, with `1`, with data
+-- older than its own, names a new epoch; whoever comes second finds one named already.
+-- Returns the epoch now.
+local key = ARGV[1] .. 'epoch'
+local current = redis.call('GET', key)
+if not current or (current == ARGV[2] and ARGV[4] == '1') then
+  redis.call('SET', key, ARGV[3])
+  return ARGV[3]
+end
+return current
 """
 
 GOODBYE = (

@@ -3,7 +3,9 @@
 Writes are grouped as with SQLite: whatever is asked during one turn of the event loop goes
 to Redis in one pipeline of scripts (at most OPS_PER_SCRIPT operations each, for a script
 runs alone in Redis), one batch at a time, the next one gathering meanwhile. A message
-counts as sent once its script ran.
+counts as stored once its script ran. Every script runs under the writer's epoch, or not at
+all (scripts.py): a refusal goes to `refused`, and a new epoch (`restart`) fails whatever
+was asked under the old one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import redis.asyncio as aioredis
 
 from app.backends.base import BackendError
 from app.backends.redis import scripts
-from app.backends.redis.commands import WRITE, RedisErrors
+from app.backends.redis.commands import WRITE, RedisErrors, refusal
 from app.core.messages import WIRE_END, WIRE_HEAD, Message, wire_form
 
 logger = logging.getLogger("chatroom.redis")
@@ -46,14 +48,19 @@ class Writer:
         kept_presence: int,
         max_pending_bytes: int,
         undo: Callable[[Args], Args | None],
+        refused: Callable[[str], None],
     ) -> None:
         self._redis = redis
         self._head = [scripts.PREFIX, node, str(kept_messages), str(kept_presence), WIRE_HEAD, WIRE_END]
+        self.epoch = ""  # the epoch every script runs under (its argument after the head)
         self._max_pending_bytes = max_pending_bytes
         # What a failed operation leaves to mend: the operation to run first in the next batch.
         self._undo = undo
+        self._refused = refused  # told STALE_EPOCH or BEHIND when Redis refused a batch for it
         self._pending: list[Op] = []
         self._retries: list[Op] = []  # mends of failed operations: first in the next batch
+        self._in_flight: list[Op] = []  # the batch on its way to Redis
+        self._restarted = False  # a new epoch began while a batch was on its way: write on
         self._pending_bytes = 0
         self._task: asyncio.Task[None] | None = None
         self._written = asyncio.Event()
@@ -68,6 +75,19 @@ class Writer:
         self._pending_bytes += size
         self.start()
         return done
+
+    def restart(self, epoch: str, first: Args) -> None:
+        """A new epoch: whatever was asked under the old one fails now, on its way or not (what
+        Redis ran of it belongs to the old one); `first` is the first operation of the new."""
+        self.epoch = epoch
+        lost = BackendError("the chat's history started anew (a new epoch) before this was done")
+        for op in (*self._in_flight, *self._retries, *self._pending):
+            if op.done is not None and not op.done.done():
+                op.done.set_exception(lost)
+        self._retries, self._pending, self._pending_bytes = [Op(first, None)], [], 0
+        self._restarted = True
+        self._written.set()
+        self.start()
 
     @property
     def backlogged(self) -> bool:
@@ -94,6 +114,7 @@ class Writer:
                 # Mends go first: a name let go here may be claimed again next.
                 batch, self._retries, self._pending = self._retries + self._pending, [], []
                 self._pending_bytes = 0
+                self._in_flight, self._restarted = batch, False
                 try:
                     results = await self._run(batch)
                 except Exception as exc:
@@ -101,7 +122,11 @@ class Writer:
                         logger.exception("writing to Redis failed")
                     results = [exc] * len(batch)  # the connection failed: any of it may have run
                 finally:
+                    self._in_flight = []
                     self._written.set()
+                reasons = {refusal(result) for result in results if isinstance(result, BaseException)}
+                for reason in sorted(reason for reason in reasons if reason is not None):
+                    self._refused(reason)
                 for op, result in zip(batch, results, strict=True):
                     if isinstance(result, BaseException):
                         self._failed(op, result)
@@ -109,7 +134,7 @@ class Writer:
                     self._failures = 0
                     if op.done is not None and not op.done.done():
                         op.done.set_result(result)
-                if self._retries and not self._pending:
+                if self._retries and not self._pending and not self._restarted:
                     break  # mends that failed wait for the reader to reconnect
         finally:
             self._written.set()
@@ -119,7 +144,8 @@ class Writer:
         """Apply `batch` in order, in as few round trips as possible; one result per operation,
         or the error of the script it was part of."""
         chunks = [batch[start : start + OPS_PER_SCRIPT] for start in range(0, len(batch), OPS_PER_SCRIPT)]
-        calls: list[list[Any]] = [self._head + [arg for op in chunk for arg in op.args] for chunk in chunks]
+        head = [*self._head, self.epoch]
+        calls: list[list[Any]] = [[*head, *(arg for op in chunk for arg in op.args)] for chunk in chunks]
         replies = await WRITE.run_many(self._redis(), calls, raise_on_error=False)
         results: list[Any] = []
         for chunk, reply in zip(chunks, replies, strict=True):
@@ -132,8 +158,10 @@ class Writer:
                     middle = op.args[2]
                     assert isinstance(middle, bytes)
                     results.append(Message.from_json(str(op.args[1]), int(result), wire_form(result, middle, ts)))
+                elif op.args[0] == "c":
+                    results.append(result if isinstance(result, bytes) else None)  # its join entry
                 elif op.args[0] == "o":
-                    results.append(result.decode() if isinstance(result, bytes) else None)
+                    results.append((result[0].decode(), result[1]) if isinstance(result, list) else None)
                 else:
                     results.append(bool(result))
         return results
@@ -143,7 +171,7 @@ class Writer:
         if self._failures == 0 or kind != "m":
             logger.warning("could not write to Redis (%s): %s", kind, exc or type(exc).__name__)
         self._failures += 1
-        mend = self._undo(op.args)
+        mend = self._undo(op.args) if refusal(exc) is None else None  # refused: none of it ran
         if mend is not None:
             self._retries.append(Op(mend, None))
         if op.done is not None and not op.done.done():
