@@ -18,7 +18,16 @@ from app.backends.base import BackendError
 from app.core.identity import Identity
 from app.core.member import Member, new_member, new_token
 from app.core.names import DEFAULT_ROOM, clean_name, clean_room, guest_name, name_key
-from app.core.protocol import MAX_ID, BadRequest, CloseCode, ErrorCode, error_event, history_event
+from app.core.protocol import (
+    MAX_ID,
+    BadRequest,
+    CloseCode,
+    Command,
+    ErrorCode,
+    RequestHistory,
+    error_event,
+    history_event,
+)
 from app.core.room import Resume, Room
 from app.core.session import Session
 from app.core.turn import Turn
@@ -44,17 +53,51 @@ class NotSignedIn(Exception):
     """Only accounts may connect (CHAT_GUESTS=off), and this connection signs none in."""
 
 
+class Refused(Exception):
+    """A connection that may not enter the room (an `admission` check said so): closed with `code`."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+_C = TypeVar("_C", bound=Command)
+Handler = Callable[[Session, _C], Awaitable[None]]
+Admission = Callable[[Room, Identity, "str | None"], Awaitable[None]]
+
+
 class Hub:
-    """Every room with a client in this process; the backend carries events between processes."""
+    """Every room with a client in this process; the backend carries events between processes.
+
+    The parts of the core beside the chat itself (moderation, direct messages, ...) plug in
+    here: `on` says who handles a kind of command; `admission` checks may refuse a newcomer;
+    `room_opening` runs when a room opens in this process; `welcome_fields` add fields to
+    every welcome; `connected` and `disconnected` hear of each connection's start and end.
+    """
 
     def __init__(self, backend: Backend, settings: Settings) -> None:
         self.backend = backend
         self.presence = backend.presence
         self.settings = settings
         self.rooms: dict[str, Room] = {}
+        # Every connection of each name key in this process, whichever room it is in.
+        self.connections: dict[str, list[Member]] = {}
+        self.admission: list[Admission] = []
+        self.room_opening: list[Callable[[Room], Awaitable[None]]] = []
+        self.welcome_fields: list[Callable[[Room, Member], dict[str, Any]]] = []
+        self.connected: list[Callable[[Member], None]] = []
+        self.disconnected: list[Callable[[Member], None]] = []
+        self._handlers: dict[type[Command], Handler[Any]] = {RequestHistory: self._send_history}
         self._turn: Turn | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._leaving: dict[str, asyncio.Task[None]] = {}  # rooms being unsubscribed
+
+    def on(self, kind: type[_C], handler: Handler[_C]) -> None:
+        """`handler` does what commands of `kind` ask (app.core.protocol.command parses them)."""
+        if kind in self._handlers:
+            raise ValueError(f"two handlers for {kind.__name__}")
+        self._handlers[kind] = handler
 
     @property
     def turn(self) -> Turn:
@@ -96,6 +139,7 @@ class Hub:
         sink: Sink | None = None,
         token: str | None = None,
         account: Identity | None = None,
+        address: str | None = None,
     ) -> Session:
         """Put a connection in a room under a screen name; its welcome is its first frame.
 
@@ -109,8 +153,9 @@ class Hub:
         provided `epoch`, when given, is this history's: ids of another epoch mean nothing here.
         `token`, from the welcome of the connection that holds the name, in this process or
         another, takes the name over from it: a client back from a network blip need not wait
-        until the server finds its old connection dead. Raises `BadRequest` (`InvalidName`
-        for names), `NameTaken` or `NotSignedIn`.
+        until the server finds its old connection dead. `address` is where the connection
+        comes from (app.web.connections.address_key), for the `admission` checks. Raises
+        `BadRequest` (`InvalidName` for names), `NameTaken`, `NotSignedIn` or `Refused`.
         """
         room_key = clean_room(room_name) if room_name is not None else DEFAULT_ROOM
         if account is None and not self.settings.guests_allowed:
@@ -118,8 +163,14 @@ class Hub:
         wanted = clean_name(name) if name is not None and account is None else None
         last_seen = _parse_since(since)
         room = await self._open(room_key)
+        if self.admission:
+            who = account or Identity(wanted or "", name_key(wanted) if wanted else "", account=False)
+            for check in self.admission:
+                await self._holding_open(room, check(room, who, address))
         fresh = new_token()  # the newcomer's, in its welcome
-        member = partial(self._new_member, room, token=fresh, connection=connection, cut_off=cut_off, sink=sink)
+        member = partial(
+            self._new_member, room, token=fresh, connection=connection, cut_off=cut_off, sink=sink, address=address
+        )
         if account is not None:
             return await self._join_account(room, account, member, token, last_seen, epoch)
         if wanted is not None:
@@ -177,17 +228,29 @@ class Hub:
             return await self._enter(room, created, last_seen, epoch)
         return await self._enter(room, member(identity=account), last_seen, epoch)
 
-    def _new_member(self, room: Room, **parts: Any) -> Member:
-        return new_member(room, settings=self.settings, **parts)
+    def _new_member(self, room: Room, address: str | None, **parts: Any) -> Member:
+        member = new_member(room, settings=self.settings, **parts)
+        member.address = address
+        return member
 
     async def _enter(self, room: Room, member: Member, last_seen: int | None, epoch: str | None) -> Session:
         """Admit `member`, whose name is now its own, with its welcome."""
         stale = last_seen is not None and epoch is not None and epoch != room.epoch
         online = self.presence.online(room.name)
         resume = room.admit(member, online, None if stale else last_seen, self.settings.replay_limit, stale=stale)
+        self.connections.setdefault(member.key, []).append(member)
+        for hook in self.connected:
+            hook(member)
         if resume is not None:
             await self._resume(room, member, resume)
         return Session(self, room, member, self.settings)
+
+    def welcome_extras(self, room: Room, member: Member) -> dict[str, Any]:
+        """What the `welcome_fields` add to `member`'s welcome."""
+        extras: dict[str, Any] = {}
+        for fields in self.welcome_fields:
+            extras.update(fields(room, member))
+        return extras
 
     async def _take_over(
         self, holder: Member, room: Room, member: Member, last_seen: int | None, epoch: str | None
@@ -196,6 +259,7 @@ class Hub:
         close `holder`; its claim, in the backend too, simply goes on."""
         self.presence.retoken(room.name, holder.key, member.token)
         room.hand_over(holder)
+        self._forget_connection(holder)
         session = await self._enter(room, member, last_seen, epoch)
         holder.close(CloseCode.REPLACED, "Replaced by a newer connection of yours")
         return session
@@ -233,11 +297,21 @@ class Hub:
     def _left(self, room: Room, member: Member) -> None:
         """`member` is no longer in `room` (it closed, or its connection ended): once its name
         has no connection left here, the others hear it."""
+        self._forget_connection(member)
         if self.rooms.get(room.name) is not room:
             return  # forgotten at a new epoch: the backend let its names go already
         if member.key not in room.people:
             self.presence.left(room.name, member.key, member.name, member.identity.guest)
         self._close_if_empty(room)
+
+    def _forget_connection(self, member: Member) -> None:
+        connections = self.connections.get(member.key)
+        if connections is not None and member in connections:
+            connections.remove(member)
+            if not connections:
+                del self.connections[member.key]
+            for hook in self.disconnected:
+                hook(member)
 
     def evict(self, room_name: str, key: str) -> None:
         """A newer connection of the same client, in another process, took over the name that
@@ -246,6 +320,7 @@ class Hub:
         for holder in room.people.get(key, []) if room is not None else []:
             assert room is not None
             room.remove(holder)
+            self._forget_connection(holder)
             self._close_if_empty(room)
             holder.close(CloseCode.REPLACED, "Replaced by a newer connection of yours")
 
@@ -310,11 +385,19 @@ class Hub:
         await self.backend.pace()
         await session.room.pace(self.settings.stall_timeout)
 
-    async def send_history(self, session: Session, before: int | None, limit: int) -> None:
+    async def handle(self, session: Session, command: Command) -> None:
+        handler = self._handlers.get(type(command))
+        if handler is None:  # parsed, but nothing here handles it: a part that was not plugged in
+            logger.error("no handler for %s", type(command).__name__)
+            session.member.push(error_event(ErrorCode.UNKNOWN_TYPE, "This server does not handle that event"))
+            return
+        await handler(session, command)
+
+    async def _send_history(self, session: Session, command: RequestHistory) -> None:
         """Answer a `history` request: the page of messages before `before`."""
         room = session.room
         try:
-            messages, more = await self.backend.history(room.name, before, limit)
+            messages, more = await self.backend.history(room.name, command.before, command.limit)
         except Exception:
             logger.exception("could not read the history of %s", room.name)
             session.member.push(error_event(ErrorCode.UNAVAILABLE, "History cannot be read right now; try again"))
@@ -338,7 +421,9 @@ class Hub:
         while True:
             room = self.rooms.get(name)
             if room is None:
-                room = Room(name, self.backend.epoch, self.settings.welcome_history, self.turn, self._left)
+                room = Room(
+                    name, self.backend.epoch, self.settings.welcome_history, self.turn, self._left, self.welcome_extras
+                )
                 self.rooms[name] = room
                 self._spawn(self._subscribe(room))
             if not room.opened.done():
@@ -364,6 +449,14 @@ class Hub:
             room.opened.set_exception(exc)
             return
         room.recent.extend(recent)
+        try:
+            for opening in self.room_opening:
+                await opening(room)
+        except Exception as exc:
+            if self.rooms.get(room.name) is room:
+                self._drop(room)
+            room.opened.set_exception(exc)
+            return
         room.opened.set_result(None)
 
     def _close_if_empty(self, room: Room) -> None:

@@ -69,6 +69,7 @@ class Member:
         "_loop",
         "_low",
         "_queue",
+        "address",
         "behind",
         "blocked_since",
         "close_code",
@@ -92,6 +93,7 @@ class Member:
     ) -> None:
         self.owner = owner
         self.identity = identity
+        self.address: str | None = None  # where the connection comes from (app.web.connections.address_key)
         self.name = identity.name
         self.key = identity.key
         # Given in the welcome: a connection presenting it may take this one's name over.

@@ -6,6 +6,7 @@ a frame carries one or more of them separated by `\\n` (JSON never contains a ra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -78,22 +79,48 @@ class ProtocolError(Exception):
         self.detail = detail
 
 
+class Command:
+    """What a client asks with one event; each kind of event has a parser (`command`)."""
+
+    __slots__ = ()
+
+
+Parser = Callable[[dict[str, Any]], Command]
+_PARSERS: dict[str, Parser] = {}
+
+
+def command(kind: str) -> Callable[[Parser], Parser]:
+    """Register the parser of client events of type `kind`: it turns the event's JSON object
+    into a `Command`, or raises `ProtocolError`. Each part of the core registers its own."""
+
+    def register(parser: Parser) -> Parser:
+        if kind in _PARSERS:
+            raise ValueError(f"two parsers for events of type {kind!r}")
+        _PARSERS[kind] = parser
+        return parser
+
+    return register
+
+
+def known_commands() -> frozenset[str]:
+    """The types of client event the server understands (the others get `unknown_type`)."""
+    return frozenset(_PARSERS)
+
+
 @dataclass(frozen=True, slots=True)
-class SendMessage:
+class SendMessage(Command):
     """`{"type":"message","text":…}`: the client says something to its room."""
 
     text: str
 
 
 @dataclass(frozen=True, slots=True)
-class RequestHistory:
+class RequestHistory(Command):
     """`{"type":"history","before":ID,"limit":N}`: the N messages just before ID (the latest if no ID)."""
 
     before: int | None
     limit: int
 
-
-Command = SendMessage | RequestHistory
 
 HISTORY_PAGE = 50  # messages in a history page when the client does not say
 MAX_HISTORY_PAGE = 100
@@ -114,26 +141,71 @@ def parse(frame: str) -> Command:
     if not isinstance(event, dict):
         raise ProtocolError(ErrorCode.BAD_EVENT, f"Expected a JSON object, but got {_json_kind(event)}")
     kind = event.get("type")
-    if kind == "message":
-        text = event.get("text")
-        if not isinstance(text, str):
-            raise ProtocolError(ErrorCode.BAD_EVENT, f'Expected "text" to be a string, but got {_json_kind(text)}')
-        if not text.strip():
-            raise ProtocolError(ErrorCode.EMPTY_TEXT, "A message needs some text")
-        return SendMessage(text)
-    if kind == "history":
-        before = event.get("before")
-        if before is not None and not is_message_id(before):
-            detail = f'Expected "before" to be a message id (a positive integer), but got {before!r:.40}'
-            raise ProtocolError(ErrorCode.BAD_EVENT, detail)
-        limit = event.get("limit", HISTORY_PAGE)
-        if type(limit) is not int or not 1 <= limit <= MAX_HISTORY_PAGE:
-            detail = f'Expected "limit" to be an integer from 1 to {MAX_HISTORY_PAGE}, but got {limit!r:.40}'
-            raise ProtocolError(ErrorCode.BAD_EVENT, detail)
-        return RequestHistory(before, limit)
     if not isinstance(kind, str):
         raise ProtocolError(ErrorCode.BAD_EVENT, f'Expected "type" to be a string, but got {_json_kind(kind)}')
-    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown event type {kind[:40]!r}")
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown event type {kind[:40]!r}")
+    return parser(event)
+
+
+# What parsers ask of an event's fields; each raises `ProtocolError` (bad_event) saying what it expected.
+
+
+def text_field(event: dict[str, Any], field: str, optional: bool = False) -> str:
+    """A string field; with `optional`, "" when it is absent."""
+    value = event.get(field)
+    if value is None and optional:
+        return ""
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_EVENT, f'Expected "{field}" to be a string, but got {_json_kind(value)}')
+    return value
+
+
+def id_field(event: dict[str, Any], field: str, optional: bool = False) -> int | None:
+    """A message id field (an integer from 1 to 2**63 - 1); None when absent and `optional`."""
+    value = event.get(field)
+    if value is None and optional:
+        return None
+    if not is_message_id(value):
+        detail = f'Expected "{field}" to be a message id (a positive integer), but got {value!r:.40}'
+        raise ProtocolError(ErrorCode.BAD_EVENT, detail)
+    assert isinstance(value, int)
+    return value
+
+
+def int_field(event: dict[str, Any], field: str, low: int, high: int, default: int | None = None) -> int | None:
+    """An integer field from `low` to `high`; `default` when absent."""
+    value = event.get(field, default)
+    if value is None and default is None and field not in event:
+        return None
+    if type(value) is not int or not low <= value <= high:
+        detail = f'Expected "{field}" to be an integer from {low} to {high}, but got {value!r:.40}'
+        raise ProtocolError(ErrorCode.BAD_EVENT, detail)
+    return value
+
+
+def bool_field(event: dict[str, Any], field: str, default: bool = False) -> bool:
+    value = event.get(field, default)
+    if type(value) is not bool:
+        raise ProtocolError(ErrorCode.BAD_EVENT, f'Expected "{field}" to be true or false, but got {value!r:.40}')
+    return value
+
+
+@command("message")
+def _message(event: dict[str, Any]) -> SendMessage:
+    text = text_field(event, "text")
+    if not text.strip():
+        raise ProtocolError(ErrorCode.EMPTY_TEXT, "A message needs some text")
+    return SendMessage(text)
+
+
+@command("history")
+def _history(event: dict[str, Any]) -> RequestHistory:
+    before = id_field(event, "before", optional=True)
+    limit = int_field(event, "limit", 1, MAX_HISTORY_PAGE, default=HISTORY_PAGE)
+    assert limit is not None
+    return RequestHistory(before, limit)
 
 
 def _json_kind(value: Any) -> str:
@@ -192,17 +264,21 @@ def welcome_event(
     gap: bool | None = None,
     guests: list[str] | None = None,
     guest: bool = False,
+    extras: dict[str, Any] | None = None,
 ) -> bytes:
     """The first event of every connection; `history` holds message events already serialised.
 
     `token` lets this connection's successor take its name over; `gap` answers a resuming
     client: whether messages it missed are not all in `history`. `guests` are those of
-    `online` who are guests; `guest` says whether this connection is one.
+    `online` who are guests; `guest` says whether this connection is one. `extras` are the
+    fields the other parts of the core add (a room's topic, a person's buddies, ...).
     """
     head: dict[str, Any] = {"type": "welcome", "name": name, "room": room, "epoch": epoch, "token": token}
     head["guest"] = guest
     head["online"] = online
     head["guests"] = guests or []
+    if extras:
+        head.update(extras)
     if gap is not None:
         head["gap"] = gap
     return b"".join((dumps(head)[:-1], b',"history":[', b",".join(history), b"]}"))

@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.core.protocol import CloseCode, frames_of, welcome_event
 
@@ -37,12 +37,19 @@ class Resume:
 
 class Room:
     def __init__(
-        self, name: str, epoch: str, recent_size: int, turn: Turn, left: Callable[[Room, Member], None]
+        self,
+        name: str,
+        epoch: str,
+        recent_size: int,
+        turn: Turn,
+        left: Callable[[Room, Member], None],
+        extras: Callable[[Room, Member], dict[str, Any]] | None = None,
     ) -> None:
         self.name = name
         self.epoch = epoch
         self._turn = turn
         self._left = left  # told of each member that leaves (not of one whose name was handed over)
+        self._extras = extras  # more fields for each welcome (Hub.welcome_fields)
         # The connections holding each name here (a guest's: one; an account's: each of its
         # tabs), in the order they came; `_receivers` get every frame (a newcomer joins them
         # once the events its welcome covers have gone out).
@@ -193,8 +200,18 @@ class Room:
             names.append(member.name)
         guests = [person.name for person in online if person.guest]
         history_json = [message.json for message in history]
+        extras = self._extras(self, member) if self._extras is not None else None
         return welcome_event(
-            member.name, self.name, self.epoch, member.token, names, history_json, gap, guests, member.identity.guest
+            member.name,
+            self.name,
+            self.epoch,
+            member.token,
+            names,
+            history_json,
+            gap,
+            guests,
+            member.identity.guest,
+            extras,
         )
 
     def hand_over(self, holder: Member) -> None:

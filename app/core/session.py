@@ -7,10 +7,11 @@ import asyncio
 from typing import TYPE_CHECKING, Protocol
 
 from app.core.limits import Strikes, TokenBucket
-from app.core.protocol import CloseCode, ErrorCode, ProtocolError, RequestHistory, SendMessage, error_event, parse
+from app.core.protocol import CloseCode, Command, ErrorCode, ProtocolError, SendMessage, error_event, parse
 from app.settings import Settings
 
 if TYPE_CHECKING:
+    from app.core.identity import Identity
     from app.core.member import Member
     from app.core.room import Room
 
@@ -27,8 +28,8 @@ class Dispatcher(Protocol):
     async def keep_pace(self, session: Session) -> None:
         """Return once the session's room and the backend keep up again."""
 
-    async def send_history(self, session: Session, before: int | None, limit: int) -> None:
-        """Answer a `history` request."""
+    async def handle(self, session: Session, command: Command) -> None:
+        """Do what any other command asks (`Hub.on` says who handles which)."""
 
 
 def utf8_length_over(text: str, limit: int) -> bool:
@@ -59,6 +60,10 @@ class Session:
     def name(self) -> str:
         return self.member.name
 
+    @property
+    def identity(self) -> Identity:
+        return self.member.identity
+
     async def receive(self, data: str | bytes) -> None:
         """Handle one frame from the peer."""
         member = self.member
@@ -86,8 +91,8 @@ class Session:
                 # Read nothing more from this sender until the room and the backend keep up:
                 # the backlog stays in its TCP window instead of in our queues.
                 await dispatcher.keep_pace(self)
-        elif isinstance(command, RequestHistory):
-            await dispatcher.send_history(self, command.before, command.limit)
+        else:
+            await dispatcher.handle(self, command)
 
     def _allowed(self) -> bool:
         assert self._bucket is not None

@@ -10,13 +10,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 
 from app.backends.base import BackendError
 from app.core.accounts import Accounts
-from app.core.hub import Hub, NameTaken, NotSignedIn
+from app.core.hub import Hub, NameTaken, NotSignedIn, Refused
 from app.core.protocol import SUBPROTOCOL, TOKEN_SUBPROTOCOL, BadRequest, CloseCode, close_reason
 from app.core.session import Session
 from app.core.sockets import SINK_EXTENSION, ConnectionClosed
 from app.settings import Settings
 from app.web.accounts import session_id_of
-from app.web.connections import Connections, Slot
+from app.web.connections import Connections, Slot, address_key
 from app.web.origins import origin_allowed
 
 # What a send raises once the peer is gone. RuntimeError too: uvicorn closes a connection by
@@ -131,6 +131,7 @@ class ChatEndpoint(WebSocketEndpoint):
                 token=token,
                 sink=websocket.scope.get("extensions", {}).get(SINK_EXTENSION, {}).get("sink"),
                 account=account,
+                address=address_key(address) if address is not None else None,
             )
         except BadRequest as exc:
             await websocket.close(CloseCode.INVALID_NAME, close_reason(str(exc)))
@@ -138,6 +139,8 @@ class ChatEndpoint(WebSocketEndpoint):
             await websocket.close(CloseCode.NAME_TAKEN, close_reason(str(exc)))
         except NotSignedIn as exc:
             await websocket.close(CloseCode.NOT_SIGNED_IN, close_reason(str(exc)))
+        except Refused as exc:
+            await websocket.close(exc.code, close_reason(exc.reason))
         except BackendError:
             # The room or the name could not be checked (a shared backend out of reach): the
             # client comes back later, as after any 1013.
