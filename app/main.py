@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.backends import create_backend
 from app.core.accounts import Accounts
+from app.core.accounts import install as install_accounts
 from app.core.hub import Hub
 from app.server.stack import StackCheck
 from app.settings import Settings
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         hub = Hub(backend, settings)
         await hub.start()
         accounts = Accounts(backend.accounts, settings, backend.notify)
+        install_accounts(hub)
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
         try:
             yield {

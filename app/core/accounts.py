@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 from app.core.identity import Identity
 from app.core.names import InvalidName, clean_name, name_key
 from app.core.passwords import MAX_BYTES, BadPassword, Passwords, clean_password
+from app.core.protocol import CloseCode
 from app.core.throttle import Backoff
 from app.core.users import SignIn, User
 
 if TYPE_CHECKING:
     from app.backends.base import AccountStore
+    from app.core.hub import Hub
     from app.settings import Settings
 
 GUEST_PREFIX = "guest-"  # guests get names such as guest-0042: nobody may register one
@@ -271,3 +273,24 @@ def _new_password(password: str) -> str:
         return clean_password(password)
     except BadPassword as exc:
         raise InvalidAccount(str(exc)) from None
+
+
+def install(hub: Hub) -> None:
+    """What the accounts' notices do to the connections of each process: those of sessions
+    that ended close (4401), and a guest under a name that was just registered (4409)."""
+
+    def sessions_ended(fields: dict[str, Any]) -> None:
+        ended = set(fields.get("sessions", ()))
+        why = str(fields.get("why", "Signed out"))
+        for member in hub.members():
+            if member.identity.session in ended:
+                member.close(CloseCode.NOT_SIGNED_IN, why)
+
+    def registered(fields: dict[str, Any]) -> None:
+        key = fields.get("key")
+        for member in hub.connections.get(str(key), []):
+            if member.identity.guest:
+                member.close(CloseCode.NAME_TAKEN, f"{member.name!r} was registered to an account just now")
+
+    hub.notices["sessions_ended"] = sessions_ended
+    hub.notices["registered"] = registered
