@@ -370,7 +370,7 @@ async def test_a_process_whose_heartbeats_stop_has_its_users_leave(open_backend:
     for backend in (silent, watching):
         await backend.subscribe("den")
     assert await silent.presence.claim("den", "ann", "ann")
-    stop_heartbeats(silent)  # as if the process had died: no more heartbeats, no goodbye
+    await stop_heartbeats(silent)  # as if the process had died: no more heartbeats, no goodbye
     started = asyncio.get_running_loop().time()
     await delivered.wait_for(lambda d: leave_event("ann") in d.presence("den"), timeout=5)
     assert asyncio.get_running_loop().time() - started < 1.0 + 0.25 + 1  # ttl + a beat, and some slack
@@ -384,7 +384,7 @@ async def test_a_process_taken_for_dead_claims_its_names_again(open_backend: Cal
         await backend.subscribe("den")
     assert await paused.presence.claim("den", "ann", "ann")
     paused.presence.joined("den", "ann", "ann", guest=True)
-    stop_heartbeats(paused)
+    await stop_heartbeats(paused)
     await delivered.wait_for(lambda d: leave_event("ann") in d.presence("den"))
     start_heartbeats(paused)  # it wakes up again
     await delivered.wait_for(lambda d: d.presence("den")[-1:] == [join_event("ann", guest=True)])
@@ -404,7 +404,7 @@ async def test_names_claimed_again_after_a_sweep_keep_their_token(open_backend: 
     paused.presence.retoken("den", "bob", "bob's newer")  # handed over within the process
     for name in ("ann", "bob"):
         paused.presence.joined("den", name, name, guest=True)
-    stop_heartbeats(paused)
+    await stop_heartbeats(paused)
     await delivered.wait_for(lambda d: d.presence("den")[-2:] == [leave_event("ann"), leave_event("bob")])
     start_heartbeats(paused)
     joins = [join_event("ann", guest=True), join_event("bob", guest=True)]
@@ -677,13 +677,13 @@ async def test_a_new_epoch_lets_go_of_the_names_held_under_the_old_one_at_once(
     published = first.publish("den", "ann", "on its way as the epoch ends")
     await on_its_way.wait()
     await first.redis.delete(b"chatroom:epoch")
-    await first.beat()  # finds Redis without an epoch: names a new one, goes on in it
+    await first.heartbeat.beat()  # finds Redis without an epoch: names a new one, goes on in it
     assert len(got_first.epoch_changes) == 1
     with pytest.raises(BackendError):
         await published
     arrives.set()
     await first.writer.stop()  # until what it has to write is written
-    assert await second.beat() is False  # and the second goes on in the new epoch too
+    assert await second.heartbeat.beat() is False  # and the second goes on in the new epoch too
     await second.subscribe("den")
     assert await second.presence.claim("den", "cy", "cy")  # let go by the first
 

@@ -9,18 +9,16 @@ from collections.abc import AsyncIterator, Iterator
 from app.backends.redis import RedisBackend
 
 
-def stop_heartbeats(backend: RedisBackend) -> None:
+async def stop_heartbeats(backend: RedisBackend) -> None:
     """As if the process had hung: it sends no more heartbeats, and says no goodbye."""
-    heart = backend._heart
-    assert heart is not None, "the backend sends no heartbeats"
-    heart.cancel()
-    backend._heart = None
+    assert backend.heartbeat.beating, "the backend sends no heartbeats"
+    await backend.heartbeat.stop()
 
 
 def start_heartbeats(backend: RedisBackend) -> None:
     """The hung process wakes up again."""
-    assert backend._heart is None
-    backend._heart = asyncio.get_running_loop().create_task(backend._beat_forever())
+    assert not backend.heartbeat.beating
+    backend.heartbeat.start()
 
 
 @contextlib.contextmanager

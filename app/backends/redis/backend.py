@@ -2,8 +2,10 @@
 
 Each room's messages go through a Redis Stream (scripts.py has the keys). The parts:
 `Writer` (every write, grouped per turn), `Reader` (the streams of the rooms this process
-reads), `RedisPresence` (names unique across processes, who is online), `Retention` (age),
-and here the life cycle that ties them: connecting, heartbeats, the epoch, and history.
+reads), `RedisPresence` (names unique across processes, who is online), `Heartbeat`
+(presence kept alive, the epoch checked), `Echoes` (a message settles once read back),
+`History` (pages), `Retention` (age), `RedisAccounts`; and here the life cycle that ties
+them: connecting, catching up after a reconnection, going on in a new epoch.
 
 Processes send heartbeats; one that stops sending them is taken for dead after
 `presence_ttl` seconds (see presence.py). The epoch names the lifetime of the history: a
@@ -18,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from functools import partial
 from typing import Any
 
 import orjson
@@ -28,20 +29,19 @@ from app.backends.base import AccountStore, Backend, BackendError, Subscriber
 from app.backends.redis import scripts
 from app.backends.redis.accounts import RedisAccounts
 from app.backends.redis.commands import (
-    BEAT,
-    BEHIND,
     COMMAND_TIMEOUT,
     EPOCH_KEY,
     GOODBYE,
     IDS_KEY,
     PREFIX,
-    SWITCH,
     Entry,
     RedisErrors,
     connect,
     message_id,
-    room_key,
 )
+from app.backends.redis.echoes import Echoes
+from app.backends.redis.heartbeat import Heartbeat
+from app.backends.redis.history import History
 from app.backends.redis.presence import RedisPresence
 from app.backends.redis.reader import Reader
 from app.backends.redis.retention import Retention
@@ -72,16 +72,23 @@ class RedisBackend(Backend):
             self._refused,
         )
         self.presence: RedisPresence = RedisPresence(self, self.writer, self._rooms, self.node)
+        self.heartbeat = Heartbeat(
+            self._client,
+            self.node,
+            settings.presence_ttl,
+            PRESENCE_MAXLEN,
+            lambda: self.epoch,
+            self._adopt,
+            self.presence,
+        )
         self.reader = Reader(
-            self._connect, self._client, self.presence, self._deliver_message, self._catch_up, self._suspect
+            self._connect, self._client, self.presence, self._deliver_message, self._catch_up, self.heartbeat.suspect
         )
         self.retention = Retention(self._client, self.node, settings.retention_days)
-        self._heart: asyncio.Task[None] | None = None
         self._expiry: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._unechoed: set[asyncio.Future[Message]] = set()  # published here, neither echoed nor failed
-        self._settling: asyncio.Task[None] | None = None  # finding out which epoch the chat is in
-        self._lost = False  # whether that is because Redis lost data of this process's epoch
+        self.echoes = Echoes(self._rooms)
+        self.history_reader = History(self._client, lambda: self.epoch, self._check_epoch)
 
     # Life cycle
 
@@ -134,13 +141,13 @@ class RedisBackend(Backend):
                 _, epoch = await pipe.execute()
             self.epoch = self.writer.epoch = epoch.decode()
             self.reader.epoch = epoch
-            await self.beat()
+            await self.heartbeat.beat()
         except RedisErrors as exc:
             await self._redis.aclose()
             raise RuntimeError(f"Redis at {self.url} cannot be used: {exc}") from exc
         loop = asyncio.get_running_loop()
         self.reader.start()
-        self._heart = loop.create_task(self._beat_forever(), name="chatroom redis heartbeat")
+        self.heartbeat.start()
         if self.settings.retention_days:
             self._expiry = loop.create_task(self.retention.run_forever(), name="chatroom redis retention")
         try:
@@ -152,10 +159,11 @@ class RedisBackend(Backend):
     async def stop(self) -> None:
         if self._redis is None:
             return  # stopped already, or never started
-        for task in (self._expiry, self._heart, self._settling, *self._tasks):
+        for task in (self._expiry, *self._tasks):
             if task is not None:
                 task.cancel()
                 await asyncio.wait([task])
+        await self.heartbeat.stop()
         await self.reader.stop()
         await self.writer.stop()
         try:
@@ -176,61 +184,10 @@ class RedisBackend(Backend):
             return "reconnecting to Redis"
         return None
 
-    # Heartbeats and the epoch
-
-    async def beat(self, lost: bool = False) -> bool:
-        """Keep this process's presence alive; True if it had expired. Checks the epoch too: a
-        Redis without one lost everything; `lost` says that it lost data of this epoch."""
-        redis, epoch = self._client(), self.epoch
-        ttl = str(int(self.settings.presence_ttl * 1000))
-        absent, current = await BEAT.run(redis, [scripts.PREFIX, self.node, ttl, str(PRESENCE_MAXLEN)])
-        if self.epoch != epoch:
-            return bool(absent)  # moved on meanwhile: that found out all this one could
-        if current is None or lost:
-            new = secrets.token_hex(8)
-            current = await SWITCH.run(redis, [scripts.PREFIX, epoch, new, "1" if lost else "0"])
-            if current == new.encode():
-                why = "with older data than this process saw" if lost else "without the chat's data"
-                logger.error("Redis came back %s: a new epoch begins", why)
-        if current != epoch.encode() and self.epoch == epoch:
-            self._adopt(current.decode())
-        return bool(absent)
-
-    async def _beat_forever(self) -> None:
-        interval = self.settings.presence_ttl / 4
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                swept = await self.beat()
-            except RedisErrors as exc:
-                logger.debug("heartbeat failed: %s", exc)
-                continue
-            if swept and self.presence.claims_any:
-                await self.presence.claim_again()
-
-    def _suspect(self, lost: bool = False) -> None:
-        """Something says that the chat may be in another epoch (`lost`: that Redis lost data of
-        this one): find out at once, rather than at the next heartbeat."""
-        self._lost |= lost
-        if self._settling is None and self._redis is not None:
-            self._settling = asyncio.get_running_loop().create_task(self._settle(), name="chatroom redis epoch")
-
-    async def _settle(self) -> None:
-        try:
-            while True:
-                lost, self._lost = self._lost, False
-                await self.beat(lost)
-                if not self._lost:
-                    return
-        except RedisErrors as exc:
-            # Redis is out of reach again: reconnecting checks again, and so does the next
-            # write, which Redis refuses until this process is in the chat's epoch.
-            logger.debug("could not check the epoch: %s", exc)
-        finally:
-            self._settling = None
+    # The epoch
 
     def _refused(self, reason: str) -> None:
-        self._suspect(lost=reason == BEHIND)
+        self.heartbeat.refused(reason)
 
     def _adopt(self, epoch: str) -> None:
         """Go on in `epoch`, another history than the one this process was in: its ids mean
@@ -242,10 +199,7 @@ class RedisBackend(Backend):
         logger.warning("the chat's history is now epoch %s (was %s): connections start afresh", epoch, self.epoch)
         self.epoch = epoch
         self.reader.epoch = epoch.encode()
-        gone = BackendError("the chat's history started anew (a new epoch): send it again")
-        for future in list(self._unechoed):
-            if not future.done():
-                future.set_exception(gone)
+        self.echoes.fail_all(BackendError("the chat's history started anew (a new epoch): send it again"))
         for state in list(self._rooms.values()):
             self.reader.remove(state)
         self._rooms.clear()
@@ -262,7 +216,7 @@ class RedisBackend(Backend):
         Messages need nothing more: the reader goes on from the last one it delivered.
         """
         redis = self._client()
-        if await self.beat() and self.presence.claims_any:
+        if await self.heartbeat.beat() and self.presence.claims_any:
             task = asyncio.get_running_loop().create_task(self.presence.claim_again())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -277,7 +231,7 @@ class RedisBackend(Backend):
                 continue
             if _went_back(state, int(last_id or 0), last):
                 logger.error("Redis came back with older data: room %r went back in time", state.name)
-                await self.beat(lost=True)
+                await self.heartbeat.beat(lost=True)
                 break  # every room is read afresh, in the new epoch
             self.presence.refresh(state, names, presence[0][0] if presence else None)
             self.reader.moved_presence(state)
@@ -314,15 +268,13 @@ class RedisBackend(Backend):
         state = self._rooms.pop(room, None)
         if state is not None:
             self.reader.remove(state)
-            for echoed, message in state.echoes.values():
-                if not echoed.done():
-                    echoed.set_result(message)  # stored; nobody is left here to see it
+            self.echoes.let_go(state)
 
     def _check_epoch(self, epoch: str, stored_in: bytes | None) -> None:
         """What was read at once with the epoch `stored_in` (MULTI) is of `epoch`, the one this
         process was in when it asked, and still is; else it goes unused."""
         if stored_in != epoch.encode():
-            self._suspect()
+            self.heartbeat.suspect()
         if stored_in != epoch.encode() or self.epoch != epoch:
             raise BackendError("the chat's history started anew (a new epoch): try again")
 
@@ -331,11 +283,7 @@ class RedisBackend(Backend):
 
     def _deliver_message(self, state: RoomState, json: bytes, message: Message) -> None:
         if state.echoes:
-            for number in [number for number in state.echoes if number <= message.id]:
-                # (One below it was trimmed away before it could be read: stored all the same.)
-                echoed, stored = state.echoes.pop(number)
-                if not echoed.done():
-                    echoed.set_result(stored)
+            self.echoes.read_back(state, message)
         if self.subscriber is not None:
             self.subscriber.deliver(state.name, json, message)
 
@@ -349,25 +297,7 @@ class RedisBackend(Backend):
         stored = self.writer.write(("m", room, wire_middle(room, name, text, guest), str(seen)))
         if state is None:
             return stored  # nobody reads the room here: stored is all there is to wait for
-        echoed: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._unechoed.add(echoed)
-        echoed.add_done_callback(self._unechoed.discard)
-        stored.add_done_callback(partial(self._stored, state, echoed))
-        return echoed
-
-    def _stored(self, state: RoomState, echoed: asyncio.Future[Message], stored: asyncio.Future[Message]) -> None:
-        error = BackendError("the message was not stored") if stored.cancelled() else stored.exception()
-        if echoed.done():
-            return  # failed already: a new epoch began
-        if error is not None:
-            echoed.set_exception(error)
-            return
-        message = stored.result()
-        state.written = max(state.written, message.id)
-        if message.id <= state.last_id or self._rooms.get(state.name) is not state:
-            echoed.set_result(message)  # read back already, or nobody reads the room here any more
-        else:
-            state.echoes[message.id] = (echoed, message)
+        return self.echoes.wait_for(state, stored)
 
     @property
     def backlogged(self) -> bool:
@@ -377,30 +307,10 @@ class RedisBackend(Backend):
         await self.writer.pace()
 
     async def history(self, room: str, before: int | None, limit: int) -> tuple[list[Message], bool]:
-        newest = b"(%d-0" % before if before is not None else b"+"
-        rows = await self._range(room, newest, b"-", limit + 1)
-        return rows[:limit][::-1], len(rows) > limit
+        return await self.history_reader.before(room, before, limit)
 
     async def since(self, room: str, after: int, upto: int, limit: int) -> tuple[list[Message], bool]:
-        rows = await self._range(room, b"%d-0" % upto, b"(%d-0" % after, limit + 1)
-        kept = rows[:limit][::-1]
-        # Ids count up from 1 without holes, so a first message beyond after + 1 means the
-        # ones in between are gone (trimmed: CHAT_RETENTION_MESSAGES or CHAT_RETENTION_DAYS).
-        first = kept[0].id if kept else upto + 1
-        return kept, len(rows) > limit or first > after + 1
-
-    async def _range(self, room: str, newest: bytes, oldest: bytes, count: int) -> list[Message]:
-        """The messages from `newest` down to `oldest` (stream ids), newest first."""
-        epoch = self.epoch
-        try:
-            async with self._client().pipeline(transaction=True) as pipe:
-                pipe.get(EPOCH_KEY)
-                pipe.xrevrange(room_key(b"messages", room), newest, oldest, count)
-                stored_in, rows = await pipe.execute()
-        except RedisErrors as exc:
-            raise BackendError(f"Could not read the history of {room!r} from Redis: {exc}") from exc
-        self._check_epoch(epoch, stored_in)
-        return [Message.from_json(room, message_id(entry), fields[b"j"]) for entry, fields in rows]
+        return await self.history_reader.after(room, after, upto, limit)
 
     async def enforce_retention(self, now: int | None = None) -> int:
         """Delete the messages older than CHAT_RETENTION_DAYS now; returns how many went."""
