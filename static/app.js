@@ -254,7 +254,7 @@ function handle(events) {
           message(event, news);
           break;
         case "join":
-          if (presence.join(event.name)) notice(news, `${event.name} joined`, "join");
+          if (presence.join(event.name, event.guest === true)) notice(news, `${event.name} joined`, "join");
           break;
         case "leave":
           if (presence.leave(event.name)) notice(news, `${event.name} left`, "leave");
@@ -306,7 +306,7 @@ function welcome(event, news) {
   for (const message of event.history) {
     if (timeline.addMessage(message) && returning && message.name !== name) news.messages.push(message);
   }
-  presence.reset(event.online, name);
+  presence.reset(event.online, name, event.guests);
   composer.resumed(event.history, name);
   paging.welcomed(event, since, otherEpoch);
   signOn.accepted(room, name, event.guest);

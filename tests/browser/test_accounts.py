@@ -1,6 +1,6 @@
 """Screen names that are yours, on the page: creating an account, staying signed in across a
-reload, several tabs of one account, signing out, changing the password, and a server's own
-settings (no registration, no guests)."""
+reload, several tabs of one account, signing out, changing the password, guests marked, and
+a server's own settings (no registration, no guests)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_an_account_is_created_and_stays_signed_in_across_a_reload(tabs: Tabs) -
     expect(status(page)).to_contain_text("Online as Ann in #lobby")  # with nothing typed
     expect(page.get_by_label("Screen name")).to_be_hidden()
     expect(page.locator("#log .message.own .text")).to_have_text(["written before the reload"])
-    expect(page.locator("#online li")).to_have_text(["Ann (you)"])
+    expect(page.locator("#online li")).to_have_text(["Ann (you)"])  # an account: no guest tag
 
     # Out of the room, the form asks for a room only.
     page.get_by_role("button", name="Leave room").click()
@@ -92,9 +92,9 @@ def test_one_account_in_two_tabs_is_online_once(tabs: Tabs) -> None:
     guest = tabs.open()
     sign_on(guest, "cy")
     for page in (first, second):
-        expect(page.locator("#online li")).to_have_text(["ann (you)", "cy"])
+        expect(page.locator("#online li")).to_have_text(["ann (you)", "cy guest"])
         expect(page.locator("#count")).to_have_text("2")
-    expect(guest.locator("#online li")).to_have_text(["ann", "cy (you)"])
+    expect(guest.locator("#online li")).to_have_text(["ann", "cy guest (you)"])
     say(second, "from the second tab")
     for page in (first, second, guest):
         expect(texts(page)).to_have_text(["from the second tab"])
@@ -213,6 +213,27 @@ def test_changing_the_password_signs_out_the_other_devices(tabs: Tabs) -> None:
     expect(elsewhere.locator("#password-error")).to_have_text("The name or the password is wrong.")
     sign_in(elsewhere, "ann", NEW_PASSWORD)
     expect(texts(elsewhere)).to_have_text(["still here"])
+
+
+def test_guests_are_marked_in_the_online_list_and_on_their_messages(tabs: Tabs) -> None:
+    ann, bob = tabs.open(), tabs.open()
+    register(ann, "ann", PASSWORD)
+    sign_on(bob, "bob")
+    say(bob, "a guest speaks")
+    say(ann, "an account answers")
+    for page in (ann, bob):
+        expect(texts(page)).to_have_text(["a guest speaks", "an account answers"])
+        messages = page.locator("#log .message")
+        expect(messages.nth(0).locator(".meta .guest")).to_have_text("guest")
+        expect(messages.nth(1).locator(".guest")).to_have_count(0)
+    expect(ann.locator("#online li")).to_have_text(["ann (you)", "bob guest"])
+    expect(ann.locator("#online .guest")).to_have_attribute("title", "A guest: not signed in to an account")
+
+    cy = tabs.open()
+    sign_on(cy, "cy")  # told who is a guest by the welcome, its history included
+    expect(cy.locator("#online li")).to_have_text(["ann", "bob guest", "cy guest (you)"])
+    expect(cy.locator("#log .message .guest")).to_have_count(1)
+    expect(ann.locator("#online li")).to_have_text(["ann (you)", "bob guest", "cy guest"])  # by the join
 
 
 def test_too_many_wrong_passwords_say_when_to_try_again(tabs: Tabs) -> None:
