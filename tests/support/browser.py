@@ -27,8 +27,9 @@ CHROMIUM_ARGS = [
 
 # Chromium logs every HTTP answer of 400 or more as a console error, and the accounts API
 # answers some ordinary outcomes so: the page asks GET /api/session on every load, which is
-# 401 while nobody is signed in. Tests that expect other refusals (a wrong password: 401,
-# a registered name: 409, throttled: 429) say so with `Tabs.tolerate_answer`.
+# 401 while nobody is signed in, as POST /api/session is for a wrong password. Tests that
+# provoke other refusals (a wrong current password, throttled sign-ins) say so with
+# `Tabs.tolerate_answer`.
 FAILED_ANSWER = re.compile(r"Failed to load resource: the server responded with a status of (\d+) .*")
 
 # Assertions wait as long as actions do (Page.set_default_timeout below): on a busy machine
