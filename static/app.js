@@ -1,11 +1,14 @@
 // The chat page: wires the parts together and turns server events (docs/protocol.md) into
 // what the user sees. Everything a user wrote is rendered as text, never as HTML.
+import * as accounts from "./accounts.js";
 import { Composer } from "./composer.js";
-import { Close, Connection } from "./connection.js";
+import { Close, Connection, registeredName } from "./connection.js";
+import { NameMenu } from "./menu.js";
 import { Paging } from "./paging.js";
+import { PasswordDialog } from "./password.js";
 import { Presence } from "./presence.js";
 import { roomPath, Rooms } from "./rooms.js";
-import { SignOn } from "./signon.js";
+import { DEFAULT_ROOM, SignOn } from "./signon.js";
 import { Sound } from "./sound.js";
 import { Status } from "./status.js";
 import { Timeline } from "./timeline.js";
@@ -17,9 +20,14 @@ const $ = (id) => document.getElementById(id);
 const REFUSED = new Set(["rate_limited", "not_stored", "empty_text"]);
 const ANNOUNCED = 3; // new messages read out one by one; more are summed up
 const ANNOUNCEMENT_LENGTH = 300;
+// Beside a name refused because an account has it.
+const REGISTERED_HINT = "If it is yours, type its password and sign in.";
 
 let room = "";
 let name = "";
+// {name, admin} of the account the session cookie signs in, as the server last said; null
+// for a guest. The cookie itself is out of the page's reach (HttpOnly): the socket carries it.
+let account = null;
 let since = null; // what the latest connection asked to resume from
 let inRoom = false; // a welcome came since the user picked this room
 // From the latest welcome: lets the next connection take the name over from this one, should
@@ -59,15 +67,43 @@ const rooms = new Rooms({
 });
 const signOn = new SignOn({
   form: $("signon"),
-  name: $("name"),
-  room: $("room"),
-  error: $("signon-error"),
+  fields: { name: $("name"), password: $("password"), room: $("room") },
+  errors: { name: $("name-error"), password: $("password-error"), room: $("room-error") },
+  message: $("signon-message"),
+  title: $("signon-title"),
+  hint: $("signon-hint"),
+  passwordHint: $("password-hint"),
+  guests: document.body.dataset.guests !== "off",
+  registration: document.body.dataset.registration !== "closed",
   submit: signOnAs,
+});
+const nameMenu = new NameMenu({
+  element: $("account"),
+  button: $("account-button"),
+  label: $("account-name"),
+  menu: $("account-menu"),
+  items: [
+    [$("change-password"), () => passwordDialog.open()],
+    [$("sign-out"), signOut],
+  ],
+});
+const passwordDialog = new PasswordDialog({
+  dialog: $("password-dialog"),
+  form: $("password-form"),
+  fields: { current: $("current-password"), next: $("new-password") },
+  errors: { current: $("current-password-error"), next: $("new-password-error") },
+  part: $("password-fields"),
+  message: $("password-message"),
+  submitButton: $("password-submit"),
+  closeButton: $("password-close"),
+  submit: accounts.changePassword,
+  signedOut: () => sessionEnded("Your session has ended: sign in again."),
 });
 
 function socketUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const query = new URLSearchParams({ room, name });
+  // Signed in, the cookie says who this is, and the server takes no name from the URL.
+  const query = new URLSearchParams(account ? { room } : { room, name });
   since = timeline.lastId;
   if (since !== null) {
     query.set("since", String(since));
@@ -88,7 +124,21 @@ function sameRoom(a, b) {
   return a.normalize("NFKC").toLowerCase() === b.normalize("NFKC").toLowerCase();
 }
 
-function signOnAs(wantedRoom, wantedName) {
+// The sign-on form's submit: signs in or creates an account first if asked, then connects.
+async function signOnAs(action, wanted) {
+  if (action === "signin" || action === "register") {
+    const answer = await (action === "signin" ? accounts.signIn : accounts.register)(wanted.name, wanted.password);
+    if (!answer.ok) {
+      const reason = accounts.reasonOf(answer);
+      signOn.refuse(answer.error === "registered" ? `${reason} ${REGISTERED_HINT}` : reason, accounts.fieldOf(answer));
+      return;
+    }
+    setAccount(answer.data);
+  }
+  connectTo(wanted.room, action === "guest" ? wanted.name : "");
+}
+
+function connectTo(wantedRoom, wantedName) {
   if (!sameRoom(wantedRoom, room)) forgetRoom();
   room = wantedRoom;
   name = wantedName;
@@ -108,13 +158,52 @@ function enter(next) {
   connection.start();
 }
 
-function signOff() {
+function setAccount(signedIn) {
+  account = signedIn;
+  signOn.setAccount(signedIn);
+  if (signedIn) nameMenu.show(signedIn.name);
+  else nameMenu.hide();
+}
+
+// Out of the room: the connection ends, the conversation is put away.
+function stopChat() {
   connection.stop();
   rooms.stop();
   inRoom = false;
   token = null;
   showChat(false);
+}
+
+// Back to the sign-on form, which asks only for a room when signed in.
+function leaveRoom() {
+  stopChat();
   signOn.show();
+}
+
+// Signing out ends the session on the server. The page lets go of its socket first, so
+// that the close the server then sends every connection of the session is not news to it.
+async function signOut() {
+  stopChat();
+  const answer = await accounts.signOut();
+  if (!answer.ok) {
+    signOn.show();
+    signOn.refuse(`Not signed out: ${accounts.reasonOf(answer)}`);
+    return;
+  }
+  passwordDialog.close();
+  setAccount(null);
+  signOn.show();
+  signOn.say("Signed out.");
+}
+
+// The server ended the session (signed out elsewhere, the password changed elsewhere, the
+// account removed): back to signing in, with the reason.
+function sessionEnded(reason) {
+  stopChat();
+  passwordDialog.close();
+  setAccount(null);
+  signOn.show(room);
+  signOn.refuse(reason);
 }
 
 function forgetRoom() {
@@ -126,20 +215,31 @@ function forgetRoom() {
 
 function showChat(on) {
   $("chat").hidden = !on;
-  $("signoff").hidden = !on;
+  $("leave").hidden = !on;
   if (on) signOn.hide();
 }
 
 function stateChanged(state) {
   status.show(state, { name, room });
   document.body.dataset.connection = state.phase;
-  if (state.phase === "stopped" && (state.code === Close.NAME_TAKEN || state.code === Close.INVALID_NAME)) {
+  if (state.phase !== "stopped") return;
+  if (state.code === Close.NOT_SIGNED_IN) {
+    // A connection that signs nobody in is refused only by a server that has no guests.
+    if (!account) signOn.allowGuests(false);
+    sessionEnded(sentence(state.reason || "Sign in to chat here."));
+  } else if (state.code === Close.NAME_TAKEN || state.code === Close.INVALID_NAME) {
     showChat(false);
     rooms.stop();
     signOn.show(room);
     const field = state.code === Close.INVALID_NAME && /^the room name/i.test(state.reason) ? "room" : "name";
-    signOn.refuse(state.reason || "That name cannot be used here; pick another.", field);
+    let reason = state.reason || "That name cannot be used here; pick another.";
+    if (!account && registeredName(reason)) reason = `${sentence(reason)} ${REGISTERED_HINT}`;
+    signOn.refuse(reason, field);
   }
+}
+
+function sentence(text) {
+  return /[.!?]$/.test(text) ? text : `${text}.`;
 }
 
 function handle(events) {
@@ -148,13 +248,13 @@ function handle(events) {
     for (const event of events) {
       switch (event.type) {
         case "welcome":
-          welcome(event, news);
+          if (!welcome(event, news)) return;
           break;
         case "message":
           message(event, news);
           break;
         case "join":
-          if (presence.join(event.name)) notice(news, `${event.name} joined`, "join");
+          if (presence.join(event.name, event.guest === true)) notice(news, `${event.name} joined`, "join");
           break;
         case "leave":
           if (presence.leave(event.name)) notice(news, `${event.name} left`, "leave");
@@ -186,7 +286,16 @@ function notice(news, text, kind) {
   news.notices.push({ text, kind });
 }
 
+// Returns false if the connection is not who the page took it for: it stopped it.
 function welcome(event, news) {
+  if (event.guest === true && account) {
+    // The page believed it was signed in, but the socket carried no session: it was signed
+    // out in another tab of this browser meanwhile.
+    sessionEnded("You were signed out: sign in again.");
+    return false;
+  }
+  // And signed in by another tab of this browser, it speaks under that account.
+  if (event.guest === false && !account) setAccount({ name: event.name, admin: false });
   const returning = inRoom;
   room = event.room;
   name = event.name;
@@ -197,10 +306,10 @@ function welcome(event, news) {
   for (const message of event.history) {
     if (timeline.addMessage(message) && returning && message.name !== name) news.messages.push(message);
   }
-  presence.reset(event.online, name);
+  presence.reset(event.online, name, event.guests);
   composer.resumed(event.history, name);
   paging.welcomed(event, since, otherEpoch);
-  signOn.accepted(room, name);
+  signOn.accepted(room, name, event.guest);
   status.show(connection.state, { name, room });
   showChat(true);
   $("room-title").textContent = `#${room}`;
@@ -208,6 +317,7 @@ function welcome(event, news) {
   rooms.start(room);
   history.replaceState(null, "", roomPath(room));
   if (!returning) $("text").focus();
+  return true;
 }
 
 function message(event, news) {
@@ -263,7 +373,7 @@ new IntersectionObserver((entries) => entries.at(-1).isIntersecting && loadOlder
 $("older").addEventListener("click", () => paging.loadOlder());
 
 $("reconnect").addEventListener("click", () => connection.retryNow());
-$("signoff").addEventListener("click", signOff);
+$("leave").addEventListener("click", leaveRoom);
 
 // On a phone the lists start folded, leaving the conversation the room it needs.
 if (matchMedia("(max-width: 40rem)").matches) {
@@ -271,4 +381,12 @@ if (matchMedia("(max-width: 40rem)").matches) {
   $("rooms-panel").open = false;
 }
 
-signOn.show();
+// Signed in already (the session outlives a reload): straight into the room of the link,
+// or the last one. Otherwise, the sign-on form.
+const signedIn = await accounts.currentAccount();
+if (signedIn) {
+  setAccount(signedIn);
+  connectTo(signOn.room || DEFAULT_ROOM, "");
+} else {
+  signOn.show();
+}

@@ -12,6 +12,7 @@ export const Close = Object.freeze({
   SERVICE_RESTART: 1012,
   TRY_AGAIN_LATER: 1013,
   INVALID_NAME: 4400,
+  NOT_SIGNED_IN: 4401,
   NAME_TAKEN: 4409,
   REPLACED: 4410,
 });
@@ -22,9 +23,16 @@ const FINAL = new Set([
   Close.POLICY_VIOLATION,
   Close.MESSAGE_TOO_BIG,
   Close.INVALID_NAME,
+  Close.NOT_SIGNED_IN,
   Close.NAME_TAKEN,
   Close.REPLACED,
 ]);
+
+// A name refused (4409) because an account has it says so in its reason. It is nobody's
+// old connection: waiting would not free it.
+export function registeredName(reason) {
+  return /\bregistered\b/i.test(reason);
+}
 
 const FIRST_DELAY = 1000;
 const MAX_DELAY = 30_000;
@@ -125,7 +133,11 @@ export class Connection {
       if (socket !== this.socket) return;
       this.socket = null;
       if (this.state.phase === "online") this.lostAt = Date.now();
-      const ghost = closed.code === Close.NAME_TAKEN && this.lostAt !== null && Date.now() - this.lostAt < GHOST_GRACE;
+      const ghost =
+        closed.code === Close.NAME_TAKEN &&
+        !registeredName(closed.reason) &&
+        this.lostAt !== null &&
+        Date.now() - this.lostAt < GHOST_GRACE;
       if (FINAL.has(closed.code) && !ghost) {
         this.cause = null;
         this.setState({ phase: "stopped", code: closed.code, reason: closed.reason });

@@ -1,4 +1,6 @@
-// Who is online in the room: the buddy list beside the conversation, in alphabetical order.
+// Who is online in the room: the buddy list beside the conversation, in alphabetical order,
+// guests marked as such.
+import { guestTag } from "./guests.js";
 import { scriptTag } from "./scripts.js";
 import { colourClass } from "./text.js";
 
@@ -9,25 +11,29 @@ export class Presence {
     this.list = list;
     this.count = count;
     this.names = new Set();
+    this.guests = new Set(); // those of `names` who are guests
     this.me = "";
   }
 
-  reset(names, me) {
+  reset(names, me, guests = []) {
     this.names = new Set(names);
+    this.guests = new Set(guests);
     this.me = me;
     this.render();
   }
 
   // Each returns false when there was nothing to change.
-  join(name) {
+  join(name, guest = false) {
     if (this.names.has(name)) return false;
     this.names.add(name);
+    if (guest) this.guests.add(name);
     this.render();
     return true;
   }
 
   leave(name) {
     if (!this.names.delete(name)) return false;
+    this.guests.delete(name);
     this.render();
     return true;
   }
@@ -41,6 +47,7 @@ export class Presence {
       item.append(label);
       const tag = scriptTag(name);
       if (tag) item.append(" ", tag);
+      if (this.guests.has(name)) item.append(" ", guestTag());
       if (name === this.me) {
         item.classList.add("me");
         item.append(" (you)");

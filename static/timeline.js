@@ -2,7 +2,8 @@
 // of the server's history, docs/protocol.md) and shown once each, however often they arrive:
 // a reconnect's welcome, a page of older history and live events may overlap. Notices
 // (joins, leaves) stay where they happened. The view follows the newest message unless the
-// reader scrolled up; then a button offers the way down.
+// reader scrolled up; then a button offers the way down. A guest's messages say so.
+import { guestTag } from "./guests.js";
 import { scriptTag } from "./scripts.js";
 import { colourClass, textWithLinks, timeElement } from "./text.js";
 
@@ -155,6 +156,7 @@ export class Timeline {
     meta.append(name);
     const tag = scriptTag(message.name);
     if (tag) meta.append(tag);
+    if (message.guest) meta.append(guestTag());
     meta.append(" ", timeElement(message.ts));
     const text = document.createElement("div");
     text.className = "text";

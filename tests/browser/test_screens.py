@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.browser import Tabs, online, say, sign_on, texts
+from tests.support.browser import Tabs, online, register, say, sign_on, texts
 from tests.support.servers import ROOT
 
 pytestmark = pytest.mark.browser
@@ -16,7 +16,7 @@ SCREENSHOTS = ROOT / "test-results"  # ignored by git; docs/screenshot.png is a 
 def test_a_conversation_fits_a_phone_and_a_desktop(tabs: Tabs) -> None:
     desktop = tabs.open(viewport={"width": 1280, "height": 800})
     phone = tabs.open(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
-    sign_on(desktop, "ann")
+    register(desktop, "ann", "correct horse battery")  # signed in, beside a guest
     sign_on(phone, "bob")
     say(desktop, "Anyone up for lunch? The menu is at https://example.com/menu")
     say(phone, "Yes!\nGive me ten minutes.")

@@ -24,12 +24,12 @@ def test_a_name_not_in_latin_letters_alone_is_tagged_with_its_scripts(tabs: Tabs
     for page in (ann, anya, mixed, sakura):
         expect(online(page)).to_have_count(4)
     people = ann.locator("#online li")
-    expect(people).to_have_text(
+    expect(people).to_have_text(  # the scripts' tag beside a guest's own
         [
-            "Dmitr\u0438\u0439 Latin + Cyrillic",
-            "Zo\u00eb (you)",
-            "\u0430\u043d\u044f Cyrillic",
-            "\u3055\u304f\u3089 7 Hiragana",
+            "Dmitr\u0438\u0439 Latin + Cyrillic guest",
+            "Zo\u00eb guest (you)",
+            "\u0430\u043d\u044f Cyrillic guest",
+            "\u3055\u304f\u3089 7 Hiragana guest",
         ]
     )
     expect(online(ann)).to_have_text(["Dmitr\u0438\u0439", "Zo\u00eb", "\u0430\u043d\u044f", "\u3055\u304f\u3089 7"])

@@ -66,6 +66,16 @@ def test_the_page_is_told_the_message_size_limit() -> None:
         assert 'data-max-bytes="1234"' in client.get("/").text
 
 
+@pytest.mark.parametrize(("guests", "registration"), [("on", "open"), ("off", "closed")])
+def test_the_page_is_told_whether_there_are_guests_and_whether_registration_is_open(
+    guests: str, registration: str
+) -> None:
+    with TestClient(app_with(guests=guests, registration=registration)) as client:
+        page = client.get("/").text
+    assert f'data-guests="{guests}"' in page
+    assert f'data-registration="{registration}"' in page
+
+
 def test_the_rooms_list_is_empty_when_nobody_is_online(client: TestClient) -> None:
     listed = client.get("/api/rooms")
     assert listed.json() == {"rooms": []}
