@@ -73,7 +73,8 @@ class Hub:
     The parts of the core beside the chat itself (moderation, direct messages, ...) plug in
     here: `on` says who handles a kind of command; `admission` checks may refuse a newcomer;
     `room_opening` runs when a room opens in this process; `welcome_fields` add fields to
-    every welcome; `connected` and `disconnected` hear of each connection's start and end.
+    every welcome; `connected` and `disconnected` hear of each connection's start and end;
+    `notices` hear every notice (`Backend.notify`); `gates` hold back what some members say.
     """
 
     def __init__(self, backend: Backend, settings: Settings) -> None:
@@ -88,6 +89,11 @@ class Hub:
         self.welcome_fields: list[Callable[[Room, Member], dict[str, Any]]] = []
         self.connected: list[Callable[[Member], None]] = []
         self.disconnected: list[Callable[[Member], None]] = []
+        self.notices: list[Callable[[str, dict[str, Any]], None]] = []
+        # Members whose messages a part of the core may refuse (a mute), each with its check:
+        # it answers the sender itself and returns True when the message must not be
+        # published. One dict lookup per message, and for almost everyone an empty dict.
+        self.gates: dict[Member, Callable[[Session], bool]] = {}
         self._handlers: dict[type[Command], Handler[Any]] = {RequestHistory: self._send_history}
         self._turn: Turn | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -337,6 +343,8 @@ class Hub:
             for member in self._members():
                 if member.key == key and member.identity.guest:
                     member.close(CloseCode.NAME_TAKEN, f"{member.name!r} was registered to an account just now")
+        for hear in self.notices:
+            hear(kind, fields)
 
     def _members(self) -> list[Member]:
         return [member for room in list(self.rooms.values()) for member in room.members]
@@ -368,6 +376,9 @@ class Hub:
             session.member.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
             return
         member = session.member
+        gate = self.gates.get(member)
+        if gate is not None and gate(session):
+            return
         stored = self.backend.publish(session.room.name, member.name, text, member.identity.guest)
         stored.add_done_callback(partial(self._check_stored, session))
         self.turn.schedule()  # its end commits what was published, then sends it
