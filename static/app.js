@@ -2,6 +2,7 @@
 // what the user sees. Everything a user wrote is rendered as text, never as HTML.
 import { Composer } from "./composer.js";
 import { Close, Connection } from "./connection.js";
+import { Moderation } from "./moderation.js";
 import { Paging } from "./paging.js";
 import { Presence } from "./presence.js";
 import { roomPath, Rooms } from "./rooms.js";
@@ -14,7 +15,7 @@ import { Unread } from "./unread.js";
 const $ = (id) => document.getElementById(id);
 
 // The errors that answer a message the user sent: it was not sent.
-const REFUSED = new Set(["rate_limited", "not_stored", "empty_text"]);
+const REFUSED = new Set(["rate_limited", "not_stored", "empty_text", "muted"]);
 const ANNOUNCED = 3; // new messages read out one by one; more are summed up
 const ANNOUNCEMENT_LENGTH = 300;
 
@@ -26,8 +27,18 @@ let inRoom = false; // a welcome came since the user picked this room
 // the server still hold it for a connection that dropped on the way (a network blip).
 let token = null;
 
-const timeline = new Timeline({ scroller: $("scroller"), list: $("log"), jump: $("jump"), input: $("text") });
-const presence = new Presence({ list: $("online"), count: $("count") });
+const timeline = new Timeline({
+  scroller: $("scroller"),
+  list: $("log"),
+  jump: $("jump"),
+  input: $("text"),
+  decorate: (item, message) => moderation.decorateMessage(item, message),
+});
+const presence = new Presence({
+  list: $("online"),
+  count: $("count"),
+  decorate: (item, name) => moderation.decorateName(item, name),
+});
 const status = new Status({
   element: $("status"),
   text: $("status-text"),
@@ -50,6 +61,15 @@ const composer = new Composer({
   counter: $("counter"),
   maxBytes: Number(document.body.dataset.maxBytes) || 4096,
   send: (text) => connection.send({ type: "message", text }),
+  command: (line) => moderation.command(line),
+});
+const moderation = new Moderation({
+  topic: $("topic"),
+  banner: $("banner"),
+  send: (event) => connection.send(event),
+  say: (text) => composer.say(text),
+  notice: (text) => timeline.update(() => timeline.addNotice(text, "moderation")),
+  changed: () => presence.render(),
 });
 const rooms = new Rooms({
   list: $("rooms"),
@@ -132,6 +152,7 @@ function showChat(on) {
 
 function stateChanged(state) {
   status.show(state, { name, room });
+  moderation.closed(state);
   document.body.dataset.connection = state.phase;
   if (state.phase === "stopped" && (state.code === Close.NAME_TAKEN || state.code === Close.INVALID_NAME)) {
     showChat(false);
@@ -158,6 +179,17 @@ function handle(events) {
           break;
         case "leave":
           if (presence.leave(event.name)) notice(news, `${event.name} left`, "leave");
+          break;
+        case "moderation": {
+          const line = sameRoom(event.room, room) ? moderation.event(event) : null;
+          if (line) {
+            timeline.addNotice(line, "moderation");
+            announce(line);
+          }
+          break;
+        }
+        case "standing":
+          if (sameRoom(event.room, room)) moderation.standing(event);
           break;
         case "history":
           if (sameRoom(event.room, room)) {
@@ -197,6 +229,7 @@ function welcome(event, news) {
   for (const message of event.history) {
     if (timeline.addMessage(message) && returning && message.name !== name) news.messages.push(message);
   }
+  moderation.welcome(event);
   presence.reset(event.online, name);
   composer.resumed(event.history, name);
   paging.welcomed(event, since, otherEpoch);
