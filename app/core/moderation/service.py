@@ -269,10 +269,14 @@ class Moderation:
         return self._states.get(room) or RoomState()
 
     def _use(self, room: Room, state: RoomState) -> None:
-        """Make `state` the room's: gates, standings and the timer of the next mute to end follow it."""
+        """Make `state` the room's: gates, standings and the timer of the next mute to end follow it.
+
+        A mute over by now is left out, and announced if the state before had it: a state read
+        just before a mute ended, and used just after, says nothing twice."""
+        now = now_ms()
+        state = RoomState(state.rules, {target: mute for target, mute in state.mutes.items() if mute.active(now)})
         before = self._states.get(room)
         self._states[room] = state
-        now = now_ms()
         if before is not None:
             for target, mute in before.mutes.items():
                 if target not in state.mutes and not mute.active(now):
