@@ -59,6 +59,11 @@ def parse_args(argv: Sequence[str] | None, defaults: Settings) -> argparse.Names
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    if list(sys.argv[1:] if argv is None else argv)[:1] == ["audit"]:  # the operator's audit log
+        from app.audit_command import main as audit
+
+        audit(list(sys.argv[2:] if argv is None else argv[1:]))
+        return
     run_on_jemalloc(sys.argv[1:] if argv is None else argv)
     try:
         defaults = Settings.from_env()

@@ -15,9 +15,11 @@ from app.backends import create_backend
 from app.core.accounts import Accounts
 from app.core.accounts import install as install_accounts
 from app.core.hub import Hub
+from app.core.moderation.service import Moderation, install
 from app.server.stack import StackCheck
 from app.settings import Settings
 from app.web.accounts import AccountRoutes
+from app.web.audit import AuditRoutes
 from app.web.connections import Connections
 from app.web.crosssite import CrossSiteRefusal
 from app.web.endpoint import ChatEndpoint
@@ -34,6 +36,7 @@ class State(TypedDict):
     settings: Settings
     connections: Connections
     accounts: Accounts
+    moderation: Moderation
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -45,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         keep_tokens_out_of_logs()
         backend = create_backend(settings.backend_url, settings)
         hub = Hub(backend, settings)
+        moderation = install(hub)
         await hub.start()
         accounts = Accounts(backend.accounts, settings, backend.notify)
         install_accounts(hub)
@@ -55,9 +59,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "settings": settings,
                 "connections": Connections(settings.max_connections_per_ip),
                 "accounts": accounts,
+                "moderation": moderation,
             }
         finally:
             restore_signals()
+            await moderation.stop()
             await hub.stop()
             accounts.close()
 
@@ -68,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", pages.health, name="health"),
         Route("/api/rooms", pages.rooms, name="rooms"),
         *AccountRoutes(settings).routes,
+        *AuditRoutes().routes,
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -4,6 +4,7 @@ import * as accounts from "./accounts.js";
 import { Composer } from "./composer.js";
 import { Close, Connection, registeredName } from "./connection.js";
 import { NameMenu } from "./menu.js";
+import { Moderation } from "./moderation.js";
 import { Paging } from "./paging.js";
 import { PasswordDialog } from "./password.js";
 import { Presence } from "./presence.js";
@@ -17,7 +18,7 @@ import { Unread } from "./unread.js";
 const $ = (id) => document.getElementById(id);
 
 // The errors that answer a message the user sent: it was not sent.
-const REFUSED = new Set(["rate_limited", "not_stored", "empty_text"]);
+const REFUSED = new Set(["rate_limited", "not_stored", "empty_text", "muted"]);
 const ANNOUNCED = 3; // new messages read out one by one; more are summed up
 const ANNOUNCEMENT_LENGTH = 300;
 // Beside a name refused because an account has it.
@@ -34,8 +35,18 @@ let inRoom = false; // a welcome came since the user picked this room
 // the server still hold it for a connection that dropped on the way (a network blip).
 let token = null;
 
-const timeline = new Timeline({ scroller: $("scroller"), list: $("log"), jump: $("jump"), input: $("text") });
-const presence = new Presence({ list: $("online"), count: $("count") });
+const timeline = new Timeline({
+  scroller: $("scroller"),
+  list: $("log"),
+  jump: $("jump"),
+  input: $("text"),
+  decorate: (item, message) => moderation.decorateMessage(item, message),
+});
+const presence = new Presence({
+  list: $("online"),
+  count: $("count"),
+  decorate: (item, name) => moderation.decorateName(item, name),
+});
 const status = new Status({
   element: $("status"),
   text: $("status-text"),
@@ -58,6 +69,15 @@ const composer = new Composer({
   counter: $("counter"),
   maxBytes: Number(document.body.dataset.maxBytes) || 4096,
   send: (text) => connection.send({ type: "message", text }),
+  command: (line) => moderation.command(line),
+});
+const moderation = new Moderation({
+  topic: $("topic"),
+  banner: $("banner"),
+  send: (event) => connection.send(event),
+  say: (text) => composer.say(text),
+  notice: (text) => timeline.update(() => timeline.addNotice(text, "moderation")),
+  changed: () => presence.render(),
 });
 const rooms = new Rooms({
   list: $("rooms"),
@@ -221,6 +241,7 @@ function showChat(on) {
 
 function stateChanged(state) {
   status.show(state, { name, room });
+  moderation.closed(state);
   document.body.dataset.connection = state.phase;
   if (state.phase !== "stopped") return;
   if (state.code === Close.NOT_SIGNED_IN) {
@@ -258,6 +279,17 @@ function handle(events) {
           break;
         case "leave":
           if (presence.leave(event.name)) notice(news, `${event.name} left`, "leave");
+          break;
+        case "moderation": {
+          const line = sameRoom(event.room, room) ? moderation.event(event) : null;
+          if (line) {
+            timeline.addNotice(line, "moderation");
+            announce(line);
+          }
+          break;
+        }
+        case "standing":
+          if (sameRoom(event.room, room)) moderation.standing(event);
           break;
         case "history":
           if (sameRoom(event.room, room)) {
@@ -306,6 +338,7 @@ function welcome(event, news) {
   for (const message of event.history) {
     if (timeline.addMessage(message) && returning && message.name !== name) news.messages.push(message);
   }
+  moderation.welcome(event);
   presence.reset(event.online, name, event.guests);
   composer.resumed(event.history, name);
   paging.welcomed(event, since, otherEpoch);

@@ -39,7 +39,9 @@ function sameness(message) {
 }
 
 export class Timeline {
-  constructor({ scroller, list, jump, input }) {
+  // decorate(item, message): adds to each message's item what another part of the page shows there.
+  constructor({ scroller, list, jump, input, decorate = () => {} }) {
+    this.decorate = decorate;
     this.scroller = scroller;
     this.list = list;
     this.jump = jump;
@@ -162,6 +164,7 @@ export class Timeline {
     text.className = "text";
     text.append(textWithLinks(message.text));
     item.append(meta, text);
+    this.decorate(item, message);
     return item;
   }
 

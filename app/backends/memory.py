@@ -6,7 +6,8 @@ import asyncio
 from collections import deque
 from dataclasses import replace
 
-from app.backends.base import AccountStore, Backend
+from app.backends.base import AccountStore, Backend, ModerationStore
+from app.backends.memory_moderation import MemoryModeration
 from app.core.messages import Message, now_ms
 from app.core.users import SignIn, User
 from app.settings import Settings
@@ -80,6 +81,9 @@ class MemoryBackend(Backend):
 
     def _account_store(self) -> AccountStore:
         return MemoryAccounts()
+
+    def _moderation_store(self) -> ModerationStore:
+        return MemoryModeration()
 
     def _log(self, room: str) -> _RoomLog:
         log = self._logs.get(room)

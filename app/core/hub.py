@@ -52,8 +52,8 @@ class Hub:
     plug in here: `on` says who handles a kind of command; `admission` checks may refuse a
     newcomer; `room_opening` runs when a room opens in this process; `welcome_fields` add
     fields to every welcome; `connected` and `disconnected` hear of each connection's start
-    and end; `notices` say what a kind of notice does here. Rooms are `Rooms`' (rooms.py),
-    coming in is the `Doorway`'s (doorway.py).
+    and end; `notices` say what a kind of notice does here; `gates` hold back what some
+    members say. Rooms are `Rooms`' (rooms.py), coming in is the `Doorway`'s (doorway.py).
     """
 
     def __init__(self, backend: Backend, settings: Settings) -> None:
@@ -71,6 +71,10 @@ class Hub:
         self.connected: list[Callable[[Member], None]] = []
         self.disconnected: list[Callable[[Member], None]] = []
         self.notices: dict[str, NoticeHandler] = {}  # kind -> what to do in this process (`notice`)
+        # Members whose messages a part of the core may refuse (a mute), each with its check:
+        # it answers the sender itself and returns True when the message must not be
+        # published. One dict lookup per message, and for almost everyone an empty dict.
+        self.gates: dict[Member, Callable[[Session], bool]] = {}
         self._handlers: dict[type[Command], Handler[Any]] = {RequestHistory: self._send_history}
         self._turn: Turn | None = None
 
@@ -221,6 +225,9 @@ class Hub:
             session.member.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
             return
         member = session.member
+        gate = self.gates.get(member)
+        if gate is not None and gate(session):
+            return
         stored = self.backend.publish(session.room.name, member.name, text, member.identity.guest)
         stored.add_done_callback(partial(self._check_stored, session))
         self.turn.schedule()  # its end commits what was published, then sends it

@@ -35,7 +35,9 @@ class CloseCode(IntEnum):
     SERVICE_RESTART = 1012  # the history began a new epoch without a restart: reconnect, resuming
     TRY_AGAIN_LATER = 1013  # the client fell too far behind (its queue is full)
     INVALID_NAME = 4400  # the name, room name, since or token breaks the rules (the token in the URL too)
-    NOT_SIGNED_IN = 4401  # guests are off and the connection signs no account in, or its session ended
+    NOT_SIGNED_IN = 4401  # guests are off and the connection signs no account in, or its session ended;
+    # or a guest at the door of a room for members only
+    FORBIDDEN = 4403  # kicked or banned from the room, or not one of the members of a room for members only
     NAME_TAKEN = 4409  # the name is already online in that room, or registered to an account
     REPLACED = 4410  # a newer connection of the same client (its welcome's token) took the name over
     TOO_MANY_CONNECTIONS = 4429  # the client's address holds max_connections_per_ip already
@@ -64,6 +66,9 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     NOT_STORED = "not_stored"
     UNAVAILABLE = "unavailable"
+    FORBIDDEN = "forbidden"  # a moderation event from someone who may not do that (to whom it names)
+    MUTED = "muted"  # the sender is muted in this room: the message was not stored
+    NOT_FOUND = "not_found"  # a moderation event names nobody, or no such message, ban or role
 
 
 class BadRequest(ValueError):

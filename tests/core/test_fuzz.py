@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from app.backends.memory import MemoryBackend
 from app.core.hub import Hub
+from app.core.moderation.service import install
 from app.core.protocol import CloseCode, ErrorCode
 from app.settings import Settings
 from tests.support.fakes import FakeConnection
@@ -26,6 +27,7 @@ async def exchange(sent: list[str | bytes]) -> tuple[list[Answer], list[dict[str
     """Feed `sent` to one client, one frame at a time; its answers, and what an observer got."""
     settings = Settings(rate_limit=0, close_timeout=0.5)
     hub = Hub(MemoryBackend("memory://", settings), settings)
+    moderation = install(hub)  # as the app does: moderation orders are part of the protocol
     await hub.start()
     watching, fuzzing = FakeConnection(), FakeConnection()
     await hub.join(watching, watching.abort, "lobby", "observer")
@@ -53,6 +55,7 @@ async def exchange(sent: list[str | bytes]) -> tuple[list[Answer], list[dict[str
             assert answer["name"] == "fuzzer"
             answers.append(Echo(answer["text"]))
     await fuzzer.finished()
+    await moderation.stop()
     await hub.stop()
     return answers, watching.events
 

@@ -155,7 +155,47 @@ def expected(sent: Sent) -> Answer:
         if not isinstance(text, str):
             return Error(ErrorCode.BAD_EVENT)
         return Echo(text) if text.strip() else Error(ErrorCode.EMPTY_TEXT)
+    if isinstance(kind, str) and kind in MODERATION:
+        # The sender is a guest in a room nobody owns: a well-formed order is forbidden.
+        well_formed = all(_field_fits(event, name, rule) for name, rule in MODERATION[kind].items())
+        return Error(ErrorCode.FORBIDDEN if well_formed else ErrorCode.BAD_EVENT)
     return Error(ErrorCode.UNKNOWN_TYPE if isinstance(kind, str) else ErrorCode.BAD_EVENT)
+
+
+# docs/protocol.md, "Moderation": each order's fields. A rule's first word says what the value
+# must be; "optional" fields may also be left out or null.
+_NAME = "text 256"
+MODERATION: dict[str, dict[str, str]] = {
+    "kick": {"name": _NAME, "reason": "text 200 optional"},
+    "mute": {"name": _NAME, "seconds": "seconds optional", "reason": "text 200 optional"},
+    "unmute": {"name": _NAME},
+    "ban": {"name": _NAME, "seconds": "seconds optional", "reason": "text 200 optional", "everywhere": "flag optional"},
+    "unban": {"name": _NAME, "everywhere": "flag optional"},
+    "delete": {"id": "id"},
+    "topic": {"text": "text 300"},
+    "grant": {"name": _NAME, "role": "role"},
+    "revoke": {"name": _NAME, "role": "role"},
+    "mode": {"members_only": "flag"},
+    "invite": {"name": _NAME},
+    "uninvite": {"name": _NAME},
+    "claim": {},
+}
+
+
+def _field_fits(event: dict[str, Any], name: str, rule: str) -> bool:
+    value = event.get(name)
+    what, *rest = rule.split()
+    if value is None and "optional" in rest:
+        return True
+    if what == "text":
+        return isinstance(value, str) and len(value) <= int(rest[0])
+    if what == "seconds":
+        return type(value) is int and 1 <= value <= 10 * 365 * 86_400
+    if what == "flag":
+        return type(value) is bool
+    if what == "role":
+        return value in ("moderator", "owner")
+    return type(value) is int and 1 <= value <= 2**63 - 1  # a message id
 
 
 # Strategies: what a client may send.
@@ -175,10 +215,26 @@ leaves = st.none() | st.booleans() | huge_numbers | odd_text
 json_values = st.recursive(
     leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4), max_leaves=12
 )
-field = st.sampled_from(["message", "error", "welcome", "join", "Message", "message ", ""]) | json_values
+field = (
+    st.sampled_from(["message", "error", "welcome", "join", "Message", "message ", ""])
+    | st.sampled_from(sorted(MODERATION))
+    | json_values
+)
+fitting = st.integers(0, 2**63) | st.sampled_from(["moderator", "owner", "bob", "x" * 201]) | st.booleans()
 events = st.fixed_dictionaries(
     {},
-    optional={"type": field, "text": field | odd_text, "id": json_values, "name": json_values, "room": json_values},
+    optional={
+        "type": field,
+        "text": field | odd_text,
+        "id": json_values | fitting,
+        "name": json_values | fitting,
+        "room": json_values,
+        "reason": json_values | fitting,
+        "seconds": json_values | fitting,
+        "everywhere": json_values | fitting,
+        "role": json_values | fitting,
+        "members_only": json_values | fitting,
+    },
 )
 
 
@@ -224,8 +280,27 @@ deep = st.builds(
 huge = st.builds(
     lambda n: json.dumps({"type": "message", "text": "x" * n}), st.integers(MAX_BYTES - 40, MAX_BYTES + 10)
 )
+# Moderation orders (docs/protocol.md, "Moderation"): each with its fields, mostly of the
+# right kind, so that both answers (forbidden to a guest, bad_event) come often.
+near_names = st.sampled_from(["bob", "Bob", "", " ", "x" * 256, "x" * 257, "a\u202eb"]) | odd_text
+near_values = {
+    "name": near_names | json_values,
+    "reason": st.none() | st.sampled_from(["spam", "x" * 200, "x" * 201]) | json_values,
+    "seconds": st.none() | st.integers(-1, 10 * 365 * 86_400 + 1) | json_values,
+    "everywhere": st.none() | st.booleans() | json_values,
+    "id": st.integers(-1, 2**63) | json_values,
+    "text": st.sampled_from(["", "topic", "x" * 300, "x" * 301]) | odd_text | json_values,
+    "role": st.sampled_from(["moderator", "owner", "admin"]) | json_values,
+    "members_only": st.booleans() | json_values,
+}
+orders = st.sampled_from(sorted(MODERATION)).flatmap(
+    lambda kind: st.fixed_dictionaries(
+        {"type": st.just(kind)}, optional={name: near_values[name] for name in MODERATION[kind]}
+    )
+)
 text_frames = (
     serialised(events)
+    | serialised(orders)
     | serialised(json_values)
     | mutated()
     | deep

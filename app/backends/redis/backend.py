@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from app.backends.base import AccountStore, Backend, BackendError, Subscriber
+from app.backends.base import AccountStore, Backend, BackendError, ModerationStore, Subscriber
 from app.backends.redis import scripts
 from app.backends.redis.accounts import RedisAccounts
 from app.backends.redis.commands import (
@@ -42,6 +42,7 @@ from app.backends.redis.commands import (
 from app.backends.redis.echoes import Echoes
 from app.backends.redis.heartbeat import Heartbeat
 from app.backends.redis.history import History
+from app.backends.redis.moderation import RedisModeration
 from app.backends.redis.presence import RedisPresence
 from app.backends.redis.reader import Reader
 from app.backends.redis.retention import Retention
@@ -109,6 +110,9 @@ class RedisBackend(Backend):
 
     def _account_store(self) -> AccountStore:
         return RedisAccounts(self._client, int(self.settings.session_days * 86_400_000))
+
+    def _moderation_store(self) -> ModerationStore:
+        return RedisModeration(self._client)
 
     async def open(self) -> None:
         """Connect, for commands such as `chatroom users` that use the store beside the servers."""
