@@ -22,6 +22,7 @@ from app.web.crosssite import CrossSiteRefusal
 from app.web.endpoint import ChatEndpoint
 from app.web.hosts import ServerNames
 from app.web.logs import keep_tokens_out_of_logs
+from app.web.metrics import Metrics
 from app.web.operators import Operators
 from app.web.pages import STATIC_DIR, Pages
 from app.web.security import SecurityHeaders
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         backend = create_backend(settings.backend_url, settings)
         hub = Hub(backend, settings)
         await hub.start()
+        metrics.start(hub)
         accounts = Accounts(backend.accounts, settings, backend.notify)
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
         try:
@@ -57,13 +59,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             restore_signals()
             await hub.stop()
+            await metrics.stop()
             accounts.close()
 
-    pages = Pages(Operators(settings.metrics_allow))
+    operators = Operators(settings.metrics_allow)
+    pages = Pages(operators)
+    metrics = Metrics(operators)
     routes = [
         Route("/", pages.index, name="index"),
         Route("/r/{room}", pages.index, name="room"),
         Route("/healthz", pages.health, name="health"),
+        Route("/metrics", metrics.endpoint, name="metrics"),
         Route("/api/rooms", pages.rooms, name="rooms"),
         *AccountRoutes(settings).routes,
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),

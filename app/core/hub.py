@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +31,7 @@ from app.core.protocol import (
 )
 from app.core.room import Resume, Room
 from app.core.session import Session
+from app.core.stats import PRESENCE, READ, STORE, Stats
 from app.core.turn import Turn
 
 if TYPE_CHECKING:
@@ -76,10 +78,11 @@ class Hub:
     every welcome; `connected` and `disconnected` hear of each connection's start and end.
     """
 
-    def __init__(self, backend: Backend, settings: Settings) -> None:
+    def __init__(self, backend: Backend, settings: Settings, stats: Stats | None = None) -> None:
         self.backend = backend
         self.presence = backend.presence
         self.settings = settings
+        self.stats = stats if stats is not None else Stats()  # what this process did (app/core/stats.py)
         self.rooms: dict[str, Room] = {}
         # Every connection of each name key in this process, whichever room it is in.
         self.connections: dict[str, list[Member]] = {}
@@ -183,7 +186,8 @@ class Hub:
                 if holder is not None and holder.identity.guest:
                     return await self._take_over(holder, room, member(identity=holder.identity), last_seen, epoch)
                 if key not in room.people:
-                    known = await self._holding_open(room, self.presence.take_over(room.name, key, token, fresh))
+                    taking_over = self._timed(PRESENCE, self.presence.take_over(room.name, key, token, fresh))
+                    known = await self._holding_open(room, taking_over)
                     if known is not None:
                         identity = Identity(known, key, account=False)
                         return await self._enter(room, member(identity=identity), last_seen, epoch)
@@ -267,7 +271,9 @@ class Hub:
     async def _claim(self, room: Room, key: str, name: str, token: str, account: bool = False) -> bool:
         """Whether `name` is free in every process, and now ours (`Presence.claim`). A claim
         that cannot be made raises `BackendError`."""
-        return await self._holding_open(room, self.presence.claim(room.name, key, name, token, account))
+        return await self._holding_open(
+            room, self._timed(PRESENCE, self.presence.claim(room.name, key, name, token, account))
+        )
 
     async def _holding_open(self, room: Room, question: Awaitable[_Answer]) -> _Answer:
         """The backend's answer about `room`, which stays open meanwhile. One process answers
@@ -286,7 +292,9 @@ class Hub:
 
     async def _resume(self, room: Room, member: Member, resume: Resume) -> None:
         try:
-            messages, gap = await self.backend.since(room.name, resume.after, resume.upto, self.settings.replay_limit)
+            messages, gap = await self._timed(
+                READ, self.backend.since(room.name, resume.after, resume.upto, self.settings.replay_limit)
+            )
         except Exception:
             logger.exception("could not read the history of %s for %s", room.name, member.name)
             messages, gap = list(room.recent), True  # the latest we have; the client pages for the rest
@@ -365,30 +373,42 @@ class Hub:
         if self.rooms.get(session.room.name) is not session.room:
             # Its room was forgotten at a new epoch, and its connection closes at the end of
             # this turn: in the new one, the message would be stored without an echo here.
+            self.stats.refused[ErrorCode.NOT_STORED] += 1
             session.member.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
             return
         member = session.member
         stored = self.backend.publish(session.room.name, member.name, text, member.identity.guest)
-        stored.add_done_callback(partial(self._check_stored, session))
+        stored.add_done_callback(partial(self._check_stored, session, time.monotonic()))
         self.turn.schedule()  # its end commits what was published, then sends it
 
-    def _check_stored(self, session: Session, stored: asyncio.Future[Message]) -> None:
+    def _check_stored(self, session: Session, published: float, stored: asyncio.Future[Message]) -> None:
+        stats = self.stats
+        stats.latency[STORE].observe(time.monotonic() - published)
         if stored.cancelled() or stored.exception() is not None:
             logger.warning("message from %s in %s not stored: %r", session.name, session.room.name, stored)
+            stats.refused[ErrorCode.NOT_STORED] += 1
             session.member.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
+        else:
+            stats.stored += 1
 
     def holds_senders(self, session: Session) -> bool:
         return session.room.holds_senders or self.backend.backlogged
 
     async def keep_pace(self, session: Session) -> None:
         """Hold a sender back while the backend or its room cannot keep up."""
-        await self.backend.pace()
-        await session.room.pace(self.settings.stall_timeout)
+        started = time.monotonic()
+        try:
+            await self.backend.pace()
+            await session.room.pace(self.settings.stall_timeout)
+        finally:
+            self.stats.pacing_stalls += 1
+            self.stats.pacing_seconds += time.monotonic() - started
 
     async def handle(self, session: Session, command: Command) -> None:
         handler = self._handlers.get(type(command))
         if handler is None:  # parsed, but nothing here handles it: a part that was not plugged in
             logger.error("no handler for %s", type(command).__name__)
+            self.stats.refused[ErrorCode.UNKNOWN_TYPE] += 1
             session.member.push(error_event(ErrorCode.UNKNOWN_TYPE, "This server does not handle that event"))
             return
         await handler(session, command)
@@ -397,9 +417,10 @@ class Hub:
         """Answer a `history` request: the page of messages before `before`."""
         room = session.room
         try:
-            messages, more = await self.backend.history(room.name, command.before, command.limit)
+            messages, more = await self._timed(READ, self.backend.history(room.name, command.before, command.limit))
         except Exception:
             logger.exception("could not read the history of %s", room.name)
+            self.stats.refused[ErrorCode.UNAVAILABLE] += 1
             session.member.push(error_event(ErrorCode.UNAVAILABLE, "History cannot be read right now; try again"))
             return
         session.member.push(history_event(room.name, [message.json for message in messages], more))
@@ -422,7 +443,13 @@ class Hub:
             room = self.rooms.get(name)
             if room is None:
                 room = Room(
-                    name, self.backend.epoch, self.settings.welcome_history, self.turn, self._left, self.welcome_extras
+                    name,
+                    self.backend.epoch,
+                    self.settings.welcome_history,
+                    self.turn,
+                    self._left,
+                    self.welcome_extras,
+                    self.stats,
                 )
                 self.rooms[name] = room
                 self._spawn(self._subscribe(room))
@@ -441,7 +468,7 @@ class Hub:
         try:
             if leaving is not None:
                 await leaving
-            recent = await self.backend.subscribe(room.name)
+            recent = await self._timed(READ, self.backend.subscribe(room.name))
         except Exception as exc:
             if self.rooms.get(room.name) is room:
                 del self.rooms[room.name]
@@ -474,6 +501,14 @@ class Hub:
         finally:
             if self._leaving.get(room.name) is asyncio.current_task():
                 del self._leaving[room.name]
+
+    async def _timed(self, operation: str, answer: Awaitable[_Answer]) -> _Answer:
+        """The backend's `answer`, its latency counted under `operation` (app/core/stats.py)."""
+        started = time.monotonic()
+        try:
+            return await answer
+        finally:
+            self.stats.latency[operation].observe(time.monotonic() - started)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.core.protocol import CloseCode, frames_of, welcome_event
+from app.core.stats import Stats
 
 if TYPE_CHECKING:
     from app.core.identity import Online
@@ -44,8 +45,10 @@ class Room:
         turn: Turn,
         left: Callable[[Room, Member], None],
         extras: Callable[[Room, Member], dict[str, Any]] | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self.name = name
+        self.stats = stats if stats is not None else Stats()  # the process's counts (app/core/stats.py)
         self.epoch = epoch
         self._turn = turn
         self._left = left  # told of each member that leaves (not of one whose name was handed over)
@@ -137,18 +140,26 @@ class Room:
             self._presence_timer.cancel()
             self._presence_timer = None
         events, self._events = self._events, []
-        if self._messages:
+        delivered = len(self._messages)
+        if delivered:
             self.recent.extend(self._messages)
             self._messages = []
         if events:
             receivers = tuple(self._receivers)
+            stats = self.stats
             for frame in frames_of(events):
+                # Counted per frame, not per member: the loop below is the hot path.
+                stats.frames += len(receivers)
+                stats.bytes += len(frame) * len(receivers)
                 for member in receivers:
                     member.deliver(frame)
+            stats.delivered += delivered * len(receivers)
         if self._newcomers:
             for member, covered in self._newcomers:
                 if member in self.people.get(member.key, ()):
                     for frame in frames_of(events[covered:]) if covered < len(events) else ():
+                        self.stats.frames += 1
+                        self.stats.bytes += len(frame)
                         member.deliver(frame)
                     self._receivers[member] = None
             self._newcomers = []
@@ -254,6 +265,8 @@ class Room:
             self._flowing.set()
 
     def leave(self, member: Member) -> None:
+        if member.close_code == CloseCode.TRY_AGAIN_LATER:
+            self.stats.slow_readers += 1
         if self.remove(member):
             self._left(self, member)
 
@@ -280,4 +293,5 @@ class Room:
                 now = loop.time()
                 for member in tuple(self._behind):
                     if member.stalled(now):
+                        self.stats.stalled_readers += 1
                         member.close(CloseCode.TRY_AGAIN_LATER, "Too slow: stopped reading")
