@@ -20,6 +20,7 @@ from uvicorn.supervisors import Multiprocess
 
 from app.server.allocator import run_on_jemalloc
 from app.server.devcert import ensure_dev_certificate
+from app.server.metrics_folder import prepare_metrics_folder
 from app.server.stack import HTTP, LOOP, WS
 from app.settings import Settings
 
@@ -114,7 +115,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         # `server: uvicorn` on every response tells a scanner what to try, and nobody else needs it.
         server_header=False,
     )
-    serve(config)
+    remove_metrics_folder = prepare_metrics_folder(args.workers)  # before workers import prometheus-client
+    try:
+        serve(config)
+    finally:
+        remove_metrics_folder()
 
 
 class ChatConfig(uvicorn.Config):

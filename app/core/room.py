@@ -65,6 +65,7 @@ class Room:
         self.waiting = 0  # joins that keep the room open while they wait for something
         self._events: list[bytes] = []
         self._messages: list[Message] = []
+        self._message_events: list[int] = []  # where in `_events` they are (for the newcomers' count)
         # Welcomed while events were pending: (member, how many of them its welcome covers).
         self._newcomers: list[tuple[Member, int]] = []
         self._events_due = False  # pending events go out at the end of this turn
@@ -103,6 +104,7 @@ class Room:
         self._events.append(event)
         if message is not None:
             self._messages.append(message)
+            self._message_events.append(len(self._events) - 1)
             self._events_are_due()
         elif not self._events_due and self._presence_timer is None:
             self._presence_timer = asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._events_are_due)
@@ -141,9 +143,11 @@ class Room:
             self._presence_timer = None
         events, self._events = self._events, []
         delivered = len(self._messages)
+        message_events = self._message_events
         if delivered:
             self.recent.extend(self._messages)
             self._messages = []
+            self._message_events = []
         if events:
             receivers = tuple(self._receivers)
             stats = self.stats
@@ -161,6 +165,7 @@ class Room:
                         self.stats.frames += 1
                         self.stats.bytes += len(frame)
                         member.deliver(frame)
+                    self.stats.delivered += sum(1 for index in message_events if index >= covered)
                     self._receivers[member] = None
             self._newcomers = []
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.process_collector import ProcessCollector
@@ -276,7 +276,8 @@ class Metrics:
     def folder(self) -> Path | None:
         """The multiprocess mode's folder, if this process is one of several."""
         folder = os.environ.get(MULTIPROCESS_DIR)
-        return Path(folder) if folder else None
+        # The library picks its mode once, as it is imported: set later, the folder is not used.
+        return Path(folder) if folder and getattr(values.ValueClass, "_multiprocess", False) else None
 
     def start(self, hub: Hub) -> None:
         self._hub = hub
