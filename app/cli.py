@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from app.logs import log_config
 from app.server.allocator import run_on_jemalloc
 from app.server.devcert import ensure_dev_certificate
 from app.server.metrics_folder import prepare_metrics_folder
@@ -95,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=settings.port,
         workers=args.workers,
         log_level=args.log_level,
+        log_config=log_config(settings.log_format, args.log_level),
         ssl_certfile=str(certfile),
         ssl_keyfile=str(keyfile),
         ssl_context_factory=tls_context,

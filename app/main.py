@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 from app.backends import create_backend
 from app.core.accounts import Accounts
 from app.core.hub import Hub
+from app.logs import use_log_format
 from app.server.stack import StackCheck
 from app.settings import Settings
 from app.web.accounts import AccountRoutes
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         keep_tokens_out_of_logs()
+        use_log_format(settings.log_format)
         backend = create_backend(settings.backend_url, settings)
         hub = Hub(backend, settings)
         await hub.start()

@@ -102,7 +102,7 @@ class ChatEndpoint(WebSocketEndpoint):
         session = self.session
         fields = {"event": "connection_closed", "address": self._address, "code": int(code), "by": by}
         if session is not None:
-            fields |= {"room": session.room.name, "name": session.name}
+            fields |= {"room": session.room.name, "screen_name": session.name}
             logger.info(
                 "%s in %s from %s: closed with %d by the %s",
                 session.name,
@@ -112,8 +112,10 @@ class ChatEndpoint(WebSocketEndpoint):
                 by,
                 extra=fields,
             )
-        else:
+        elif self._refused is not None:
             logger.info("connection from %s refused: closed with %d", self._address, code, extra=fields)
+        else:
+            logger.info("connection from %s ended before it joined a room (%d)", self._address, code, extra=fields)
 
     async def _refuse(self, websocket: WebSocket, code: int, reason: str = "") -> None:
         self._refused = code
