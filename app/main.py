@@ -22,7 +22,7 @@ from app.web.connections import Connections
 from app.web.crosssite import CrossSiteRefusal
 from app.web.endpoint import ChatEndpoint
 from app.web.hosts import ServerNames
-from app.web.logs import keep_tokens_out_of_logs
+from app.web.logs import keep_tokens_out_of_logs, quiet_invalid_text
 from app.web.metrics import Metrics
 from app.web.operators import Operators
 from app.web.pages import STATIC_DIR, Pages
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         keep_tokens_out_of_logs()
+        quiet_invalid_text()
         use_log_format(settings.log_format)
         backend = create_backend(settings.backend_url, settings)
         hub = Hub(backend, settings)

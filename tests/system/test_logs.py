@@ -4,6 +4,7 @@ message's text at INFO."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.core.protocol import CloseCode
-from app.web.logs import REDACTED
+from app.web.logs import INVALID_TEXT, REDACTED, UVICORN_INVALID_TEXT
 from bench.server import free_port
 from tests.support.certificates import Certificates
 from tests.support.servers import Server, chatroom_command, client_context, open_peer, run_server, uvicorn_command
@@ -114,3 +115,29 @@ async def test_by_default_the_log_is_readable_text(tmp_path: Path) -> None:
     assert "INFO:     connection from 127.0.0.1 refused: closed with 4409" in log
     assert '{"time"' not in log
     assert TEXT not in log
+
+
+async def test_frames_that_are_not_utf8_leave_plain_uvicorn_log_without_tracebacks(
+    certificates: Certificates, tmp_path: Path
+) -> None:
+    """uvicorn's stock protocol logs a traceback for each; the app's filter leaves one line each,
+    and the others chat on."""
+    port = free_port()
+    command = uvicorn_command(port, certificates.cert, certificates.key)
+    with run_server(command, port, tmp_path, env={"CHAT_RATE_LIMIT": "0"}) as server:
+        ann = await open_peer(server, "name=ann", certificates.ca)
+        bob = await open_peer(server, "name=bob", certificates.ca)
+        for number in range(20):
+            garbler = await open_peer(server, f"name=garbler{number}", certificates.ca)
+            await garbler.connection.send(b'{"type":"message","text":"\xff\xfe"}', text=True)
+            await asyncio.wait_for(garbler.connection.wait_closed(), 10)
+            assert garbler.connection.close_code == CloseCode.INVALID_DATA
+            await ann.say(f"still here {number}")
+            assert (await bob.next_of("message"))["text"] == f"still here {number}"
+        await ann.connection.close()
+        await bob.connection.close()
+        server.stop()
+    log = server.output
+    assert "Traceback" not in log
+    assert UVICORN_INVALID_TEXT not in log
+    assert log.count(INVALID_TEXT) == 20
