@@ -18,15 +18,13 @@ from urllib.parse import urlsplit
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from app.check import SINGLE_PROCESS_BACKENDS, check_command
 from app.logs import log_config
 from app.server.allocator import run_on_jemalloc
 from app.server.devcert import ensure_dev_certificate
 from app.server.metrics_folder import prepare_metrics_folder
 from app.server.stack import HTTP, LOOP, WS
 from app.settings import Settings
-
-# Backends whose rooms live in one process: workers would each have their own chat.
-SINGLE_PROCESS_BACKENDS = ("memory", "sqlite")
 
 
 def tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
@@ -57,10 +55,21 @@ def parse_args(argv: Sequence[str] | None, defaults: Settings) -> argparse.Names
         "X-Forwarded-Proto to believe (default: none)",
     )
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="say what would keep the server from starting or working, one line each, and exit "
+        "(1 if anything, 0 if nothing); `chatroom check` does the same",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["check"]:
+        arguments = [*arguments[1:], "--check"]
+    if "--check" in arguments:  # before the settings are read: it says what is wrong with them
+        sys.exit(check_command(arguments, parse_args))
     run_on_jemalloc(sys.argv[1:] if argv is None else argv)
     try:
         defaults = Settings.from_env()
