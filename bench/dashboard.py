@@ -149,13 +149,13 @@ def _panel(title: str, unit: str, lines: Series, start: float, end: float) -> st
         x = left + (width - left) * second / span
         svg.append(f'<text x="{x:.1f}" y="{height - 4}" text-anchor="middle">{second} s</text>')
     for index, (_, values) in enumerate(lines):
-        path = " ".join(
-            f"{left + (width - left) * (moment - start) / span:.1f},{(height - bottom) * (1 - value / top) + 4:.1f}"
-            for moment, value in values
-        )
-        svg.append(
-            f'<polyline fill="none" stroke="{COLOURS[index % len(COLOURS)]}" stroke-width="1.3" points="{path}"/>'
-        )
+        for run in _runs(values):  # a gap in the data (no answer to a query there) stays a gap
+            path = " ".join(
+                f"{left + (width - left) * (moment - start) / span:.1f},{(height - bottom) * (1 - value / top) + 4:.1f}"
+                for moment, value in run
+            )
+            colour = COLOURS[index % len(COLOURS)]
+            svg.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.3" points="{path}"/>')
     svg.append("</svg>")
     keys = "".join(
         f'<span><i style="background:{COLOURS[index % len(COLOURS)]}"></i>{html.escape(name)}</span>'
@@ -163,6 +163,17 @@ def _panel(title: str, unit: str, lines: Series, start: float, end: float) -> st
     )
     empty = "" if lines else "<span>no data: nothing of the kind happened</span>"
     return f"<div class=panel><h2>{html.escape(title)}</h2>{''.join(svg)}<div class=legend>{keys}{empty}</div></div>"
+
+
+def _runs(values: list[tuple[float, float]]) -> Iterator[list[tuple[float, float]]]:
+    run: list[tuple[float, float]] = []
+    for point in values:
+        if run and point[0] - run[-1][0] > 1.5 * SCRAPE_INTERVAL:
+            yield run
+            run = []
+        run.append(point)
+    if run:
+        yield run
 
 
 def _format(value: float, unit: str) -> str:
