@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from app.backends import BACKENDS
+from app.server.metrics_folder import MULTIPROCESS_DIR
 from app.settings import ENV_PREFIX, Settings
 
 REDIS_AT_LEAST = (6, 2)  # the backend's scripts use commands of Redis 6.2 (XADD ... MINID, GETDEL)
@@ -40,11 +41,11 @@ Parse = Callable[[Sequence[str] | None, Settings], argparse.Namespace]
 def check_command(argv: Sequence[str], parse: Parse, environ: Mapping[str, str] | None = None) -> int:
     """Run the checks with `chatroom`'s own options (`parse`), print what is wrong; the exit status."""
     env = os.environ if environ is None else environ
-    problems, settings = settings_problems(env)
+    problems, settings, good = settings_problems(env)
     args = parse(argv, settings)
     try:
         settings = Settings.from_env(
-            {key: value for key, value in env.items() if key not in _bad_variables(env)},
+            good,
             host=args.host,
             port=args.port,
             certfile=args.cert,
@@ -55,6 +56,7 @@ def check_command(argv: Sequence[str], parse: Parse, environ: Mapping[str, str] 
     except ValueError as exc:
         problems.append(f"options: {exc}")
     problems += server_problems(settings, args.workers)
+    problems += metrics_folder_problems(env)
     for problem in problems:
         print(f"chatroom check: {problem}", file=sys.stderr)
     if problems:
@@ -63,16 +65,16 @@ def check_command(argv: Sequence[str], parse: Parse, environ: Mapping[str, str] 
     return 0
 
 
-def settings_problems(env: Mapping[str, str]) -> tuple[list[str], Settings]:
-    """What is wrong with each CHAT_* variable, taken alone; and the settings of the others."""
-    problems = []
-    for variable in sorted(_bad_variables(env)):
-        problems.append(_bad_variables(env)[variable])
-    good = {key: value for key, value in env.items() if key not in _bad_variables(env)}
+def settings_problems(env: Mapping[str, str]) -> tuple[list[str], Settings, dict[str, str]]:
+    """What is wrong with each CHAT_* variable, taken alone; the settings of the others, and
+    the variables they come from."""
+    bad = _bad_variables(env)
+    problems = [bad[variable] for variable in sorted(bad)]
+    good = {key: value for key, value in env.items() if key not in bad}
     try:
-        return problems, Settings.from_env(good)
+        return problems, Settings.from_env(good), good
     except ValueError as exc:  # good alone, not together
-        return [*problems, str(exc)], Settings()
+        return [*problems, str(exc)], Settings(), {}
 
 
 def _bad_variables(env: Mapping[str, str]) -> dict[str, str]:
@@ -108,6 +110,20 @@ def server_problems(settings: Settings, workers: int) -> list[str]:
     elif scheme in ("redis", "rediss"):
         problems += asyncio.run(redis_problems(settings.backend_url))
     return problems
+
+
+def metrics_folder_problems(env: Mapping[str, str]) -> list[str]:
+    """The folder of prometheus-client's multiprocess mode, if one is named: every worker
+    writes its figures there (`chatroom` creates it; plain uvicorn does not)."""
+    named = env.get(MULTIPROCESS_DIR)
+    if not named:
+        return []
+    folder = Path(named)
+    if folder.exists() and not folder.is_dir():
+        return [f"{MULTIPROCESS_DIR}={named}: not a folder"]
+    if not os.access(folder if folder.exists() else _existing_parent(folder), os.W_OK | os.X_OK):
+        return [f"{MULTIPROCESS_DIR}={named}: not writable"]
+    return []
 
 
 def certificate_problems(certfile: Path, keyfile: Path, now: datetime.datetime | None = None) -> list[str]:

@@ -119,6 +119,13 @@ def test_a_sqlite_file_held_by_a_running_server(tmp_path: Path) -> None:
     assert check(tmp_path, "--backend", backend) == (0, [])  # stopped: free again
 
 
+def test_a_metrics_folder_that_is_not_one(tmp_path: Path) -> None:
+    taken = tmp_path / "metrics"
+    taken.write_text("a file where the folder should be\n")
+    status, lines = check(tmp_path, env={"PROMETHEUS_MULTIPROC_DIR": str(taken)})
+    assert (status, lines) == (1, [f"PROMETHEUS_MULTIPROC_DIR={taken}: not a folder"])
+
+
 def test_workers_on_a_single_process_backend(tmp_path: Path) -> None:
     status, lines = check(tmp_path, "--workers", "2", "--backend", "memory://")
     assert (status, lines) == (1, ["--workers 2: memory:// serves one process; share redis://HOST:PORT/DB"])
