@@ -186,7 +186,7 @@ class Hub:
                 if holder is not None and holder.identity.guest:
                     return await self._take_over(holder, room, member(identity=holder.identity), last_seen, epoch)
                 if key not in room.people:
-                    taking_over = self._timed(PRESENCE, self.presence.take_over(room.name, key, token, fresh))
+                    taking_over = self.stats.timed(PRESENCE, self.presence.take_over(room.name, key, token, fresh))
                     known = await self._holding_open(room, taking_over)
                     if known is not None:
                         identity = Identity(known, key, account=False)
@@ -272,7 +272,7 @@ class Hub:
         """Whether `name` is free in every process, and now ours (`Presence.claim`). A claim
         that cannot be made raises `BackendError`."""
         return await self._holding_open(
-            room, self._timed(PRESENCE, self.presence.claim(room.name, key, name, token, account))
+            room, self.stats.timed(PRESENCE, self.presence.claim(room.name, key, name, token, account))
         )
 
     async def _holding_open(self, room: Room, question: Awaitable[_Answer]) -> _Answer:
@@ -292,7 +292,7 @@ class Hub:
 
     async def _resume(self, room: Room, member: Member, resume: Resume) -> None:
         try:
-            messages, gap = await self._timed(
+            messages, gap = await self.stats.timed(
                 READ, self.backend.since(room.name, resume.after, resume.upto, self.settings.replay_limit)
             )
         except Exception:
@@ -417,7 +417,9 @@ class Hub:
         """Answer a `history` request: the page of messages before `before`."""
         room = session.room
         try:
-            messages, more = await self._timed(READ, self.backend.history(room.name, command.before, command.limit))
+            messages, more = await self.stats.timed(
+                READ, self.backend.history(room.name, command.before, command.limit)
+            )
         except Exception:
             logger.exception("could not read the history of %s", room.name)
             self.stats.refused[ErrorCode.UNAVAILABLE] += 1
@@ -468,7 +470,7 @@ class Hub:
         try:
             if leaving is not None:
                 await leaving
-            recent = await self._timed(READ, self.backend.subscribe(room.name))
+            recent = await self.stats.timed(READ, self.backend.subscribe(room.name))
         except Exception as exc:
             if self.rooms.get(room.name) is room:
                 del self.rooms[room.name]
@@ -501,14 +503,6 @@ class Hub:
         finally:
             if self._leaving.get(room.name) is asyncio.current_task():
                 del self._leaving[room.name]
-
-    async def _timed(self, operation: str, answer: Awaitable[_Answer]) -> _Answer:
-        """The backend's `answer`, its latency counted under `operation` (app/core/stats.py)."""
-        started = time.monotonic()
-        try:
-            return await answer
-        finally:
-            self.stats.latency[operation].observe(time.monotonic() - started)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)

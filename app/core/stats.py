@@ -8,8 +8,11 @@ its metrics off the hot path, when it is scraped or once a second (app/web/metri
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from app.core.protocol import CloseCode
 
@@ -28,6 +31,8 @@ OPERATIONS = (STORE, READ, PRESENCE)
 NO_CLOSE = 1006  # what a connection that ended without a close frame counts as (RFC 6455, 7.1.5)
 KNOWN_CLOSE_CODES = frozenset({*CloseCode, 1005, NO_CLOSE, 1011})  # 1005: a close without a code; 1011: our bug
 SERVER, CLIENT = "server", "client"
+
+_Answer = TypeVar("_Answer")
 
 
 def close_label(code: int) -> str:
@@ -100,3 +105,14 @@ class Stats:
     def closed_with(self, code: int, by: str) -> None:
         """A connection ended: closed with `code` by the `SERVER` or the `CLIENT`."""
         self.closed[close_label(code), by] += 1
+
+    async def timed(self, operation: str, answer: Awaitable[_Answer]) -> _Answer:
+        """The backend's `answer`, its latency counted under `operation` (STORE, READ, PRESENCE).
+
+        Adds no suspension of its own: what answers without suspending still does.
+        """
+        started = time.monotonic()
+        try:
+            return await answer
+        finally:
+            self.latency[operation].observe(time.monotonic() - started)
