@@ -17,7 +17,15 @@ from app.core.protocol import CloseCode
 from app.web.logs import INVALID_TEXT, REDACTED, UVICORN_INVALID_TEXT
 from bench.server import free_port
 from tests.support.certificates import Certificates
-from tests.support.servers import Server, chatroom_command, client_context, open_peer, run_server, uvicorn_command
+from tests.support.servers import (
+    ROOT,
+    Server,
+    chatroom_command,
+    client_context,
+    open_peer,
+    run_server,
+    uvicorn_command,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -101,6 +109,21 @@ async def test_plain_uvicorn_logs_json_from_the_app_start_on(certificates: Certi
     assert any(entry["event"] == "request" or "WebSocket" in entry["message"] for entry in entries)
     assert TEXT not in log
     assert TOKEN not in log
+
+
+async def test_plain_uvicorn_logs_every_line_as_json_with_the_log_config_of_the_docs(
+    certificates: Certificates, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = ROOT / "docs" / "uvicorn-json-logs.json"
+    command = uvicorn_command(port, certificates.cert, certificates.key, "--log-config", str(config))
+    with run_server(command, port, tmp_path) as server:
+        await chat_a_little(server, certificates.ca)
+        server.stop()
+    entries = json_lines(server.output)  # from uvicorn's first line
+    assert "Started server process" in entries[0]["message"]
+    assert_the_chat_was_logged(entries)
+    assert TEXT not in server.output
 
 
 async def test_by_default_the_log_is_readable_text(tmp_path: Path) -> None:
