@@ -16,6 +16,7 @@ from app.core.accounts import Accounts
 from app.core.accounts import install as install_accounts
 from app.core.hub import Hub
 from app.core.moderation.service import Moderation, install
+from app.logs import use_log_format
 from app.server.stack import StackCheck
 from app.settings import Settings
 from app.web.accounts import AccountRoutes
@@ -24,7 +25,8 @@ from app.web.connections import Connections
 from app.web.crosssite import CrossSiteRefusal
 from app.web.endpoint import ChatEndpoint
 from app.web.hosts import ServerNames
-from app.web.logs import keep_tokens_out_of_logs
+from app.web.logs import keep_tokens_out_of_logs, quiet_invalid_text
+from app.web.metrics import Metrics
 from app.web.operators import Operators
 from app.web.pages import STATIC_DIR, Pages
 from app.web.security import SecurityHeaders
@@ -46,10 +48,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         keep_tokens_out_of_logs()
+        quiet_invalid_text()
+        use_log_format(settings.log_format)
         backend = create_backend(settings.backend_url, settings)
         hub = Hub(backend, settings)
         moderation = install(hub)
         await hub.start()
+        metrics.start(hub)
         accounts = Accounts(backend.accounts, settings, backend.notify)
         install_accounts(hub)
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
@@ -65,13 +70,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             restore_signals()
             await moderation.stop()
             await hub.stop()
+            await metrics.stop()
             accounts.close()
 
-    pages = Pages(Operators(settings.metrics_allow))
+    operators = Operators(settings.metrics_allow)
+    pages = Pages(operators)
+    metrics = Metrics(operators)
     routes = [
         Route("/", pages.index, name="index"),
         Route("/r/{room}", pages.index, name="room"),
         Route("/healthz", pages.health, name="health"),
+        Route("/metrics", metrics.endpoint, name="metrics"),
         Route("/api/rooms", pages.rooms, name="rooms"),
         *AccountRoutes(settings).routes,
         *AuditRoutes().routes,

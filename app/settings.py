@@ -88,6 +88,9 @@ class Settings:
     session_days: float = 30.0
     session_idle_days: float = 7.0
 
+    # The log: "text" (readable), or "json" (one JSON object a line; app/logs.py).
+    log_format: str = "text"
+
     # Protocol pings: a peer that does not answer within interval + timeout is dropped.
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
@@ -129,7 +132,11 @@ class Settings:
         for name in self.server_names:
             if not _is_host_name(name):
                 raise ValueError(f"server_names: expected host names or addresses without a port, but got {name!r}")
-        for name, allowed in (("guests", ("on", "off")), ("registration", ("open", "closed"))):
+        for name, allowed in (
+            ("guests", ("on", "off")),
+            ("registration", ("open", "closed")),
+            ("log_format", ("text", "json")),
+        ):
             if getattr(self, name) not in allowed:
                 choices = " or ".join(repr(choice) for choice in allowed)
                 raise ValueError(f"{name} must be {choices}, got {getattr(self, name)!r}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.core.protocol import CloseCode, frames_of, welcome_event
+from app.core.stats import Stats
 
 if TYPE_CHECKING:
     from app.core.identity import Online
@@ -44,8 +45,10 @@ class Room:
         turn: Turn,
         left: Callable[[Room, Member], None],
         extras: Callable[[Room, Member], dict[str, Any]] | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self.name = name
+        self.stats = stats if stats is not None else Stats()  # the process's counts (app/core/stats.py)
         self.epoch = epoch
         self._turn = turn
         self._left = left  # told of each member that leaves (not of one whose name was handed over)
@@ -62,6 +65,7 @@ class Room:
         self.waiting = 0  # joins that keep the room open while they wait for something
         self._events: list[bytes] = []
         self._messages: list[Message] = []
+        self._message_events: list[int] = []  # where in `_events` they are (for the newcomers' count)
         # Welcomed while events were pending: (member, how many of them its welcome covers).
         self._newcomers: list[tuple[Member, int]] = []
         self._events_due = False  # pending events go out at the end of this turn
@@ -100,6 +104,7 @@ class Room:
         self._events.append(event)
         if message is not None:
             self._messages.append(message)
+            self._message_events.append(len(self._events) - 1)
             self._events_are_due()
         elif not self._events_due and self._presence_timer is None:
             self._presence_timer = asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._events_are_due)
@@ -137,19 +142,30 @@ class Room:
             self._presence_timer.cancel()
             self._presence_timer = None
         events, self._events = self._events, []
-        if self._messages:
+        delivered = len(self._messages)
+        message_events = self._message_events
+        if delivered:
             self.recent.extend(self._messages)
             self._messages = []
+            self._message_events = []
         if events:
             receivers = tuple(self._receivers)
+            stats = self.stats
             for frame in frames_of(events):
+                # Counted per frame, not per member: the loop below is the hot path.
+                stats.frames += len(receivers)
+                stats.bytes += len(frame) * len(receivers)
                 for member in receivers:
                     member.deliver(frame)
+            stats.delivered += delivered * len(receivers)
         if self._newcomers:
             for member, covered in self._newcomers:
                 if member in self.people.get(member.key, ()):
                     for frame in frames_of(events[covered:]) if covered < len(events) else ():
+                        self.stats.frames += 1
+                        self.stats.bytes += len(frame)
                         member.deliver(frame)
+                    self.stats.delivered += sum(1 for index in message_events if index >= covered)
                     self._receivers[member] = None
             self._newcomers = []
 
@@ -254,6 +270,8 @@ class Room:
             self._flowing.set()
 
     def leave(self, member: Member) -> None:
+        if member.close_code == CloseCode.TRY_AGAIN_LATER:
+            self.stats.slow_readers += 1
         if self.remove(member):
             self._left(self, member)
 
@@ -280,4 +298,5 @@ class Room:
                 now = loop.time()
                 for member in tuple(self._behind):
                     if member.stalled(now):
+                        self.stats.stalled_readers += 1
                         member.close(CloseCode.TRY_AGAIN_LATER, "Too slow: stopped reading")
