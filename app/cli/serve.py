@@ -1,4 +1,4 @@
-"""The `chatroom` command: serve the chat over https/wss with sensible production settings.
+"""`chatroom [OPTIONS]`: serve the chat over https/wss with sensible production settings.
 
 It runs uvicorn on chatroom's own loop and protocols (app/server/stack.py); plain uvicorn
 runs on them with the same options (README.md, "Run it").
@@ -41,6 +41,7 @@ def parse_args(argv: Sequence[str] | None, defaults: Settings) -> argparse.Names
     parser = argparse.ArgumentParser(
         prog="chatroom",
         description="Serve the chat room over https/wss. Every option has a CHAT_* environment variable.",
+        epilog="Accounts, beside a running server: chatroom users --help",
     )
     parser.add_argument("--host", default=defaults.host, help="address to listen on; 0.0.0.0 opens it to the LAN")
     parser.add_argument("--port", type=int, default=defaults.port)
@@ -154,7 +155,3 @@ def _url(settings: Settings) -> str:
     elif ":" in host:
         host = f"[{host}]"
     return f"https://{host}:{settings.port}/"
-
-
-if __name__ == "__main__":
-    main()
