@@ -69,9 +69,10 @@ class Passwords:
         same work is done against a hash of nothing, so that the answer takes as long."""
         if stored is None:
             if self._dummy is None:
+                # Making it is the work of one check: the first unknown name costs no more.
                 self._dummy = await self.hash("no account has this password")
-            stored = self._dummy
-            await self._run(self._check, stored, password)
+            else:
+                await self._run(self._check, self._dummy, password)
             return False
         return await self._run(self._check, stored, password)
 

@@ -22,7 +22,7 @@ from app.core.accounts import (
     now_ms,
     session_hash,
 )
-from app.core.passwords import MAX_WAITING, MEMORY_KIB, PARALLELISM, TIME_COST, Busy
+from app.core.passwords import MAX_WAITING, MEMORY_KIB, PARALLELISM, TIME_COST, Busy, Passwords
 from app.core.users import SignIn
 from app.settings import Settings
 
@@ -54,6 +54,28 @@ async def accounts(clock: Clock) -> AsyncIterator[Accounts]:
     accounts.close()
 
 
+class CountingHasher(argon2.PasswordHasher):
+    """The hasher, noting each argon2 computation, made or checked, and its parameters."""
+
+    computed: list[tuple[str, argon2.Parameters]]
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        made = super().hash(password, salt=salt)
+        self.computed.append(("hash", argon2.extract_parameters(made)))
+        return made
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        self.computed.append(("verify", argon2.extract_parameters(hash if isinstance(hash, str) else hash.decode())))
+        return super().verify(hash, password)
+
+
+def counting(passwords: Passwords) -> CountingHasher:
+    hasher = CountingHasher(time_cost=TIME_COST, memory_cost=MEMORY_KIB, parallelism=PARALLELISM)
+    hasher.computed = []
+    passwords._hasher = hasher
+    return hasher
+
+
 # Passwords
 
 
@@ -75,6 +97,20 @@ async def test_a_hash_made_with_weaker_parameters_is_made_again_at_sign_in(accou
     assert stored is not None
     assert argon2.extract_parameters(stored.password).memory_cost == MEMORY_KIB
     await accounts.sign_in("ann", PASSWORD, "192.0.2.1")  # and it still signs in
+
+
+async def test_an_unknown_name_costs_the_same_work_as_a_wrong_password(accounts: Accounts) -> None:
+    """One argon2 computation for each wrong sign-in, with the parameters of every real hash,
+    whether the name is registered, unknown (the first one since the start too) or no name."""
+    await accounts.add_user("ann", PASSWORD)
+    hasher = counting(accounts.passwords)
+    for number, name in enumerate(("nobody", "ann", "somebody", "not a name\u202e", "ann")):
+        with pytest.raises(WrongPassword) as refused:
+            await accounts.sign_in(name, "not the password", f"192.0.2.{number}")
+        assert refused.value.detail == "The name or the password is wrong"
+        assert len(hasher.computed) == number + 1, (name, hasher.computed)
+    assert all(parameters == hasher.computed[0][1] for _, parameters in hasher.computed)
+    assert hasher.computed[0][1].memory_cost == MEMORY_KIB
 
 
 async def test_hashes_run_off_the_event_loop_which_turns_meanwhile(accounts: Accounts) -> None:
