@@ -68,6 +68,10 @@ class WrongPassword(AccountError):
     """The name or the password is wrong: the same answer for both (HTTP 401)."""
 
 
+class SignedOut(AccountError):
+    """The request's session signs nobody in (any more) (HTTP 401)."""
+
+
 class NoSuchUser(AccountError):
     """For the operator: no account has that name."""
 
@@ -189,7 +193,7 @@ class Accounts:
         """Change the password of the session's account; its other sessions end."""
         identity = await self.identify(session_id)
         if identity is None:
-            raise WrongPassword("Not signed in")
+            raise SignedOut("Not signed in")
         user = await self._authenticate(identity.name, password, address)  # throttled like a sign-in
         changed = replace(user, password=await self.passwords.hash(_new_password(new_password)))
         await self.store.update_user(changed)

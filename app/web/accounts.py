@@ -24,6 +24,7 @@ from app.core.accounts import (
     InvalidAccount,
     NameRegistered,
     RegistrationClosed,
+    SignedOut,
     Throttled,
     WrongPassword,
 )
@@ -85,6 +86,7 @@ def _refusal(exc: AccountError | Busy | BadBody) -> JSONResponse:
         NameRegistered: (409, "registered"),
         RegistrationClosed: (403, "closed"),
         WrongPassword: (401, "wrong"),
+        SignedOut: (401, "signed_out"),
     }.get(type(exc), (400, "invalid"))
     return _error(status, error, exc.detail)
 

@@ -235,6 +235,17 @@ def test_a_password_change_needs_the_old_password(client: TestClient) -> None:
     assert client.get("/api/session").status_code == 200
 
 
+def test_a_password_change_from_an_ended_session_says_signed_out(client: TestClient) -> None:
+    register(client, "ann")
+    ended = client.cookies[PLAIN_COOKIE]
+    client.delete("/api/session")
+    client.cookies.set(PLAIN_COOKIE, ended)
+    response = client.post("/api/account/password", json={"password": PASSWORD, "new_password": "a new one!"})
+    assert response.status_code == 401
+    assert response.json() == {"error": "signed_out", "detail": "Not signed in"}  # not "wrong": sign in again
+    assert sign_in(another_browser(client), "ann", PASSWORD).status_code == 200  # nothing changed
+
+
 def test_an_expired_session_signs_nobody_in(client: TestClient) -> None:
     register(client, "ann")
     session_id = "an id the server never gave out, but stored as if it had, long ago"
