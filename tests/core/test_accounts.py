@@ -279,6 +279,8 @@ async def test_a_session_ends_30_days_after_it_began_or_7_days_unused(
     assert (stored is not None) is alive  # an expired one is deleted as it is found
     if stored is not None and seen > 1 / 24:
         assert now_ms() - stored.seen < 60_000  # using it counts: its idle days start again
+    elif stored is not None:
+        assert now_ms() - stored.seen > 0.009 * DAY  # recorded at most once an hour (TOUCH_EVERY)
 
 
 async def test_the_lifetimes_are_settings(clock: Clock) -> None:

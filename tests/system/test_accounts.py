@@ -16,7 +16,7 @@ import pytest
 
 from app.core.protocol import CloseCode
 from bench.server import free_port
-from tests.support.accounts import PASSWORD, open_signed_in, request, sign_in, signed_in_as
+from tests.support.accounts import PASSWORD, Answer, open_signed_in, request, sign_in, signed_in_as
 from tests.support.certificates import Certificates
 from tests.support.chatters import Chat, p99, summary
 from tests.support.servers import ROOT, Server, chatroom_command, open_peer, run_server, uvicorn_command
@@ -89,6 +89,32 @@ async def test_a_new_password_on_one_process_closes_the_other_sessions_sockets_o
         await sign_in(second, ca, "ann", NEW_PASSWORD)
         for server in (first, second):
             await sockets[here, server.port].connection.close()
+
+
+async def test_each_process_counts_its_own_failed_sign_ins(
+    certificates: Certificates, tmp_path: Path, redis_url: str
+) -> None:
+    """Throttles are counted in each process: with two, an attacker gets twice the tries
+    (docs/deployment.md)."""
+    ca = certificates.ca
+
+    async def wrong_sign_in(server: Server) -> Answer:
+        body = {"name": "ann", "password": "not the password"}
+        return await asyncio.to_thread(request, server, ca, "POST", "/api/session", body)
+
+    with (
+        redis_server_process(certificates, tmp_path, redis_url) as first,
+        redis_server_process(certificates, tmp_path, redis_url) as second,
+    ):
+        registered = await asyncio.to_thread(
+            request, first, ca, "POST", "/api/account", {"name": "ann", "password": PASSWORD}
+        )
+        assert registered.status == 201
+        assert [(await wrong_sign_in(first)).status for _ in range(6)] == [401] * 5 + [429]
+        assert [(await wrong_sign_in(second)).status for _ in range(5)] == [401] * 5  # a count of its own
+        throttled = await wrong_sign_in(second)
+        assert throttled.status == 429
+        assert int(throttled.headers["retry-after"]) >= 1
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ changing passwords, the cookie, guests beside accounts, and the same account in 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -261,6 +262,24 @@ def test_an_expired_session_signs_nobody_in(client: TestClient) -> None:
         browser = another_browser(client)
         browser.cookies.set(PLAIN_COOKIE, cookie)
         assert browser.get("/api/session").status_code == 401
+
+
+def test_a_socket_open_when_its_session_expires_stays_open_until_it_closes(backend_url: str) -> None:
+    """Expiry is checked when a request or a handshake shows the cookie, not on open sockets;
+    what ends a session on purpose (signing out, a new password, removal) closes them."""
+    lifetime = 1.0  # second
+    with TestClient(app_with(backend_url=backend_url, session_days=lifetime / 86_400)) as client:
+        register(client, "ann")
+        session_id = client.cookies[PLAIN_COOKIE]
+        with chat(client) as ann:
+            time.sleep(lifetime + 0.1)  # for the session's lifetime to pass: no event to wait for
+            client.cookies.set(PLAIN_COOKIE, session_id)  # the client's jar let it go too (Max-Age)
+            assert client.get("/api/session").status_code == 401
+            ann.say("still here")
+            assert ann.next_of("message")["text"] == "still here"
+        with pytest.raises(WebSocketDisconnect) as refused, chat(client):
+            pass
+        assert refused.value.code == CloseCode.NOT_SIGNED_IN
 
 
 @pytest.mark.parametrize(
