@@ -167,6 +167,17 @@ def test_a_guest_can_never_take_a_registered_name(client: TestClient) -> None:
         assert "registered" in refused.value.reason
 
 
+def test_an_account_s_welcome_token_lets_no_guest_take_its_name(client: TestClient) -> None:
+    register(client, "ann")
+    with chat(client) as ann:
+        stolen = ann.welcome["token"]
+        with pytest.raises(WebSocketDisconnect) as refused, chat(another_browser(client), "name=ann", token=stolen):
+            pass
+        assert refused.value.code == CloseCode.NAME_TAKEN
+        ann.say("still mine")
+        assert ann.next_of("message")["text"] == "still mine"
+
+
 def test_a_guest_online_under_a_name_someone_registers_is_closed(client: TestClient) -> None:
     guest = another_browser(client)
     with chat(guest, "name=ann") as ann:
