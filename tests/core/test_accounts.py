@@ -95,6 +95,7 @@ async def test_a_password_is_kept_as_an_argon2id_hash_with_owasp_s_parameters(ac
     parameters = argon2.extract_parameters(user.password)
     assert parameters.type is argon2.Type.ID
     assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (19 * 1024, 2, 1)
+    assert parameters.salt_len == 16  # bytes, random for each hash
     assert await accounts.store.user("ann") == user  # the hash string is all there is
 
 
@@ -197,6 +198,7 @@ async def test_an_account_s_failures_back_off_from_1_s_doubling_to_15_minutes(ac
     """5 failures in a row are free, then each attempt waits 1 s, 2 s, 4 s ... at most 15
     minutes after the last failure, from whatever address; never a lockout for good."""
     await accounts.add_user("ann", PASSWORD)
+    _, signed_in = await accounts.sign_in("ann", PASSWORD, "198.51.100.1")
     addresses = (f"192.0.2.{number}" for number in range(100))  # one each: the address throttle stays out of it
     for _ in range(5):
         await fail(accounts, "ANN", next(addresses))
@@ -207,6 +209,7 @@ async def test_an_account_s_failures_back_off_from_1_s_doubling_to_15_minutes(ac
         await fail(accounts, "ann", next(addresses))
     assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, MAX_WAIT, MAX_WAIT]
     assert MAX_WAIT == 15 * 60
+    assert await accounts.identify(signed_in) is not None  # a session signed in before goes on
     clock.now += MAX_WAIT
     user, _ = await accounts.sign_in("ann", PASSWORD, next(addresses))  # the owner, once the wait is over
     assert user.name == "ann"
