@@ -91,7 +91,8 @@ def main(argv: Sequence[str]) -> None:
     except (Refused, ValueError) as exc:
         sys.exit(f"{PROG}: {exc}")
     except KeyboardInterrupt:
-        sys.exit(130)  # the shell's status for SIGINT; a prompt was cut short
+        print(file=sys.stderr)  # a prompt was cut short: end its line
+        sys.exit(130)  # the shell's status for SIGINT
 
 
 class Command:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
+import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -199,9 +201,12 @@ async def test_the_command_refuses_what_it_cannot_reach(tmp_path: Path) -> None:
     assert "root" in (await users(f"sqlite:///{first}", "list")).stdout
 
 
+INTERRUPT = b""  # in `typed`: Ctrl-C at that prompt (SIGINT, as a terminal sends it)
+
+
 def run_in_a_terminal(url: str, *args: str, typed: list[bytes]) -> tuple[int, bytes]:
-    """`chatroom users ARGS` on a pseudo-terminal, typing each of `typed` after a prompt;
-    its status and everything the terminal showed."""
+    """`chatroom users ARGS` on a pseudo-terminal, typing each of `typed` (with its Enter)
+    after a prompt; its status and everything the terminal showed."""
     master, slave = os.openpty()
     process = subprocess.Popen(
         [str(CHATROOM), "users", *args, "--backend", url],
@@ -212,29 +217,41 @@ def run_in_a_terminal(url: str, *args: str, typed: list[bytes]) -> tuple[int, by
         start_new_session=True,  # no controlling terminal: getpass works on stdin, the pty
     )
     os.close(slave)
+    deadline = time.monotonic() + 30
     shown = b""
-    try:
-        for line in typed:
-            while not shown.endswith(b": "):
-                shown += os.read(master, 1024)
-            os.write(master, line + b"\n")
-            shown += os.read(master, 1024)  # what the terminal echoes of it, if anything
-        while True:
+
+    def read(until: Callable[[bytes], bool]) -> bool:
+        """Read what the terminal shows until `until` holds; False once the command closed it."""
+        nonlocal shown
+        while not until(shown):
+            ready, _, _ = select.select([master], [], [], max(0, deadline - time.monotonic()))
+            assert ready, f"the command showed {shown!r} and nothing more for 30 s"
             try:
                 chunk = os.read(master, 1024)
             except OSError:  # EIO: the command ended and closed the terminal
-                break
+                return False
             if not chunk:
-                break
+                return False
             shown += chunk
+        return True
+
+    try:
+        for number, line in enumerate(typed, start=1):
+            read(lambda shown: shown.count(b": ") >= number and shown.endswith(b": "))  # noqa: B023 - read at once
+            if line == INTERRUPT:
+                process.send_signal(signal.SIGINT)
+            else:
+                os.write(master, line)
+        read(lambda shown: False)
         return process.wait(30), shown
     finally:
+        process.kill()
         os.close(master)
 
 
 async def test_passwords_are_asked_twice_without_echo(running: tuple[Server, str], certificates: Certificates) -> None:
     server, url = running
-    typed = [b"typed on a terminal", b"typed on a terminal"]
+    typed = [b"typed on a terminal\n", b"typed on a terminal\n"]
     status, shown = await asyncio.to_thread(run_in_a_terminal, url, "add", "Cy", typed=typed)
     assert status == 0, shown
     assert b"Password for Cy: " in shown
@@ -245,11 +262,15 @@ async def test_passwords_are_asked_twice_without_echo(running: tuple[Server, str
         server, certificates.ca, await sign_in(server, certificates.ca, "cy", "typed on a terminal")
     )
     status, shown = await asyncio.to_thread(
-        run_in_a_terminal, url, "passwd", "cy", typed=[b"one new password", b"another new one"]
+        run_in_a_terminal, url, "passwd", "cy", typed=[b"one new password\n", b"another new one\n"]
     )
     assert status == 1
     assert b"The two passwords differ: nothing was changed" in shown
     assert b"new" not in shown.replace(b"New password", b"")
+    await sign_in(server, certificates.ca, "cy", "typed on a terminal")  # unchanged
+    status, shown = await asyncio.to_thread(run_in_a_terminal, url, "passwd", "cy", typed=[INTERRUPT])
+    assert status == 130  # as the shell reports SIGINT
+    assert b"Traceback" not in shown
     await sign_in(server, certificates.ca, "cy", "typed on a terminal")  # unchanged
 
 
