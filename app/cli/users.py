@@ -13,8 +13,8 @@ on every process (a SQLite server looks every half second). memory:// keeps ever
 the server's own memory: no command can reach it, and this one says so.
 
 Every refusal is one line on stderr and exit status 1 (2 for a command line argparse
-cannot read); passwords are asked twice without echo, or read from the first line of
-stdin with --password-stdin, and never printed.
+cannot read, 130 for Ctrl-C); passwords are asked twice without echo, or read from the
+first line of stdin with --password-stdin, and never printed.
 """
 
 from __future__ import annotations
