@@ -17,6 +17,9 @@ from typing import Any
 
 ENV_PREFIX = "CHAT_"
 
+# Backends that live in one process: with --workers, each worker would have a chat of its own.
+SINGLE_PROCESS_BACKENDS = ("memory", "sqlite")
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:

@@ -115,8 +115,21 @@ class RedisBackend(Backend):
         return RedisModeration(self._client)
 
     async def open(self) -> None:
-        """Connect, for commands such as `chatroom users` that use the store beside the servers."""
+        """Connect, for commands such as `chatroom users` that use the store beside the servers.
+
+        What they write runs under the epoch the servers are in (the writer's scripts refuse
+        any other), or names the first one if no server ever started.
+        """
         self._redis = self._connect(socket_timeout=COMMAND_TIMEOUT)
+        await self._join_epoch()
+
+    async def _join_epoch(self) -> None:
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.set(EPOCH_KEY, self.epoch, nx=True)  # the first process ever names the epoch
+            pipe.get(EPOCH_KEY)
+            _, epoch = await pipe.execute()
+        self.epoch = self.writer.epoch = epoch.decode()
+        self.reader.epoch = epoch
 
     async def close(self) -> None:
         """Let what was written reach Redis, and disconnect (after `open`)."""
@@ -139,12 +152,7 @@ class RedisBackend(Backend):
         try:
             latest: list[Entry] = await self._redis.xrevrange(NOTICES_KEY, count=1)  # type: ignore[assignment]
             self.reader.listen(NOTICES_KEY, latest[0][0] if latest else b"0-0", self._notice)
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(EPOCH_KEY, self.epoch, nx=True)  # the first process ever names the epoch
-                pipe.get(EPOCH_KEY)
-                _, epoch = await pipe.execute()
-            self.epoch = self.writer.epoch = epoch.decode()
-            self.reader.epoch = epoch
+            await self._join_epoch()
             await self.heartbeat.beat()
         except RedisErrors as exc:
             await self._redis.aclose()
