@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from app.backends.base import AccountStore, Backend, BackendError, ModerationStore, Subscriber
+from app.backends.base import AccountStore, Backend, BackendError, ModerationStore, Subscriber, TransferStore
 from app.backends.redis import scripts
 from app.backends.redis.accounts import RedisAccounts
 from app.backends.redis.commands import (
@@ -47,6 +47,7 @@ from app.backends.redis.presence import RedisPresence
 from app.backends.redis.reader import Reader
 from app.backends.redis.retention import Retention
 from app.backends.redis.rooms import RoomState
+from app.backends.redis.transfer import RedisTransfer
 from app.backends.redis.writer import Writer
 from app.core.messages import Message, wire_middle
 from app.settings import Settings
@@ -113,6 +114,9 @@ class RedisBackend(Backend):
 
     def _moderation_store(self) -> ModerationStore:
         return RedisModeration(self._client)
+
+    def _transfer_store(self) -> TransferStore:
+        return RedisTransfer(self._client, lambda: self.epoch, self.settings.retention_messages)
 
     async def open(self) -> None:
         """Connect, for commands such as `chatroom users` that use the store beside the servers.

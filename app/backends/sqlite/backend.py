@@ -22,13 +22,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from app.backends.base import AccountStore, Backend, BackendError, ModerationStore, Subscriber
+from app.backends.base import AccountStore, Backend, BackendError, ModerationStore, Subscriber, TransferStore
 from app.backends.sqlite.accounts import SQLiteAccounts
 from app.backends.sqlite.files import connect, lock_exclusively, path_from_url, transaction
 from app.backends.sqlite.moderation import SQLiteModeration
 from app.backends.sqlite.notices import Notices
 from app.backends.sqlite.retention import RETENTION_INTERVAL, Retention
 from app.backends.sqlite.schema import migrate
+from app.backends.sqlite.transfer import SQLiteTransfer
 from app.core.messages import Message, now_ms
 from app.settings import Settings
 
@@ -109,6 +110,9 @@ class SQLiteBackend(Backend):
 
     def _moderation_store(self) -> ModerationStore:
         return SQLiteModeration(self._read, self._reader_db, self._writer_db)
+
+    def _transfer_store(self) -> TransferStore:
+        return SQLiteTransfer(self.path, self._writer_db)
 
     def notify(self, kind: str, fields: dict[str, Any]) -> None:
         try:
