@@ -118,3 +118,76 @@ def test_a_chat_moves_from_sqlite_to_redis_and_back_message_by_message(tmp_path:
             assert refusal(client, "name=troll")[0] == 4403  # the guest's ban: its hash and its key moved
             signed_in = client.post("/api/session", json={"name": "Ann", "password": PASSWORD})
             assert signed_in.status_code == 200, signed_in.text  # the password hash moved with the account
+
+
+def test_bad_files_conflicts_and_a_running_server_are_refused_in_one_line(tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    with TestClient(app_with(backend_url=source)) as client:
+        prefill(client, "lobby", 30)
+        whole = export(source, tmp_path / "whole.jsonl")  # beside the running server
+    lines = (tmp_path / "whole.jsonl").read_bytes().splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(lines[:-5]))
+    refused = command("import", backend=target, stdin=cut)
+    assert refused.returncode == 1
+    assert refused.stderr.decode().splitlines() == [
+        f"chatroom import: line {len(lines) - 4}: the file ends without its end record: it was cut short; "
+        "nothing was imported"
+    ]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(b"".join([*lines[:10], b'{"kind": "message"\n', *lines[11:]]))
+    refused = command("import", backend=target, stdin=broken.read_bytes())  # from a pipe
+    assert refused.returncode == 1
+    assert refused.stderr.decode().startswith("chatroom import: line 11: not JSON")
+    assert command("export", backend=target).stdout.count(b'"kind":"message"') == 0  # nothing half-imported
+
+    with TestClient(app_with(backend_url=target)) as client:
+        busy = command("import", backend=target, stdin=tmp_path / "whole.jsonl")
+        assert busy.returncode == 1
+        assert "in use by another chatroom process" in busy.stderr.decode()
+        prefill(client, "lobby", 3)  # another history in the room
+    conflict = command("import", backend=target, stdin=tmp_path / "whole.jsonl")
+    assert conflict.returncode == 1
+    assert "line 3: message 1 of 'lobby' is not the one the target holds" in conflict.stderr.decode()
+
+    one_room = export(source, tmp_path / "lobby.jsonl", "--room", "Lobby")
+    assert one_room[0]["room"] == "lobby"
+    assert [record["kind"] for record in one_room[1:]] == [record["kind"] for record in whole[1:]]
+    missing = command("export", "--room", "attic", backend=source)
+    assert missing.returncode == 1
+    assert missing.stderr.decode().strip() == "chatroom export: The store holds no room named 'attic'"
+    assert not missing.stdout
+    nowhere = command("export", backend=f"sqlite:///{tmp_path / 'nowhere.db'}")
+    assert nowhere.returncode == 1
+    assert "No database" in nowhere.stderr.decode()
+    assert command("import", backend="memory://", stdin=tmp_path / "whole.jsonl").returncode == 1
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
+    import pty
+
+    url = f"sqlite:///{tmp_path / 'chat.db'}"
+    with TestClient(app_with(backend_url=url)) as client:
+        prefill(client, "lobby", 3000)
+    quiet = command("export", backend=url)
+    assert quiet.stderr.decode().splitlines() == [
+        "Exported 3,000 messages, 1 room, 0 accounts, 0 bans or mutes, 0 audit entries"
+    ]
+    controller, terminal = pty.openpty()
+    with (tmp_path / "out.jsonl").open("wb") as out:
+        environment = {**os.environ, "CHAT_BACKEND_URL": url}
+        subprocess.run([str(CHATROOM), "export"], cwd=ROOT, env=environment, stdout=out, stderr=terminal, timeout=60)
+    os.close(terminal)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal's other end closed: all read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    assert b"exporting [" in drawn
+    assert b"Exported 3,000 messages" in drawn
