@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 from app.backends import create_backend
 from app.core.accounts import Accounts
 from app.core.hub import Hub
+from app.core.messenger import install as install_messenger
 from app.server.stack import StackCheck
 from app.settings import Settings
 from app.web.accounts import AccountRoutes
@@ -44,10 +45,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         keep_tokens_out_of_logs()
         backend = create_backend(settings.backend_url, settings)
         hub = Hub(backend, settings)
+        messenger = install_messenger(hub, backend.accounts)
         await hub.start()
         accounts = Accounts(backend.accounts, settings, backend.notify)
+        accounts.removing.append(messenger.forget)
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
         try:
+            await messenger.start()
             yield {
                 "hub": hub,
                 "settings": settings,

@@ -73,7 +73,8 @@ class Hub:
     The parts of the core beside the chat itself (moderation, direct messages, ...) plug in
     here: `on` says who handles a kind of command; `admission` checks may refuse a newcomer;
     `room_opening` runs when a room opens in this process; `welcome_fields` add fields to
-    every welcome; `connected` and `disconnected` hear of each connection's start and end.
+    every welcome; `connected` and `disconnected` hear of each connection's start and end;
+    `noticed` hears every notice (`Backend.notify`) after the hub's own.
     """
 
     def __init__(self, backend: Backend, settings: Settings) -> None:
@@ -88,6 +89,7 @@ class Hub:
         self.welcome_fields: list[Callable[[Room, Member], dict[str, Any]]] = []
         self.connected: list[Callable[[Member], None]] = []
         self.disconnected: list[Callable[[Member], None]] = []
+        self.noticed: list[Callable[[str, dict[str, Any]], None]] = []
         self._handlers: dict[type[Command], Handler[Any]] = {RequestHistory: self._send_history}
         self._turn: Turn | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -325,7 +327,8 @@ class Hub:
             holder.close(CloseCode.REPLACED, "Replaced by a newer connection of yours")
 
     def notice(self, kind: str, fields: dict[str, Any]) -> None:
-        """Close the connections that a change concerns, in this process (see `Backend.notify`)."""
+        """Close the connections that a change concerns, in this process (see `Backend.notify`);
+        then the `noticed` hooks hear it."""
         if kind == "sessions_ended":
             ended = set(fields.get("sessions", ()))
             why = str(fields.get("why", "Signed out"))
@@ -337,6 +340,8 @@ class Hub:
             for member in self._members():
                 if member.key == key and member.identity.guest:
                     member.close(CloseCode.NAME_TAKEN, f"{member.name!r} was registered to an account just now")
+        for hook in self.noticed:
+            hook(kind, fields)
 
     def _members(self) -> list[Member]:
         return [member for room in list(self.rooms.values()) for member in room.members]

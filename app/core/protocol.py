@@ -64,6 +64,9 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     NOT_STORED = "not_stored"
     UNAVAILABLE = "unavailable"
+    FORBIDDEN = "forbidden"  # not for guests, or blocked (app/core/messenger.py)
+    NO_SUCH_USER = "no_such_user"  # no account has that name
+    TOO_MANY = "too_many"  # a list at its maximum length
 
 
 class BadRequest(ValueError):

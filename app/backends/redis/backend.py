@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from app.backends.base import AccountStore, Backend, BackendError, Subscriber
+from app.backends.base import AccountStore, Backend, BackendError, DirectStore, Subscriber
 from app.backends.redis import scripts
 from app.backends.redis.accounts import RedisAccounts
 from app.backends.redis.commands import (
@@ -42,6 +42,7 @@ from app.backends.redis.commands import (
     message_id,
     room_key,
 )
+from app.backends.redis.direct import RedisDirect
 from app.backends.redis.presence import RedisPresence
 from app.backends.redis.reader import Reader
 from app.backends.redis.retention import Retention
@@ -58,8 +59,9 @@ NOTICES_KEY = PREFIX + b"notices"
 
 class RedisBackend(Backend):
     def __init__(self, url: str, settings: Settings) -> None:
-        super().__init__(url, settings)
         self.node = secrets.token_hex(8)  # this process, for presence
+        super().__init__(url, settings)
+        self.direct: RedisDirect
         self._redis: aioredis.Redis | None = None
         self._rooms: dict[str, RoomState] = {}
         self.writer = Writer(
@@ -102,6 +104,17 @@ class RedisBackend(Backend):
 
     def _account_store(self) -> AccountStore:
         return RedisAccounts(self._client, int(self.settings.session_days * 86_400_000))
+
+    def _direct_store(self) -> DirectStore:
+        return RedisDirect(
+            self._client,
+            self.node,
+            lambda: self.epoch,
+            lambda: self.reader,
+            partial(Backend.notify, self),  # its notices the script writes itself
+            self._refused,
+            partial(self._suspect, lost=True),
+        )
 
     async def open(self) -> None:
         """Connect, for commands such as `chatroom users` that use the store beside the servers."""
@@ -158,6 +171,7 @@ class RedisBackend(Backend):
                 await asyncio.wait([task])
         await self.reader.stop()
         await self.writer.stop()
+        await self.direct.stop()
         try:
             await GOODBYE.run(self._redis, [scripts.PREFIX, self.node, str(PRESENCE_MAXLEN)])
         except RedisErrors as exc:
@@ -207,6 +221,8 @@ class RedisBackend(Backend):
                 continue
             if swept and self.presence.claims_any:
                 await self.presence.claim_again()
+            if swept:
+                await self._catch_up_direct()
 
     def _suspect(self, lost: bool = False) -> None:
         """Something says that the chat may be in another epoch (`lost`: that Redis lost data of
@@ -282,6 +298,16 @@ class RedisBackend(Backend):
             self.presence.refresh(state, names, presence[0][0] if presence else None)
             self.reader.moved_presence(state)
         self.writer.start()  # mends of writes that failed while Redis was away
+        await self._catch_up_direct()
+
+    async def _catch_up_direct(self) -> None:
+        """Accounts, buddies and direct messages missed meanwhile (RedisDirect.catch_up)."""
+        try:
+            await self.direct.catch_up()
+        except RedisErrors:
+            raise
+        except BackendError as exc:
+            raise OSError(f"could not catch up with direct messages: {exc}") from exc
 
     # Rooms
 

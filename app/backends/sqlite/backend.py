@@ -22,8 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from app.backends.base import AccountStore, Backend, BackendError, Subscriber
+from app.backends.base import AccountStore, Backend, BackendError, DirectStore, Subscriber
 from app.backends.sqlite.accounts import SQLiteAccounts
+from app.backends.sqlite.direct import SQLiteDirect
 from app.backends.sqlite.files import connect, lock_exclusively, path_from_url, transaction
 from app.backends.sqlite.notices import Notices
 from app.backends.sqlite.retention import RETENTION_INTERVAL, Retention
@@ -105,6 +106,9 @@ class SQLiteBackend(Backend):
 
     def _account_store(self) -> AccountStore:
         return SQLiteAccounts(self._read, self._reader_db, self._writer_db)
+
+    def _direct_store(self) -> DirectStore:
+        return SQLiteDirect(self.notify, self._read, self._reader_db, self._writer_db)
 
     def notify(self, kind: str, fields: dict[str, Any]) -> None:
         try:
