@@ -2,6 +2,7 @@
 // what the user sees. Everything a user wrote is rendered as text, never as HTML.
 import { Composer } from "./composer.js";
 import { Close, Connection } from "./connection.js";
+import { Messenger } from "./messenger.js";
 import { Paging } from "./paging.js";
 import { Presence } from "./presence.js";
 import { roomPath, Rooms } from "./rooms.js";
@@ -25,9 +26,14 @@ let inRoom = false; // a welcome came since the user picked this room
 // From the latest welcome: lets the next connection take the name over from this one, should
 // the server still hold it for a connection that dropped on the way (a network blip).
 let token = null;
+let roomSentAt = 0; // when the composer last sent: an error after that answers a room message
 
 const timeline = new Timeline({ scroller: $("scroller"), list: $("log"), jump: $("jump"), input: $("text") });
-const presence = new Presence({ list: $("online"), count: $("count") });
+const presence = new Presence({
+  list: $("online"),
+  count: $("count"),
+  decorate: (item, who) => messenger.decorate(item, who),
+});
 const status = new Status({
   element: $("status"),
   text: $("status-text"),
@@ -49,7 +55,18 @@ const composer = new Composer({
   error: $("composer-error"),
   counter: $("counter"),
   maxBytes: Number(document.body.dataset.maxBytes) || 4096,
-  send: (text) => connection.send({ type: "message", text }),
+  send: (text) => {
+    roomSentAt = performance.now();
+    return connection.send({ type: "message", text });
+  },
+});
+// Instant messages, buddies and away messages, for signed-in accounts (messenger.js).
+const messenger = new Messenger({
+  send: (event) => connection.send(event),
+  roomSentAt: () => roomSentAt,
+  maxBytes: Number(document.body.dataset.maxBytes) || 4096,
+  onChange: () => presence.render(),
+  onIncoming: (message) => tell({ messages: [{ name: message.from, text: message.text }], notices: [] }),
 });
 const rooms = new Rooms({
   list: $("rooms"),
@@ -111,6 +128,7 @@ function enter(next) {
 function signOff() {
   connection.stop();
   rooms.stop();
+  messenger.stop();
   inRoom = false;
   token = null;
   showChat(false);
@@ -154,9 +172,11 @@ function handle(events) {
           message(event, news);
           break;
         case "join":
+          messenger.presence(event);
           if (presence.join(event.name)) notice(news, `${event.name} joined`, "join");
           break;
         case "leave":
+          messenger.presence(event);
           if (presence.leave(event.name)) notice(news, `${event.name} left`, "leave");
           break;
         case "history":
@@ -169,10 +189,13 @@ function handle(events) {
           // A history request refused (a server that does not page, or not like this): the
           // page makes do with what welcomes give. This page sends nothing else that could be.
           if ((event.code === "unknown_type" || event.code === "bad_event") && paging.refused()) break;
+          if (messenger.refused(event)) break;
           if (REFUSED.has(event.code)) composer.refused(event.detail);
           else composer.say(event.detail);
           break;
-        // Events this page does not know are ignored, as the protocol asks.
+        default:
+          // Events this page does not know are ignored, as the protocol asks.
+          messenger.handle(event);
       }
     }
   });
@@ -193,6 +216,7 @@ function welcome(event, news) {
   inRoom = true;
   token = event.token ?? null;
   timeline.me = name;
+  messenger.welcomed(event);
   const otherEpoch = timeline.enter(event.epoch);
   for (const message of event.history) {
     if (timeline.addMessage(message) && returning && message.name !== name) news.messages.push(message);

@@ -5,9 +5,11 @@ import { colourClass } from "./text.js";
 const byName = new Intl.Collator(undefined, { sensitivity: "base", numeric: true });
 
 export class Presence {
-  constructor({ list, count }) {
+  // decorate(item, name): what other parts add to a name's entry (an IM button, "away").
+  constructor({ list, count, decorate = () => {} }) {
     this.list = list;
     this.count = count;
+    this.decorate = decorate;
     this.names = new Set();
     this.me = "";
   }
@@ -45,6 +47,7 @@ export class Presence {
         item.classList.add("me");
         item.append(" (you)");
       }
+      this.decorate(item, name);
       return item;
     });
     this.list.replaceChildren(...items);

@@ -34,7 +34,7 @@ class Pages:
         """The chat page; `/r/NAME` and `/?room=NAME` open it on a room."""
         settings: Settings = request.state.settings
         room = request.path_params.get("room") or request.query_params.get("room") or ""
-        context = {"room": room, "max_message_bytes": settings.max_message_bytes}
+        context = {"room": room, "max_message_bytes": settings.max_message_bytes, "auto_away": settings.auto_away}
         return self.templates.TemplateResponse(request, "index.html", context)
 
     async def rooms(self, request: Request) -> Response:
