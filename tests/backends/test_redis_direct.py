@@ -11,8 +11,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.backends.redis import RedisBackend
+from app.backends.redis.direct import inbox_key
 from app.web.accounts import PLAIN_COOKIE
-from tests.support.redis_faults import start_heartbeats, stop_heartbeats
+from tests.support.redis_faults import reconnection_held, start_heartbeats, stop_heartbeats
 from tests.support.web import Event, Events, another_browser, app_with, chat
 
 PASSWORD = "correct horse battery"  # noqa: S105 - the test accounts'
@@ -169,3 +170,27 @@ def test_away_reaches_a_room_shared_across_apps(two_apps: tuple[TestClient, Test
             assert hal.next_of("back") == {"type": "back", "name": "Bob"}
             assert gus.next_of("back") == {"type": "back", "name": "Bob"}
     assert "away" not in gus.welcome
+
+
+def test_a_process_that_lost_redis_catches_up_with_what_its_accounts_missed_each_once(
+    two_apps: tuple[TestClient, TestClient],
+) -> None:
+    first, second = two_apps
+    ann, bob = account(first, "Ann"), account(second, "Bob")
+    with chat(ann) as a, chat(bob, "room=den") as b:
+        dm(a, "Bob", "before")
+        assert b.next_of("dm")["text"] == "before"
+        assert second.portal is not None
+        backend = backend_of(second)
+        with second.portal.wrap_async_context_manager(reconnection_held(backend)):
+            dm(a, "Bob", "while away")  # the reader of bob's process is not reading
+            dm(a, "Bob", "still away")
+            dms_until(a, "still away")
+            # As if its inbox had been trimmed meanwhile: only the conversation has them now.
+            second.portal.call(backend.redis.xtrim, inbox_key("bob"), 0)
+        dm(a, "Bob", "after")
+        assert [event["text"] for event in dms_until(b, "after")] == ["while away", "still away", "after"]
+        b.send({"type": "dm_history", "with": "Ann"})
+        skipped: list[Event] = []
+        b.next_of("dm_history", skipped)
+        assert [event for event in skipped if event["type"] == "dm"] == []  # none twice

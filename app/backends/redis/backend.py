@@ -84,6 +84,7 @@ class RedisBackend(Backend):
         self._unechoed: set[asyncio.Future[Message]] = set()  # published here, neither echoed nor failed
         self._settling: asyncio.Task[None] | None = None  # finding out which epoch the chat is in
         self._lost = False  # whether that is because Redis lost data of this process's epoch
+        self._direct_behind = False  # its accounts were let go, and are not held again yet
 
     # Life cycle
 
@@ -221,8 +222,14 @@ class RedisBackend(Backend):
                 continue
             if swept and self.presence.claims_any:
                 await self.presence.claim_again()
-            if swept:
-                await self._catch_up_direct()
+            if swept or self._direct_behind:
+                try:
+                    await self._catch_up_direct()
+                except RedisErrors as exc:
+                    logger.debug("could not catch up with direct messages: %s", exc)
+                    self._direct_behind = True  # the next heartbeat tries again
+                else:
+                    self._direct_behind = False
 
     def _suspect(self, lost: bool = False) -> None:
         """Something says that the chat may be in another epoch (`lost`: that Redis lost data of
