@@ -80,6 +80,8 @@ export class Messenger {
     this.direct.welcomed(event);
     this.control.hidden = !this.signedIn;
     this.myAway = event.away?.[event.name] ?? null;
+    // Not away on the server (its last connection went meanwhile): the page's own mark goes too.
+    if (this.myAway === null) this.autoAway(false);
     if (this.signedIn && this.myAway === null && this.byHand !== null) {
       // Set by hand before the connection dropped: the server forgot it with the account offline.
       this.sendNow(this.byHand ? { type: "away", message: this.byHand } : { type: "away" });

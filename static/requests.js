@@ -15,6 +15,10 @@ const ANSWERS = {
   unblock: "unblocked",
 };
 
+function sameName(a, b) {
+  return String(a).normalize("NFKC").toLowerCase() === String(b).normalize("NFKC").toLowerCase();
+}
+
 export class Requests {
   // send(event) -> whether it went out; roomSentAt() -> when the room's composer last sent.
   constructor({ send, roomSentAt }) {
@@ -30,11 +34,14 @@ export class Requests {
     return true;
   }
 
-  // An answer came: of a request of `kind` about `name` (and, for a message, `text`).
+  // An answer came: of a request of `kind` about `name` (and, for a message, `text`). The
+  // server answers with the name as registered, which the user may have typed otherwise.
   answered(kind, name, text) {
     const index = this.pending.findIndex(
       ({ event }) =>
-        ANSWERS[event.type] === kind && (event.to ?? event.with ?? event.name) === name && (text === undefined || event.text === text),
+        ANSWERS[event.type] === kind &&
+        sameName(event.to ?? event.with ?? event.name, name) &&
+        (text === undefined || event.text === text),
     );
     if (index >= 0) this.pending.splice(index, 1);
   }
