@@ -15,6 +15,7 @@ from app.backends import create_backend
 from app.core.accounts import Accounts
 from app.core.accounts import install as install_accounts
 from app.core.hub import Hub
+from app.core.messenger import install as install_messenger
 from app.core.moderation.service import Moderation, install
 from app.logs import use_log_format
 from app.server.stack import StackCheck
@@ -53,12 +54,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         backend = create_backend(settings.backend_url, settings)
         hub = Hub(backend, settings)
         moderation = install(hub)
+        messenger = install_messenger(hub, backend.accounts)
         await hub.start()
         metrics.start(hub)
         accounts = Accounts(backend.accounts, settings, backend.notify)
         install_accounts(hub)
+        accounts.removing.append(messenger.forget)
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
         try:
+            await messenger.start()
             yield {
                 "hub": hub,
                 "settings": settings,

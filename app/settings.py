@@ -90,6 +90,9 @@ class Settings:
     # A session ends this many days after it began, and after this many days unused.
     session_days: float = 30.0
     session_idle_days: float = 7.0
+    # Seconds without a key press or a click after which the page sets its account away (and
+    # back on the next one, unless the user set it by hand); 0: never by itself.
+    auto_away: float = 600.0
 
     # The log: "text" (readable), or "json" (one JSON object a line; app/logs.py).
     log_format: str = "text"
@@ -145,6 +148,8 @@ class Settings:
                 raise ValueError(f"{name} must be {choices}, got {getattr(self, name)!r}")
         if self.session_days <= 0 or self.session_idle_days <= 0:
             raise ValueError("session_days and session_idle_days must be positive")
+        if self.auto_away < 0:
+            raise ValueError(f"auto_away must be 0 (never) or positive, got {self.auto_away}")
         if self.max_header_bytes < 1024:  # a browser's upgrade request alone takes several hundred
             raise ValueError(f"max_header_bytes must be at least 1024, got {self.max_header_bytes}")
 

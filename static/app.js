@@ -4,6 +4,7 @@ import * as accounts from "./accounts.js";
 import { Composer } from "./composer.js";
 import { Close, Connection, registeredName } from "./connection.js";
 import { NameMenu } from "./menu.js";
+import { Messenger } from "./messenger.js";
 import { Moderation } from "./moderation.js";
 import { Paging } from "./paging.js";
 import { PasswordDialog } from "./password.js";
@@ -34,6 +35,7 @@ let inRoom = false; // a welcome came since the user picked this room
 // From the latest welcome: lets the next connection take the name over from this one, should
 // the server still hold it for a connection that dropped on the way (a network blip).
 let token = null;
+let roomSentAt = 0; // when the composer last sent: an error after that answers a room message
 
 const timeline = new Timeline({
   scroller: $("scroller"),
@@ -45,7 +47,10 @@ const timeline = new Timeline({
 const presence = new Presence({
   list: $("online"),
   count: $("count"),
-  decorate: (item, name) => moderation.decorateName(item, name),
+  decorate: (item, name) => {
+    moderation.decorateName(item, name);
+    messenger.decorate(item, name);
+  },
 });
 const status = new Status({
   element: $("status"),
@@ -68,7 +73,10 @@ const composer = new Composer({
   error: $("composer-error"),
   counter: $("counter"),
   maxBytes: Number(document.body.dataset.maxBytes) || 4096,
-  send: (text) => connection.send({ type: "message", text }),
+  send: (text) => {
+    roomSentAt = performance.now();
+    return connection.send({ type: "message", text });
+  },
   command: (line) => moderation.command(line),
 });
 const moderation = new Moderation({
@@ -78,6 +86,14 @@ const moderation = new Moderation({
   say: (text) => composer.say(text),
   notice: (text) => timeline.update(() => timeline.addNotice(text, "moderation")),
   changed: () => presence.render(),
+});
+// Instant messages, buddies and away messages, for signed-in accounts (messenger.js).
+const messenger = new Messenger({
+  send: (event) => connection.send(event),
+  roomSentAt: () => roomSentAt,
+  maxBytes: Number(document.body.dataset.maxBytes) || 4096,
+  onChange: () => presence.render(),
+  onIncoming: (message) => tell({ messages: [{ name: message.from, text: message.text }], notices: [] }),
 });
 const rooms = new Rooms({
   list: $("rooms"),
@@ -189,6 +205,7 @@ function setAccount(signedIn) {
 function stopChat() {
   connection.stop();
   rooms.stop();
+  messenger.stop();
   inRoom = false;
   token = null;
   showChat(false);
@@ -275,9 +292,11 @@ function handle(events) {
           message(event, news);
           break;
         case "join":
+          messenger.presence(event);
           if (presence.join(event.name, event.guest === true)) notice(news, `${event.name} joined`, "join");
           break;
         case "leave":
+          messenger.presence(event);
           if (presence.leave(event.name)) notice(news, `${event.name} left`, "leave");
           break;
         case "moderation": {
@@ -301,10 +320,13 @@ function handle(events) {
           // A history request refused (a server that does not page, or not like this): the
           // page makes do with what welcomes give. This page sends nothing else that could be.
           if ((event.code === "unknown_type" || event.code === "bad_event") && paging.refused()) break;
+          if (messenger.refused(event)) break;
           if (REFUSED.has(event.code)) composer.refused(event.detail);
           else composer.say(event.detail);
           break;
-        // Events this page does not know are ignored, as the protocol asks.
+        default:
+          // Events this page does not know are ignored, as the protocol asks.
+          messenger.handle(event);
       }
     }
   });
@@ -334,6 +356,7 @@ function welcome(event, news) {
   inRoom = true;
   token = event.token ?? null;
   timeline.me = name;
+  messenger.welcomed(event);
   const otherEpoch = timeline.enter(event.epoch);
   for (const message of event.history) {
     if (timeline.addMessage(message) && returning && message.name !== name) news.messages.push(message);

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
-from app.backends.base import AccountStore, Loader, Snapshot, TransferStore
+from app.backends.base import AccountStore, Loader, StoreSnapshot, TransferStore
 from app.backends.memory_moderation import MemoryModeration
 from app.core.messages import Message
 from app.core.moderation.records import AuditEntry, RoomRules, Sanction
@@ -49,7 +49,7 @@ class MemoryTransfer(TransferStore):
         self._stores = stores
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[Snapshot]:
+    async def snapshot(self) -> AsyncIterator[StoreSnapshot]:
         yield _MemorySnapshot(self._stores())
 
     @asynccontextmanager
@@ -57,7 +57,7 @@ class MemoryTransfer(TransferStore):
         yield _MemoryLoader(self._stores())
 
 
-class _MemorySnapshot(Snapshot):
+class _MemorySnapshot(StoreSnapshot):
     def __init__(self, backend: MemoryStores) -> None:
         self._backend = backend
         self._last_ids = {room: log.last_id for room, log in backend.logs.items()}

@@ -112,6 +112,7 @@ class Command:
         from app.core.accounts import Accounts
 
         accounts = Accounts(backend.accounts, self.settings, backend.notify)
+        accounts.removing.append(backend.direct.forget)  # as the server's do: its direct messages go too
         try:
             return self._do(accounts, args)
         finally:

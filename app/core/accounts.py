@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +116,8 @@ class Accounts:
         self._by_account = Backoff(ACCOUNT_FREE_FAILURES, FIRST_WAIT, MAX_WAIT, FORGET)
         self._by_address = Backoff(ADDRESS_FREE_FAILURES, FIRST_WAIT, MAX_WAIT, FORGET)
         self._registrations = Backoff(free=REGISTRATIONS_PER_HOUR, first_wait=3600.0, max_wait=3600.0, forget=3600.0)
+        # What else goes with a removed account (its direct messages, say), by its key.
+        self.removing: list[Callable[[str], Awaitable[None]]] = []
 
     def close(self) -> None:
         self.passwords.close()
@@ -246,6 +248,8 @@ class Accounts:
         user = await self.user_named(name)
         ended = await self.store.remove_user(user.key)
         self._notify("sessions_ended", {"sessions": ended, "why": "Your account was removed"})
+        for remove in self.removing:
+            await remove(user.key)
         return user, len(ended)
 
     async def users(self) -> list[User]:

@@ -66,9 +66,11 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     NOT_STORED = "not_stored"
     UNAVAILABLE = "unavailable"
-    FORBIDDEN = "forbidden"  # a moderation event from someone who may not do that (to whom it names)
+    FORBIDDEN = "forbidden"  # not allowed: a moderation event from someone who may not; guests' or blocked DMs
     MUTED = "muted"  # the sender is muted in this room: the message was not stored
     NOT_FOUND = "not_found"  # a moderation event names nobody, or no such message, ban or role
+    NO_SUCH_USER = "no_such_user"  # no account has that name
+    TOO_MANY = "too_many"  # a list at its maximum length
 
 
 class BadRequest(ValueError):

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.backends import create_backend
-from app.backends.base import Backend, InUse, Snapshot
+from app.backends.base import Backend, InUse, StoreSnapshot
 from app.core.messages import Message
 from app.core.moderation.records import (
     SERVER_WIDE,
@@ -98,7 +98,7 @@ async def publish(backend: Backend, room: str, count: int) -> list[Message]:
     return [await future for future in futures]
 
 
-async def every_message(snapshot: Snapshot, room: str, after: int = 0) -> list[Message]:
+async def every_message(snapshot: StoreSnapshot, room: str, after: int = 0) -> list[Message]:
     found: list[Message] = []
     async for page in snapshot.messages(room, after):
         assert 0 < len(page) <= 1000
@@ -106,7 +106,7 @@ async def every_message(snapshot: Snapshot, room: str, after: int = 0) -> list[M
     return found
 
 
-async def every_entry(snapshot: Snapshot) -> list[AuditEntry]:
+async def every_entry(snapshot: StoreSnapshot) -> list[AuditEntry]:
     found: list[AuditEntry] = []
     async for page in snapshot.audit():
         found.extend(page)

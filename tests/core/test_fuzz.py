@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from app.backends.memory import MemoryBackend
 from app.core.hub import Hub
+from app.core.messenger import install as install_messenger
 from app.core.moderation.service import install
 from app.core.protocol import CloseCode, ErrorCode
 from app.settings import Settings
@@ -28,6 +29,7 @@ async def exchange(sent: list[str | bytes]) -> tuple[list[Answer], list[dict[str
     settings = Settings(rate_limit=0, close_timeout=0.5)
     hub = Hub(MemoryBackend("memory://", settings), settings)
     moderation = install(hub)  # as the app does: moderation orders are part of the protocol
+    install_messenger(hub, hub.backend.accounts)
     await hub.start()
     watching, fuzzing = FakeConnection(), FakeConnection()
     await hub.join(watching, watching.abort, "lobby", "observer")
@@ -99,3 +101,8 @@ def test_the_reference_parser_agrees_with_the_documented_cases() -> None:
     assert expected('{"type":"message","text":1e400}') == Error(ErrorCode.BAD_JSON)
     assert expected('{"type":"message","text":" \\n "}') == Error(ErrorCode.EMPTY_TEXT)
     assert expected(RawText(b"\xff")) == Close(CloseCode.INVALID_DATA)
+    assert expected('{"type":"dm","to":"ann","text":"hi"}') == Error(ErrorCode.FORBIDDEN)  # from a guest
+    assert expected('{"type":"dm","to":"ann","text":" "}') == Error(ErrorCode.EMPTY_TEXT)
+    assert expected('{"type":"dm_history","with":"ann","before":0}') == Error(ErrorCode.BAD_EVENT)
+    assert expected('{"type":"away","message":"%s"}' % ("x" * 301)) == Error(ErrorCode.BAD_EVENT)
+    assert expected('{"type":"back"}') == Error(ErrorCode.FORBIDDEN)

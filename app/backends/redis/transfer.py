@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from app.backends.base import InUse, Loader, Snapshot, TransferStore
+from app.backends.base import InUse, Loader, StoreSnapshot, TransferStore
 from app.backends.redis.accounts import USERS_KEY, _user, _user_json
 from app.backends.redis.commands import PREFIX, Entry, Script, message_id, room_key
 from app.backends.redis.moderation import AUDIT_KEY, SECRET_KEY, _entry, _entry_fields, _sanction, _sanction_json
@@ -149,7 +149,7 @@ class RedisTransfer(TransferStore):
         self._kept_messages = kept_messages
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[Snapshot]:
+    async def snapshot(self) -> AsyncIterator[StoreSnapshot]:
         reply = await SNAPSHOT.run(self._redis(), [PREFIX.decode()])
         yield _RedisSnapshot(self._redis, reply)
 
@@ -167,7 +167,7 @@ class RedisTransfer(TransferStore):
         yield _RedisLoader(redis, self._epoch(), self._kept_messages)
 
 
-class _RedisSnapshot(Snapshot):
+class _RedisSnapshot(StoreSnapshot):
     def __init__(self, redis: Callable[[], aioredis.Redis], reply: list[Any]) -> None:
         self._redis = redis
         ids, users, secret, audit_last, rules, sanctions, lengths = reply

@@ -22,8 +22,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from app.backends.base import AccountStore, Backend, BackendError, ModerationStore, Subscriber, TransferStore
+from app.backends.base import (
+    AccountStore,
+    Backend,
+    BackendError,
+    DirectStore,
+    ModerationStore,
+    Subscriber,
+    TransferStore,
+)
 from app.backends.sqlite.accounts import SQLiteAccounts
+from app.backends.sqlite.direct import SQLiteDirect
 from app.backends.sqlite.files import connect, lock_exclusively, path_from_url, transaction
 from app.backends.sqlite.moderation import SQLiteModeration
 from app.backends.sqlite.notices import Notices
@@ -113,6 +122,9 @@ class SQLiteBackend(Backend):
 
     def _transfer_store(self) -> TransferStore:
         return SQLiteTransfer(self.path, self._writer_db)
+
+    def _direct_store(self) -> DirectStore:
+        return SQLiteDirect(self.notify, self._read, self._reader_db, self._writer_db)
 
     def notify(self, kind: str, fields: dict[str, Any]) -> None:
         try:

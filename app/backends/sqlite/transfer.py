@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from app.backends.base import InUse, Loader, Snapshot, TransferStore
+from app.backends.base import InUse, Loader, StoreSnapshot, TransferStore
 from app.backends.sqlite.files import connect, lock_exclusively
 from app.backends.sqlite.moderation import rules_of
 from app.core.messages import Message
@@ -46,7 +46,7 @@ class SQLiteTransfer(TransferStore):
         self._writer = writer
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[Snapshot]:
+    async def snapshot(self) -> AsyncIterator[StoreSnapshot]:
         thread = ThreadPoolExecutor(1, thread_name_prefix="chatroom-export")
         snapshot = _SQLiteSnapshot(thread)
         try:
@@ -75,7 +75,7 @@ class SQLiteTransfer(TransferStore):
             lock.close()
 
 
-class _SQLiteSnapshot(Snapshot):
+class _SQLiteSnapshot(StoreSnapshot):
     def __init__(self, thread: ThreadPoolExecutor) -> None:
         self._thread = thread
         self._db: sqlite3.Connection | None = None

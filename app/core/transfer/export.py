@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from app.core.transfer.format import End, Header, Record, Secret, encode
 
 if TYPE_CHECKING:
-    from app.backends.base import Snapshot
+    from app.backends.base import StoreSnapshot
 
 Progress = Callable[[int, int], None]  # messages done, messages in all
 
@@ -51,7 +51,7 @@ def _count(number: int, one: str, many: str | None = None) -> str:
 
 
 async def export(
-    snapshot: Snapshot,
+    snapshot: StoreSnapshot,
     write: Callable[[bytes], object],
     header: Header,
     secret: bool = True,

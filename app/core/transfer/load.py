@@ -30,7 +30,7 @@ from app.core.transfer.format import End, Header, Secret, StoredRoom, Unreadable
 from app.core.users import User
 
 if TYPE_CHECKING:
-    from app.backends.base import Loader, Snapshot
+    from app.backends.base import Loader, StoreSnapshot
 
 PAGE = 1000  # records written at once
 Lines = Iterable[tuple[int, bytes]]  # the file's lines with their numbers, from 1
@@ -157,7 +157,7 @@ def records(
     raise Unreadable(number + 1, "the file ends without its end record: it was cut short")
 
 
-async def check(lines: Lines, target: Snapshot, now: int) -> Plan:
+async def check(lines: Lines, target: StoreSnapshot, now: int) -> Plan:
     """Read the whole file against `target`; what `load` would add, or the first `Unreadable`
     line or `Conflict`."""
     stream = records(lines)
