@@ -7,7 +7,8 @@ backend delivers, its own clients' messages included, so one process and many be
 Who holds which name is the backend's `presence`; accounts and their sessions are its
 `accounts`; rooms' rules, bans, mutes and the audit log its `moderation`; direct messages,
 buddy lists, blocks and away messages its `direct`; `notify` tells every process's hub of a
-change that concerns its connections.
+change that concerns its connections; `transfer` reads all of it out and writes it back,
+ids and all (`chatroom export` and `chatroom import`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.core.identity import Online
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from app.core.direct import DirectHandler, DirectMessage, Party, Snapshot
     from app.core.messages import Message
     from app.core.moderation.records import AuditEntry, Kind, Person, Role, RoomRules, Sanction, Topic
+    from app.core.transfer.format import StoredRoom
     from app.core.users import SignIn, User
     from app.settings import Settings
 
@@ -308,6 +312,89 @@ class DirectStore(ABC):
         """A conversation has fewer messages than this process saw: the backend lost data."""
 
 
+class InUse(Exception):
+    """The store is in use by a server, and what was asked must not run beside one (an import)."""
+
+
+class StoreSnapshot(ABC):
+    """Everything a store holds, as of one moment: what `chatroom export` writes out
+    (app/core/transfer/). Each backend says which moment it can give (its `snapshot`)."""
+
+    @abstractmethod
+    async def rooms(self) -> list[StoredRoom]:
+        """Every room that has messages, a last id or rules, by name, with how many messages it holds."""
+
+    @abstractmethod
+    def messages(self, room: str, after: int = 0) -> AsyncIterator[list[Message]]:
+        """The room's messages with ids above `after`, up to its last id in the snapshot,
+        in pages, oldest first."""
+
+    @abstractmethod
+    async def users(self) -> list[User]:
+        """Every account, by key (never its sessions)."""
+
+    @abstractmethod
+    async def sanctions(self) -> list[Sanction]:
+        """Every sanction stored, in force or over, by scope, kind and target."""
+
+    @abstractmethod
+    def audit(self, after: int = 0) -> AsyncIterator[list[AuditEntry]]:
+        """The audit log's entries with ids above `after`, in pages, oldest first."""
+
+    @abstractmethod
+    async def audit_last(self) -> int:
+        """The id of the audit log's last entry (0: none)."""
+
+    @abstractmethod
+    async def secret(self) -> bytes | None:
+        """The key of guests' address hashes, if one was ever made (never makes one)."""
+
+
+class Loader(ABC):
+    """Writes what `chatroom import` found missing from a store, with the ids it had
+    (app/core/transfer/load.py decides what that is; this only writes it)."""
+
+    @abstractmethod
+    async def messages(self, room: str, messages: list[Message]) -> None:
+        """Append `messages` (of `room`, ids increasing, all above the room's last id) with
+        their ids, names, texts, times; the room's last id follows them."""
+
+    @abstractmethod
+    async def room(self, room: str, last_id: int, rules: RoomRules | None) -> None:
+        """Raise the room's last id to at least `last_id`; and give it `rules` (where it had
+        none) unless None."""
+
+    @abstractmethod
+    async def users(self, users: list[User]) -> None:
+        """Add the accounts (no account with their keys exists)."""
+
+    @abstractmethod
+    async def sanctions(self, sanctions: list[Sanction]) -> None:
+        """Keep the sanctions (none of their kind on their targets in their scopes exists)."""
+
+    @abstractmethod
+    async def audit(self, entries: list[AuditEntry]) -> None:
+        """Append the entries with their ids (increasing, above the log's last); the next
+        entry recorded gets an id above them."""
+
+    @abstractmethod
+    async def secret(self, key: bytes) -> None:
+        """Make `key` the key of guests' address hashes."""
+
+
+class TransferStore(ABC):
+    """Everything the backend holds, read out (`snapshot`) and written back (`loading`)."""
+
+    @abstractmethod
+    def snapshot(self) -> AbstractAsyncContextManager[StoreSnapshot]:
+        """A consistent view of the store while servers run; reads only."""
+
+    @abstractmethod
+    def loading(self) -> AbstractAsyncContextManager[Loader]:
+        """Write into the store; raises `InUse` if a server uses it. A backend that can
+        writes everything or nothing (its block raised)."""
+
+
 class Backend(ABC):
     def __init__(self, url: str, settings: Settings) -> None:
         self.url = url
@@ -316,6 +403,7 @@ class Backend(ABC):
         self.presence = Presence(self)
         self.accounts: AccountStore = self._account_store()
         self.moderation: ModerationStore = self._moderation_store()
+        self.transfer: TransferStore = self._transfer_store()
         self.direct: DirectStore = self._direct_store()
         # Names this history's lifetime: message ids are comparable only within one epoch.
         # A backend whose history can be lost (memory://) starts a new one each time.
@@ -348,6 +436,10 @@ class Backend(ABC):
     @abstractmethod
     def _moderation_store(self) -> ModerationStore:
         """Where this backend keeps rooms' rules, sanctions and the audit log."""
+
+    @abstractmethod
+    def _transfer_store(self) -> TransferStore:
+        """How this backend's whole store is read out and written back."""
 
     @abstractmethod
     def _direct_store(self) -> DirectStore:

@@ -8,21 +8,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from app.backends.base import AccountStore, Backend, DirectStore, ModerationStore
+from app.backends.base import AccountStore, Backend, DirectStore, ModerationStore, TransferStore
 from app.backends.direct import LocalDirect
 from app.backends.memory_moderation import MemoryModeration
+from app.backends.memory_transfer import MemoryStores, MemoryTransfer, RoomLog
 from app.core.direct import Conversation, DirectMessage, Party, conversation_of
 from app.core.messages import Message, now_ms
 from app.core.users import SignIn, User
 from app.settings import Settings
-
-
-class _RoomLog:
-    __slots__ = ("last_id", "messages")
-
-    def __init__(self, limit: int) -> None:
-        self.messages: deque[Message] = deque(maxlen=limit)
-        self.last_id = 0
 
 
 class MemoryAccounts(AccountStore):
@@ -155,7 +148,7 @@ class MemoryBackend(Backend):
 
     def __init__(self, url: str, settings: Settings) -> None:
         super().__init__(url, settings)
-        self._logs: dict[str, _RoomLog] = {}
+        self.logs: dict[str, RoomLog] = {}  # room -> its kept messages and last id
         self._subscribed: set[str] = set()
 
     def _account_store(self) -> AccountStore:
@@ -164,18 +157,26 @@ class MemoryBackend(Backend):
     def _moderation_store(self) -> ModerationStore:
         return MemoryModeration()
 
+    def _transfer_store(self) -> TransferStore:
+        return MemoryTransfer(self._stores)
+
     def _direct_store(self) -> DirectStore:
         return MemoryDirect(self.notify, self.settings.history_limit)
 
-    def _log(self, room: str) -> _RoomLog:
-        log = self._logs.get(room)
+    def _stores(self) -> MemoryStores:
+        assert isinstance(self.moderation, MemoryModeration)
+        return MemoryStores(self.logs, self.log, self.accounts, self.moderation)
+
+    def log(self, room: str) -> RoomLog:
+        """The room's log, made empty the first time."""
+        log = self.logs.get(room)
         if log is None:
-            log = self._logs[room] = _RoomLog(self.settings.history_limit)
+            log = self.logs[room] = RoomLog(self.settings.history_limit)
         return log
 
     async def subscribe(self, room: str) -> list[Message]:
         self._subscribed.add(room)
-        messages = self._log(room).messages
+        messages = self.log(room).messages
         count = min(len(messages), self.settings.welcome_history)
         return [messages[i] for i in range(len(messages) - count, len(messages))]
 
@@ -186,7 +187,7 @@ class MemoryBackend(Backend):
         return room in self._subscribed
 
     def publish(self, room: str, name: str, text: str, guest: bool = False) -> asyncio.Future[Message]:
-        log = self._log(room)
+        log = self.log(room)
         log.last_id += 1
         message = Message(room, log.last_id, name, text, now_ms(), guest)
         log.messages.append(message)
@@ -196,11 +197,11 @@ class MemoryBackend(Backend):
         return stored
 
     async def history(self, room: str, before: int | None, limit: int) -> tuple[list[Message], bool]:
-        older = [message for message in self._log(room).messages if before is None or message.id < before]
+        older = [message for message in self.log(room).messages if before is None or message.id < before]
         return older[-limit:], len(older) > limit
 
     async def since(self, room: str, after: int, upto: int, limit: int) -> tuple[list[Message], bool]:
-        kept = self._log(room).messages
+        kept = self.log(room).messages
         newer = [message for message in kept if after < message.id <= upto]
         # Ids here count up from 1 without holes: a first kept id beyond after + 1 means the
         # bounded log already let the messages in between go.

@@ -75,13 +75,15 @@ class MemoryModeration(ModerationStore):
         return [sanction for (found, _), sanction in kept.items() if found is kind]
 
     async def record(self, entry: AuditEntry) -> AuditEntry:
-        stored = replace(entry, id=len(self._audit) + 1)
+        stored = replace(entry, id=self._audit[-1].id + 1 if self._audit else 1)
         self._audit.append(stored)
         return stored
 
     async def audit(self, room: str | None, before: int | None, limit: int) -> list[AuditEntry]:
         found: list[AuditEntry] = []
-        for entry in reversed(self._audit[: max(before - 1, 0) if before is not None else None]):
+        for entry in reversed(self._audit):
+            if before is not None and entry.id >= before:
+                continue
             if room is None or entry.room == room:
                 found.append(entry)
                 if len(found) == limit:
@@ -90,3 +92,27 @@ class MemoryModeration(ModerationStore):
 
     async def secret(self) -> bytes:
         return self._secret
+
+    # What export and import need (memory_transfer.py)
+
+    def rules_of_rooms(self) -> dict[str, RoomRules]:
+        return {room: rules for room, rules in self._rules.items() if rules != RoomRules()}
+
+    def put_rules(self, room: str, rules: RoomRules) -> None:
+        self._rules[room] = rules
+
+    def every_sanction(self) -> list[Sanction]:
+        return [
+            sanction
+            for scope in sorted(self._sanctions)
+            for _, sanction in sorted(self._sanctions[scope].items(), key=lambda item: item[0])
+        ]
+
+    def audit_log(self) -> list[AuditEntry]:
+        return list(self._audit)
+
+    def append_audit(self, entries: list[AuditEntry]) -> None:
+        self._audit.extend(entries)
+
+    def set_secret(self, key: bytes) -> None:
+        self._secret = key

@@ -1,6 +1,7 @@
 """The `chatroom` command: `chatroom [OPTIONS]` serves the chat (serve.py; `chatroom check`
 says what would keep it from working), `chatroom users ...` manages accounts beside the
-running servers (users.py), and `chatroom audit` reads the moderation audit log (audit.py).
+running servers (users.py), `chatroom audit` reads the moderation audit log (audit.py), and
+`chatroom export` and `chatroom import` move a chat between stores (transfer.py).
 
 One module per command, each imported only when it is the one run: serving does not load
 the password hasher or a backend before the app needs them, and `chatroom users` starts
@@ -24,6 +25,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         from app.cli.audit import main as audit
 
         audit(args[1:])
+        return
+    if args[:1] == ["export"]:
+        from app.cli.transfer import export_main
+
+        export_main(args[1:])
+        return
+    if args[:1] == ["import"]:
+        from app.cli.transfer import import_main
+
+        import_main(args[1:])
         return
     from app.cli.serve import main as serve
 

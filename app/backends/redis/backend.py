@@ -26,7 +26,15 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from app.backends.base import AccountStore, Backend, BackendError, DirectStore, ModerationStore, Subscriber
+from app.backends.base import (
+    AccountStore,
+    Backend,
+    BackendError,
+    DirectStore,
+    ModerationStore,
+    Subscriber,
+    TransferStore,
+)
 from app.backends.redis import scripts
 from app.backends.redis.accounts import RedisAccounts
 from app.backends.redis.commands import (
@@ -49,6 +57,7 @@ from app.backends.redis.presence import RedisPresence
 from app.backends.redis.reader import Reader
 from app.backends.redis.retention import Retention
 from app.backends.redis.rooms import RoomState
+from app.backends.redis.transfer import RedisTransfer
 from app.backends.redis.writer import Writer
 from app.core.messages import Message, wire_middle
 from app.settings import Settings
@@ -118,6 +127,9 @@ class RedisBackend(Backend):
 
     def _moderation_store(self) -> ModerationStore:
         return RedisModeration(self._client)
+
+    def _transfer_store(self) -> TransferStore:
+        return RedisTransfer(self._client, lambda: self.epoch, self.settings.retention_messages)
 
     def _direct_store(self) -> DirectStore:
         return RedisDirect(

@@ -22,7 +22,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from app.backends.base import AccountStore, Backend, BackendError, DirectStore, ModerationStore, Subscriber
+from app.backends.base import (
+    AccountStore,
+    Backend,
+    BackendError,
+    DirectStore,
+    ModerationStore,
+    Subscriber,
+    TransferStore,
+)
 from app.backends.sqlite.accounts import SQLiteAccounts
 from app.backends.sqlite.direct import SQLiteDirect
 from app.backends.sqlite.files import connect, lock_exclusively, path_from_url, transaction
@@ -30,6 +38,7 @@ from app.backends.sqlite.moderation import SQLiteModeration
 from app.backends.sqlite.notices import Notices
 from app.backends.sqlite.retention import RETENTION_INTERVAL, Retention
 from app.backends.sqlite.schema import migrate
+from app.backends.sqlite.transfer import SQLiteTransfer
 from app.core.messages import Message, now_ms
 from app.settings import Settings
 
@@ -110,6 +119,9 @@ class SQLiteBackend(Backend):
 
     def _moderation_store(self) -> ModerationStore:
         return SQLiteModeration(self._read, self._reader_db, self._writer_db)
+
+    def _transfer_store(self) -> TransferStore:
+        return SQLiteTransfer(self.path, self._writer_db)
 
     def _direct_store(self) -> DirectStore:
         return SQLiteDirect(self.notify, self._read, self._reader_db, self._writer_db)

@@ -29,6 +29,24 @@ def _sanction(row: tuple[Any, ...]) -> Sanction:
     return Sanction(scope, Kind(kind), target, name, key, by, reason, at, until)
 
 
+def rules_of(db: sqlite3.Connection, room: str) -> RoomRules:
+    """The room's rules as `db` sees them (the reader's connection, or an export's snapshot)."""
+    door = db.execute("SELECT members_only, topic, topic_by, topic_ts FROM room_rules WHERE room = ?", (room,))
+    found: tuple[Any, ...] | None = door.fetchone()
+    people: dict[str, list[Person]] = {role.value: [] for role in Role}
+    for role, key, name in db.execute("SELECT role, key, name FROM room_roles WHERE room = ?", (room,)):
+        people[role].append(Person(key, name))
+    owners = people[Role.OWNER.value]
+    members_only, topic, topic_by, topic_ts = found if found is not None else (0, None, "", 0)
+    return RoomRules(
+        owner=owners[0] if owners else None,
+        moderators=tuple(sorted(people[Role.MODERATOR.value], key=lambda person: person.key)),
+        invited=tuple(sorted(people[Role.INVITED.value], key=lambda person: person.key)),
+        members_only=bool(members_only),
+        topic=Topic(topic, topic_by, topic_ts) if topic is not None else None,
+    )
+
+
 class SQLiteModeration(ModerationStore):
     def __init__(self, read: Read, reader: Callable[[], sqlite3.Connection], writer: Callable[[], sqlite3.Connection]):
         self._read = read  # runs a function on the reader thread
@@ -39,21 +57,7 @@ class SQLiteModeration(ModerationStore):
         return self._reader().execute(query, args).fetchall()
 
     def _rules(self, room: str) -> RoomRules:
-        db = self._reader()
-        door = db.execute("SELECT members_only, topic, topic_by, topic_ts FROM room_rules WHERE room = ?", (room,))
-        found: tuple[Any, ...] | None = door.fetchone()
-        people: dict[str, list[Person]] = {role.value: [] for role in Role}
-        for role, key, name in db.execute("SELECT role, key, name FROM room_roles WHERE room = ?", (room,)):
-            people[role].append(Person(key, name))
-        owners = people[Role.OWNER.value]
-        members_only, topic, topic_by, topic_ts = found if found is not None else (0, None, "", 0)
-        return RoomRules(
-            owner=owners[0] if owners else None,
-            moderators=tuple(sorted(people[Role.MODERATOR.value], key=lambda person: person.key)),
-            invited=tuple(sorted(people[Role.INVITED.value], key=lambda person: person.key)),
-            members_only=bool(members_only),
-            topic=Topic(topic, topic_by, topic_ts) if topic is not None else None,
-        )
+        return rules_of(self._reader(), room)
 
     async def rules(self, room: str) -> RoomRules:
         rules: RoomRules = await self._read(self._rules, room)

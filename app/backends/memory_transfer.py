@@ -1,0 +1,141 @@
+"""Export and import of `memory://` (for the tests of the seam: no command reaches a server's
+memory). The snapshot is what the process holds when each part is read; writing is plain
+assignment, which nothing can interrupt."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+
+from app.backends.base import AccountStore, Loader, StoreSnapshot, TransferStore
+from app.backends.memory_moderation import MemoryModeration
+from app.core.messages import Message
+from app.core.moderation.records import AuditEntry, RoomRules, Sanction
+from app.core.transfer.format import StoredRoom
+from app.core.users import User
+
+PAGE = 1000
+
+
+class RoomLog:
+    """A room's latest messages, at most `limit`, and the last id given out."""
+
+    __slots__ = ("last_id", "messages")
+
+    def __init__(self, limit: int) -> None:
+        self.messages: deque[Message] = deque(maxlen=limit)
+        self.last_id = 0
+
+
+class MemoryStores:
+    """What the memory backend holds, as its export and import reach it."""
+
+    def __init__(
+        self,
+        logs: dict[str, RoomLog],
+        log: Callable[[str], RoomLog],
+        accounts: AccountStore,
+        moderation: MemoryModeration,
+    ) -> None:
+        self.logs = logs
+        self.log = log  # the room's log, made the first time
+        self.accounts = accounts
+        self.moderation = moderation
+
+
+class MemoryTransfer(TransferStore):
+    def __init__(self, stores: Callable[[], MemoryStores]) -> None:
+        self._stores = stores
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[StoreSnapshot]:
+        yield _MemorySnapshot(self._stores())
+
+    @asynccontextmanager
+    async def loading(self) -> AsyncIterator[Loader]:
+        yield _MemoryLoader(self._stores())
+
+
+class _MemorySnapshot(StoreSnapshot):
+    def __init__(self, backend: MemoryStores) -> None:
+        self._backend = backend
+        self._last_ids = {room: log.last_id for room, log in backend.logs.items()}
+
+    async def rooms(self) -> list[StoredRoom]:
+        rules = self._backend.moderation.rules_of_rooms()
+        names = sorted(set(self._last_ids) | set(rules))
+        return [
+            StoredRoom(
+                name,
+                self._last_ids.get(name, 0),
+                rules.get(name, RoomRules()),
+                sum(1 for message in self._kept(name, 0)),
+            )
+            for name in names
+        ]
+
+    def _kept(self, room: str, after: int) -> Iterator[Message]:
+        log = self._backend.logs.get(room)
+        upto = self._last_ids.get(room, 0)
+        if log is not None:
+            yield from (message for message in list(log.messages) if after < message.id <= upto)
+
+    async def messages(self, room: str, after: int = 0) -> AsyncIterator[list[Message]]:
+        page: list[Message] = []
+        for message in self._kept(room, after):
+            page.append(message)
+            if len(page) == PAGE:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    async def users(self) -> list[User]:
+        return sorted(await self._backend.accounts.users(), key=lambda user: user.key)
+
+    async def sanctions(self) -> list[Sanction]:
+        return self._backend.moderation.every_sanction()
+
+    async def audit(self, after: int = 0) -> AsyncIterator[list[AuditEntry]]:
+        entries = [entry for entry in self._backend.moderation.audit_log() if entry.id > after]
+        for start in range(0, len(entries), PAGE):
+            yield entries[start : start + PAGE]
+
+    async def audit_last(self) -> int:
+        entries = self._backend.moderation.audit_log()
+        return entries[-1].id if entries else 0
+
+    async def secret(self) -> bytes | None:
+        return await self._backend.moderation.secret()
+
+
+class _MemoryLoader(Loader):
+    def __init__(self, backend: MemoryStores) -> None:
+        self._backend = backend
+
+    async def messages(self, room: str, messages: list[Message]) -> None:
+        log = self._backend.log(room)
+        for message in messages:
+            log.messages.append(message)
+            log.last_id = max(log.last_id, message.id)
+
+    async def room(self, room: str, last_id: int, rules: RoomRules | None) -> None:
+        log = self._backend.log(room)
+        log.last_id = max(log.last_id, last_id)
+        if rules is not None:
+            self._backend.moderation.put_rules(room, rules)
+
+    async def users(self, users: list[User]) -> None:
+        for user in users:
+            await self._backend.accounts.add_user(user)
+
+    async def sanctions(self, sanctions: list[Sanction]) -> None:
+        for sanction in sanctions:
+            await self._backend.moderation.add_sanction(sanction)
+
+    async def audit(self, entries: list[AuditEntry]) -> None:
+        self._backend.moderation.append_audit(entries)
+
+    async def secret(self, key: bytes) -> None:
+        self._backend.moderation.set_secret(key)

@@ -1,0 +1,271 @@
+"""Export and import of the Redis backend (keys in scripts.py's docstring).
+
+The snapshot: one script reads, at one instant, every room's last id (`ids`), the accounts,
+the rooms' rules, the sanctions, the audit log's last id and the hashing key; then each
+room's stream is read in pages up to the id it had at that instant, and the audit log up
+to its last entry then. So the export is the chat as it was at that instant, except for
+messages that retention (CHAT_RETENTION_*) trims meanwhile, which may be missing from it.
+Servers go on meanwhile: a stream read is a range read, and the script takes a few
+milliseconds (it lists the keys of rules and sanctions: a scan of the key space).
+
+An import writes under the chat's epoch (`RedisBackend.open` joins it, or names the first
+one): each page of messages is one script that appends them with their ids (stream id
+`N-0`, their epoch in `E`) and moves the room's last id past them. It refuses to start
+while any server's heartbeat is fresh (`nodes`), for a server holds what it read of a room
+and would not see messages put beneath it. Redis has no transaction that large: an import
+that fails midway keeps what it wrote, and running it again adds the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from app.backends.base import InUse, Loader, StoreSnapshot, TransferStore
+from app.backends.redis.accounts import USERS_KEY, _user, _user_json
+from app.backends.redis.commands import PREFIX, Entry, Script, message_id, room_key
+from app.backends.redis.moderation import AUDIT_KEY, SECRET_KEY, _entry, _entry_fields, _sanction, _sanction_json
+from app.core.messages import Message
+from app.core.moderation.records import AuditEntry, Person, RoomRules, Sanction, Topic
+from app.core.transfer.format import StoredRoom
+from app.core.users import User
+
+PAGE = 1000  # stream entries read, or messages written, at once
+
+# ARGV: prefix. Returns {ids (HGETALL), users (HGETALL), the secret or false, the audit
+# log's last id or false, {room, its rules (HGETALL), its moderators, its invited}...,
+# {scope, its sanctions (HGETALL)}..., {room, its stream's length}...}.
+SNAPSHOT = Script("""
+local prefix = ARGV[1]
+local function suffixes(kind)
+  local found = {}
+  for _, key in ipairs(redis.call('KEYS', prefix .. kind .. ':*')) do
+    found[string.sub(key, #prefix + #kind + 2)] = true
+  end
+  return found
+end
+local rooms = suffixes('rules')
+for room in pairs(suffixes('moderators')) do rooms[room] = true end
+for room in pairs(suffixes('invited')) do rooms[room] = true end
+local rules = {}
+for room in pairs(rooms) do
+  rules[#rules + 1] = {room, redis.call('HGETALL', prefix .. 'rules:' .. room),
+                       redis.call('HGETALL', prefix .. 'moderators:' .. room),
+                       redis.call('HGETALL', prefix .. 'invited:' .. room)}
+end
+local sanctions = {}
+for scope in pairs(suffixes('sanctions')) do
+  sanctions[#sanctions + 1] = {scope, redis.call('HGETALL', prefix .. 'sanctions:' .. scope)}
+end
+local ids = redis.call('HGETALL', prefix .. 'ids')
+local lengths = {}
+for i = 1, #ids, 2 do
+  lengths[#lengths + 1] = {ids[i], redis.call('XLEN', prefix .. 'messages:' .. ids[i])}
+end
+return {ids, redis.call('HGETALL', prefix .. 'users'), redis.call('GET', prefix .. 'moderation-secret'),
+        redis.call('GET', prefix .. 'audit-ids'), rules, sanctions, lengths}
+""")
+
+# ARGV: prefix, epoch, room, messages kept per room (0: all), then each message's id and
+# wire JSON. Appends them under the epoch (refused, STALE_EPOCH, under another) and moves
+# the room's last id to the last of them, if it was below.
+APPEND = Script("""
+local prefix, epoch, room, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+if redis.call('GET', prefix .. 'epoch') ~= epoch then
+  return redis.error_reply('STALE_EPOCH the chat is no longer in epoch ' .. epoch)
+end
+local stream = prefix .. 'messages:' .. room
+for i = 5, #ARGV, 2 do
+  if maxlen > 0 then
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, ARGV[i] .. '-0', 'j', ARGV[i + 1], 'E', epoch)
+  else
+    redis.call('XADD', stream, ARGV[i] .. '-0', 'j', ARGV[i + 1], 'E', epoch)
+  end
+end
+local last = tonumber(ARGV[#ARGV - 1])
+if tonumber(redis.call('HGET', prefix .. 'ids', room) or '0') < last then
+  redis.call('HSET', prefix .. 'ids', room, ARGV[#ARGV - 1])
+end
+return (#ARGV - 4) / 2
+""")
+
+# ARGV: prefix, room, last id. The room's last id is at least that.
+RAISE = Script("""
+if tonumber(redis.call('HGET', ARGV[1] .. 'ids', ARGV[2]) or '0') < tonumber(ARGV[3]) then
+  redis.call('HSET', ARGV[1] .. 'ids', ARGV[2], ARGV[3])
+end
+return 1
+""")
+
+# ARGV: prefix, then each entry's id, room and JSON. Appends them to the audit log and to
+# their rooms' with their ids; the next id given out follows the last.
+AUDIT = Script("""
+local prefix = ARGV[1]
+for i = 2, #ARGV, 3 do
+  redis.call('XADD', prefix .. 'audit', ARGV[i] .. '-0', 'j', ARGV[i + 2])
+  redis.call('XADD', prefix .. 'audit:' .. ARGV[i + 1], ARGV[i] .. '-0', 'j', ARGV[i + 2])
+end
+local last = tonumber(ARGV[#ARGV - 2])
+if tonumber(redis.call('GET', prefix .. 'audit-ids') or '0') < last then
+  redis.call('SET', prefix .. 'audit-ids', ARGV[#ARGV - 2])
+end
+return 1
+""")
+
+
+def _text(value: bytes) -> str:
+    return value.decode()
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _people(flat: list[bytes]) -> tuple[Person, ...]:
+    found = (Person(_text(key), _text(name)) for key, name in _pairs(flat).items())
+    return tuple(sorted(found, key=lambda person: person.key))
+
+
+def _rules(fields: dict[bytes, bytes], moderators: list[bytes], invited: list[bytes]) -> RoomRules:
+    owner, topic = fields.get(b"owner"), fields.get(b"topic")
+    return RoomRules(
+        owner=Person(**orjson.loads(owner)) if owner is not None else None,
+        moderators=_people(moderators),
+        invited=_people(invited),
+        members_only=fields.get(b"members_only") == b"1",
+        topic=Topic(**orjson.loads(topic)) if topic is not None else None,
+    )
+
+
+class RedisTransfer(TransferStore):
+    def __init__(self, redis: Callable[[], aioredis.Redis], epoch: Callable[[], str], kept_messages: int) -> None:
+        self._redis = redis
+        self._epoch = epoch  # the epoch the backend joined (`open`)
+        self._kept_messages = kept_messages
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[StoreSnapshot]:
+        reply = await SNAPSHOT.run(self._redis(), [PREFIX.decode()])
+        yield _RedisSnapshot(self._redis, reply)
+
+    @asynccontextmanager
+    async def loading(self) -> AsyncIterator[Loader]:
+        redis = self._redis()
+        seconds, microseconds = await redis.time()
+        now = seconds * 1000 + microseconds // 1000
+        alive = await redis.zcount(PREFIX + b"nodes", now, "+inf")
+        if alive:
+            raise InUse(
+                f"{alive} chatroom server{' is' if alive == 1 else 's are'} using this Redis: stop "
+                "them first (one killed rather than stopped counts until its heartbeat lapses, CHAT_PRESENCE_TTL)"
+            )
+        yield _RedisLoader(redis, self._epoch(), self._kept_messages)
+
+
+class _RedisSnapshot(StoreSnapshot):
+    def __init__(self, redis: Callable[[], aioredis.Redis], reply: list[Any]) -> None:
+        self._redis = redis
+        ids, users, secret, audit_last, rules, sanctions, lengths = reply
+        self._last_ids = {_text(room): int(last) for room, last in _pairs(ids).items()}
+        self._users = users
+        self._secret = bytes.fromhex(_text(secret)) if secret else None
+        self._audit_last = int(audit_last) if audit_last else 0
+        self._rules = {
+            _text(room): _rules(_pairs(fields), moderators, invited) for room, fields, moderators, invited in rules
+        }
+        self._sanctions = [(scope, _pairs(found)) for scope, found in sanctions]
+        self._lengths = {_text(room): int(length) for room, length in lengths}
+
+    async def rooms(self) -> list[StoredRoom]:
+        names = sorted(set(self._last_ids) | {room for room, rules in self._rules.items() if rules != RoomRules()})
+        return [
+            StoredRoom(
+                name, self._last_ids.get(name, 0), self._rules.get(name, RoomRules()), self._lengths.get(name, 0)
+            )
+            for name in names
+        ]
+
+    async def _pages(self, key: bytes, after: int, upto: int) -> AsyncIterator[list[Entry]]:
+        while after < upto:
+            found: list[Entry] = await self._redis().xrange(key, b"(%d-0" % after, b"%d-0" % upto, count=PAGE)  # type: ignore[assignment]
+            if not found:
+                return
+            yield found
+            after = message_id(found[-1][0])
+
+    async def messages(self, room: str, after: int = 0) -> AsyncIterator[list[Message]]:
+        async for found in self._pages(room_key(b"messages", room), after, self._last_ids.get(room, 0)):
+            yield [Message.from_json(room, message_id(entry), fields[b"j"]) for entry, fields in found]
+
+    async def users(self) -> list[User]:
+        found = [_user(key, raw) for key, raw in _pairs(self._users).items()]
+        return sorted(found, key=lambda user: user.key)
+
+    async def sanctions(self) -> list[Sanction]:
+        found = [_sanction(raw) for _, fields in self._sanctions for raw in fields.values()]
+        return sorted(found, key=lambda sanction: (sanction.scope, sanction.kind.value, sanction.target))
+
+    async def audit(self, after: int = 0) -> AsyncIterator[list[AuditEntry]]:
+        async for found in self._pages(AUDIT_KEY, after, self._audit_last):
+            yield [replace(_entry(fields[b"j"]), id=message_id(entry)) for entry, fields in found]
+
+    async def audit_last(self) -> int:
+        return self._audit_last
+
+    async def secret(self) -> bytes | None:
+        return self._secret
+
+
+class _RedisLoader(Loader):
+    def __init__(self, redis: aioredis.Redis, epoch: str, kept_messages: int) -> None:
+        self._redis = redis
+        self._epoch = epoch
+        self._kept_messages = kept_messages
+
+    async def messages(self, room: str, messages: list[Message]) -> None:
+        args = [PREFIX.decode(), self._epoch, room, str(self._kept_messages)]
+        for message in messages:
+            args += [str(message.id), message.json]  # type: ignore[list-item]
+        await APPEND.run(self._redis, args)
+
+    async def room(self, room: str, last_id: int, rules: RoomRules | None) -> None:
+        await RAISE.run(self._redis, [PREFIX.decode(), room, str(last_id)])
+        if rules is None:
+            return
+        fields: dict[str, bytes | str] = {"members_only": "1" if rules.members_only else "0"}
+        if rules.owner is not None:
+            fields["owner"] = orjson.dumps({"key": rules.owner.key, "name": rules.owner.name})
+        if rules.topic is not None:
+            topic = rules.topic
+            fields["topic"] = orjson.dumps({"text": topic.text, "by": topic.by, "ts": topic.ts})
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(room_key(b"rules", room), mapping=fields)  # type: ignore[arg-type]
+            if rules.moderators:
+                pipe.hset(room_key(b"moderators", room), mapping={p.key: p.name for p in rules.moderators})
+            if rules.invited:
+                pipe.hset(room_key(b"invited", room), mapping={p.key: p.name for p in rules.invited})
+            await pipe.execute()
+
+    async def users(self, users: list[User]) -> None:
+        await self._redis.hset(USERS_KEY, mapping={user.key: _user_json(user) for user in users})
+
+    async def sanctions(self, sanctions: list[Sanction]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for sanction in sanctions:
+                field = f"{sanction.kind.value}\n{sanction.target}"
+                pipe.hset(room_key(b"sanctions", sanction.scope), field, _sanction_json(sanction))
+            await pipe.execute()
+
+    async def audit(self, entries: list[AuditEntry]) -> None:
+        args: list[Any] = [PREFIX.decode()]
+        for entry in entries:
+            args += [str(entry.id), entry.room, orjson.dumps(_entry_fields(entry))]
+        await AUDIT.run(self._redis, args)
+
+    async def secret(self, key: bytes) -> None:
+        await self._redis.set(SECRET_KEY, key.hex())

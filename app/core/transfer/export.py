@@ -1,0 +1,112 @@
+"""Writing a store's snapshot out as an export file (format.py), page by page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from app.core.transfer.format import End, Header, Record, Secret, encode
+
+if TYPE_CHECKING:
+    from app.backends.base import StoreSnapshot
+
+Progress = Callable[[int, int], None]  # messages done, messages in all
+
+
+class NoSuchRoom(Exception):
+    """`--room` names a room the store does not hold."""
+
+
+@dataclass(slots=True)
+class Counts:
+    """What an export wrote, or an import added."""
+
+    rooms: int = 0
+    messages: int = 0
+    users: int = 0
+    sanctions: int = 0
+    audit: int = 0
+    secret: bool = False
+
+    def __str__(self) -> str:
+        parts = [
+            _count(self.messages, "message"),
+            _count(self.rooms, "room"),
+            _count(self.users, "account"),
+            _count(self.sanctions, "ban or mute", "bans or mutes"),
+            _count(self.audit, "audit entry", "audit entries"),
+        ]
+        if self.secret:
+            parts.append("the key of guests' address hashes")
+        return ", ".join(parts)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.rooms or self.messages or self.users or self.sanctions or self.audit or self.secret)
+
+
+def _count(number: int, one: str, many: str | None = None) -> str:
+    return f"{number:,} {one if number == 1 else many or one + 's'}"
+
+
+async def export(
+    snapshot: StoreSnapshot,
+    write: Callable[[bytes], object],
+    header: Header,
+    secret: bool = True,
+    progress: Progress | None = None,
+) -> Counts:
+    """Write every record of `snapshot` (of `header.room` alone, if set: its messages, rules,
+    sanctions and audit entries, without accounts) through `write`; returns what it wrote.
+
+    Sanctions that are over at `header.ts` are left out; without `secret`, so are the key of
+    guests' address hashes and the sanctions on guests, which are useless without it.
+    """
+    counts = Counts()
+    records = 0
+
+    def out(lines: list[Record]) -> None:
+        nonlocal records
+        records += len(lines)
+        write(b"".join(encode(record) for record in lines))
+
+    rooms = await snapshot.rooms()
+    if header.room is not None:
+        rooms = [room for room in rooms if room.name == header.room]
+        if not rooms:
+            raise NoSuchRoom(f"The store holds no room named {header.room!r}")
+    write(encode(header))
+    key = await snapshot.secret() if secret else None
+    if key is not None:
+        out([Secret(key)])
+        counts.secret = True
+    if header.room is None:
+        users = await snapshot.users()
+        out(list(users))
+        counts.users = len(users)
+    total, done = sum(room.messages for room in rooms), 0
+    for room in rooms:
+        out([room])
+        counts.rooms += 1
+        async for page in snapshot.messages(room.name):
+            out(list(page))
+            done += len(page)
+            if progress is not None:
+                progress(done, total)
+    counts.messages = done
+    sanctions = [
+        sanction
+        for sanction in await snapshot.sanctions()
+        if sanction.active(header.ts)
+        and (header.room is None or sanction.scope == header.room)
+        and (secret or not sanction.target.startswith("g:"))
+    ]
+    out(list(sanctions))
+    counts.sanctions = len(sanctions)
+    async for entries in snapshot.audit():
+        kept = [entry for entry in entries if header.room is None or entry.room == header.room]
+        out(list(kept))
+        counts.audit += len(kept)
+    write(encode(End(records)))
+    return counts

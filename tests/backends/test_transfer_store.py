@@ -1,0 +1,192 @@
+"""The seam of export and import (`TransferStore`), the same on every backend: a snapshot
+holds every room, message, account, rule, sanction, audit entry and the hashing key, in
+order and in pages; what a loader writes keeps its ids, and the store goes on after them;
+and an import refuses to run beside a server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.backends import create_backend
+from app.backends.base import Backend, InUse, StoreSnapshot
+from app.core.messages import Message
+from app.core.moderation.records import (
+    SERVER_WIDE,
+    AuditEntry,
+    Kind,
+    Person,
+    Role,
+    RoomRules,
+    Sanction,
+    Topic,
+    account_target,
+)
+from app.core.transfer.format import StoredRoom
+from app.core.users import User
+from app.settings import Settings
+from tests.support.subscriber import Delivered
+
+pytestmark = pytest.mark.anyio
+
+NOW = 1_800_000_000_000
+ANN = User("ann", "Ann", "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", admin=True, created=NOW)
+RULES = RoomRules(
+    owner=Person("ann", "Ann"),
+    moderators=(Person("bob", "Bob"),),
+    invited=(Person("cy", "Cy"),),
+    members_only=True,
+    topic=Topic("Be kind", "Ann", NOW),
+)
+
+
+class Stores:
+    """The store of `url` as a server uses it (`start`) and as a command does (`open`), one
+    at a time; memory:// has one store, in the process, for both."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.settings = Settings(backend_url=url, history_limit=10_000)
+        self.memory: Backend | None = None
+        self.opened: list[Backend] = []
+
+    async def server(self) -> Backend:
+        if self.url.startswith("memory"):
+            if self.memory is None:
+                self.memory = create_backend(self.url, self.settings)
+                await self.memory.start(Delivered())
+            return self.memory
+        backend = create_backend(self.url, self.settings)
+        await backend.start(Delivered())
+        self.opened.append(backend)
+        return backend
+
+    async def alone(self) -> Backend:
+        if self.url.startswith("memory"):
+            return await self.server()
+        backend = create_backend(self.url, self.settings)
+        await backend.open()
+        self.opened.append(backend)
+        return backend
+
+    async def stop(self, backend: Backend) -> None:
+        if backend is self.memory:
+            return
+        self.opened.remove(backend)
+        if backend.subscriber is not None:
+            await backend.stop()
+        else:
+            await backend.close()
+
+
+@pytest.fixture
+async def stores(backend_url: str) -> AsyncIterator[Stores]:
+    stores = Stores(backend_url)
+    yield stores
+    for backend in list(stores.opened):
+        await stores.stop(backend)
+    if stores.memory is not None:
+        await stores.memory.stop()
+
+
+async def publish(backend: Backend, room: str, count: int) -> list[Message]:
+    await backend.subscribe(room)
+    futures = [
+        backend.publish(room, f"guest-{n % 7}" if n % 2 else "Ann", f"m{n}", guest=n % 2 == 1) for n in range(count)
+    ]
+    return [await future for future in futures]
+
+
+async def every_message(snapshot: StoreSnapshot, room: str, after: int = 0) -> list[Message]:
+    found: list[Message] = []
+    async for page in snapshot.messages(room, after):
+        assert 0 < len(page) <= 1000
+        found.extend(page)
+    return found
+
+
+async def every_entry(snapshot: StoreSnapshot) -> list[AuditEntry]:
+    found: list[AuditEntry] = []
+    async for page in snapshot.audit():
+        found.extend(page)
+    return found
+
+
+async def test_a_snapshot_holds_everything_in_order_in_pages(stores: Stores) -> None:
+    server = await stores.server()
+    lobby = await publish(server, "lobby", 2500)
+    den = await publish(server, "den", 3)
+    await server.accounts.add_user(ANN)
+    store = server.moderation
+    await store.claim("attic", Person("ann", "Ann"))  # rules, no messages
+    await store.set_role("den", Role.MODERATOR, Person("bob", "Bob"), True)
+    ban = Sanction(SERVER_WIDE, Kind.BAN, account_target("bob"), "Bob", "bob", "Ann", "spam", NOW, None)
+    await store.add_sanction(ban)
+    first = await store.record(AuditEntry(0, NOW, "den", "Ann", "moderator", "Bob"))
+    secret = await store.secret()
+    async with server.transfer.snapshot() as snapshot:
+        later = await publish(server, "lobby", 1)  # after the snapshot began: not in it (memory: ids)
+        rooms = {room.name: room for room in await snapshot.rooms()}
+        assert sorted(rooms) == ["attic", "den", "lobby"]
+        assert rooms["lobby"] == StoredRoom("lobby", 2500)
+        assert rooms["lobby"].messages == 2500
+        assert rooms["den"].rules.moderators == (Person("bob", "Bob"),)
+        assert rooms["attic"] == StoredRoom("attic", 0, RoomRules(owner=Person("ann", "Ann")))
+        assert await every_message(snapshot, "lobby") == lobby
+        assert await every_message(snapshot, "lobby", after=2400) == lobby[2400:]
+        assert await every_message(snapshot, "den") == den
+        assert await every_message(snapshot, "attic") == []
+        assert await snapshot.users() == [ANN]
+        assert await snapshot.sanctions() == [ban]
+        assert await every_entry(snapshot) == [first]
+        assert await snapshot.audit_last() == first.id
+        assert await snapshot.secret() == secret
+    assert later[0].id == 2501
+
+
+async def test_what_a_loader_writes_keeps_its_ids_and_the_store_goes_on_after_them(stores: Stores) -> None:
+    alone = await stores.alone()
+    messages = [Message("lobby", id, "Ann", f"m{id}", NOW + id, guest=id == 7) for id in (3, 4, 7, *range(10, 1510))]
+    guest_ban = Sanction("lobby", Kind.BAN, "g:" + "ab" * 32, "guest-1", "guest-1", "Ann", "", NOW, None)
+    entries = [AuditEntry(5, NOW, "lobby", "Ann", "ban", "guest-1"), AuditEntry(9, NOW, "den", "Ann", "claim")]
+    async with alone.transfer.loading() as loader:
+        await loader.messages("lobby", messages[:1000])
+        await loader.messages("lobby", messages[1000:])
+        await loader.room("lobby", 1600, RULES)  # retention had deleted up to 1600
+        await loader.room("den", 0, RoomRules(owner=Person("ann", "Ann")))
+        await loader.users([ANN])
+        await loader.sanctions([guest_ban])
+        await loader.audit(entries)
+        await loader.secret(b"k" * 32)
+    await stores.stop(alone)
+    server = await stores.server()
+    assert await server.subscribe("lobby") == messages[-server.settings.welcome_history :]
+    page, more = await server.history("lobby", 10, 10)
+    assert page == messages[:3]
+    assert not more
+    missed, gap = await server.since("lobby", 1500, 1600, 100)
+    assert missed == messages[-9:]
+    assert not gap
+    assert (await server.publish("lobby", "Ann", "next")).id == 1601
+    assert await server.moderation.rules("lobby") == RULES
+    assert (await server.moderation.rules("den")).owner == Person("ann", "Ann")
+    assert await server.accounts.user("ann") == ANN
+    assert await server.moderation.sanction(["lobby"], Kind.BAN, [guest_ban.target], NOW) == guest_ban
+    assert await server.moderation.secret() == b"k" * 32
+    assert await server.moderation.audit(None, None, 10) == entries[::-1]
+    assert (await server.moderation.record(AuditEntry(0, NOW, "den", "Ann", "topic"))).id == 10
+
+
+async def test_an_import_refuses_to_run_beside_a_server(stores: Stores) -> None:
+    if stores.url.startswith("memory"):
+        pytest.skip("memory:// is the server's own memory: no other process reaches it")
+    server = await stores.server()
+    alone = await stores.alone()
+    with pytest.raises(InUse):
+        async with alone.transfer.loading():
+            pass
+    await stores.stop(server)  # a server that stops says so: its store is free at once
+    async with alone.transfer.loading() as loader:
+        await loader.users([ANN])
+    assert await alone.accounts.user("ann") == ANN

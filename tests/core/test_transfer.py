@@ -1,0 +1,176 @@
+"""The export format and the import's rules, in one process: every bad line is named by its
+number; a file that conflicts with the target is refused before anything is written; and
+export and import take no more memory for four times the messages."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from app.backends import create_backend
+from app.backends.base import Backend
+from app.core.messages import Message
+from app.core.transfer.export import export
+from app.core.transfer.format import VERSION, Header, Unreadable
+from app.core.transfer.load import Conflict, check, load
+from app.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+NOW = 1_800_000_000_000
+
+
+def lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    return enumerate(io.BytesIO(data), start=1)
+
+
+async def fill(backend: Backend, room: str, count: int) -> None:
+    async with backend.transfer.loading() as loader:
+        for start in range(1, count + 1, 1000):
+            ids = range(start, min(start + 1000, count + 1))
+            await loader.messages(room, [Message(room, id, "Ann", f"message {id} " * 8, NOW + id) for id in ids])
+        await loader.room(room, count, None)
+
+
+async def exported(backend: Backend) -> bytes:
+    out = io.BytesIO()
+    async with backend.transfer.snapshot() as snapshot:
+        await export(snapshot, out.write, Header("memory", NOW))
+    return out.getvalue()
+
+
+async def imported(backend: Backend, data: bytes) -> str:
+    async with backend.transfer.loading() as loader:
+        async with backend.transfer.snapshot() as target:
+            plan = await check(lines(data), target, NOW)
+        return str(await load(lines(data), plan, loader))
+
+
+@pytest.fixture
+async def memory() -> AsyncIterator[Backend]:
+    backend = create_backend("memory://", Settings(backend_url="memory://"))
+    yield backend
+    await backend.stop()
+
+
+def record(**fields: object) -> bytes:
+    return orjson.dumps(fields) + b"\n"
+
+
+HEADER = record(format="chatroom-export", version=VERSION, backend="sqlite", exported="x", ts=NOW, room=None)
+
+
+def room(last_id: int) -> bytes:
+    return record(
+        kind="room",
+        room="lobby",
+        last_id=last_id,
+        owner=None,
+        moderators=[],
+        invited=[],
+        members_only=False,
+        topic=None,
+    )
+
+
+ROOM = room(5)
+
+
+def message(id: int, text: str = "hi", room: str = "lobby") -> bytes:
+    return record(kind="message", room=room, id=id, name="Ann", text=text, ts=NOW, guest=False)
+
+
+def end(count: int) -> bytes:
+    return record(kind="end", records=count)
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "reason"),
+    [
+        (b"", 1, "empty"),
+        (b'{"kind": "room"}\n', 1, "header"),
+        (HEADER.replace(b'"version":1', b'"version":99'), 1, "upgrade chatroom"),
+        (HEADER + ROOM + message(1) + b"{not json\n" + end(3), 4, "not JSON"),
+        (HEADER + ROOM + message(1) + message(2), 5, "cut short"),
+        (HEADER + ROOM + message(1) + end(7), 4, "counts 7 records"),
+        (HEADER + ROOM + message(2) + message(1) + end(3), 4, "must increase"),
+        (HEADER + message(1) + end(1), 2, "outside that room"),
+        (HEADER + ROOM + message(9) + end(2), 3, "beyond the room's last id"),
+        (HEADER + ROOM + message(1, room="den") + end(2), 3, "outside that room"),
+        (HEADER + ROOM + message(1).replace(b'"id":1', b'"id":"1"') + end(2), 3, "'id' to be an integer"),
+        (HEADER + ROOM + message(1).replace(b'"Ann"', b'"A\\nnn"') + end(2), 3, "not a name"),
+        (HEADER + ROOM.replace(b'"lobby"', b'"Lob by"') + end(1), 2, "not a room's name"),
+        (HEADER + ROOM + ROOM + end(2), 3, "a second time"),
+        (HEADER + record(kind="session", hash="x") + end(1), 2, "unknown kind"),
+        (HEADER + end(0) + ROOM, 3, "after the end record"),
+    ],
+)
+async def test_a_bad_line_is_named_by_its_number_and_nothing_is_written(
+    memory: Backend, data: bytes, line: int, reason: str
+) -> None:
+    with pytest.raises(Unreadable) as refused:
+        await imported(memory, data)
+    assert refused.value.line == line
+    assert reason in str(refused.value)
+    assert await memory.history("lobby", None, 10) == ([], False)
+
+
+async def test_a_file_of_another_history_conflicts_and_nothing_is_written(memory: Backend) -> None:
+    await imported(memory, HEADER + room(2) + message(1) + message(2) + end(3))
+    other = HEADER + room(3) + message(1) + message(2, "another text") + message(3) + end(4)
+    with pytest.raises(Conflict) as refused:
+        await imported(memory, other)
+    assert refused.value.line == 4
+    assert [stored.text for stored in (await memory.history("lobby", None, 10))[0]] == ["hi", "hi"]
+    # The same history going on adds what is new, and only that.
+    going_on = HEADER + room(3) + message(1) + message(2) + message(3) + end(4)
+    assert "1 message," in await imported(memory, going_on)
+    assert "0 messages" in await imported(memory, going_on)
+    assert (await memory.publish("lobby", "Ann", "next")).id == 4
+
+
+async def peaks(tmp_path: Path, count: int) -> tuple[int, int]:
+    """The most Python memory that exporting `count` messages from SQLite, and importing them
+    into another SQLite, took (what SQLite itself allocates is its own, and bounded by its cache)."""
+    settings = Settings(backend_url="sqlite:///x")
+    source = create_backend(f"sqlite:///{tmp_path / f'source-{count}.db'}", settings)
+    target = create_backend(f"sqlite:///{tmp_path / f'target-{count}.db'}", settings)
+    await source.open()
+    await target.open()
+    try:
+        await fill(source, "lobby", count)
+        path = tmp_path / f"export-{count}.jsonl"
+        tracemalloc.start()
+        with path.open("wb") as out:
+            async with source.transfer.snapshot() as snapshot:
+                await export(snapshot, out.write, Header("sqlite", NOW))
+        export_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        with path.open("rb") as file:
+            async with target.transfer.loading() as loader:
+                async with target.transfer.snapshot() as snapshot:
+                    plan = await check(enumerate(file, start=1), snapshot, NOW)
+                file.seek(0)
+                added = await load(enumerate(file, start=1), plan, loader)
+        import_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert added.messages == count
+        return export_peak, import_peak
+    finally:
+        await source.close()
+        await target.close()
+
+
+async def test_export_and_import_take_no_more_memory_for_four_times_the_messages(tmp_path: Path) -> None:
+    small = await peaks(tmp_path, 3_000)
+    large = await peaks(tmp_path, 12_000)
+    print(f"peak Python memory, export and import: 3,000 messages {small}, 12,000 messages {large}")
+    for few, many in zip(small, large, strict=True):
+        # A page is 1,000 messages: both runs hold about one at a time, and 9,000 more
+        # messages kept in memory would take several megabytes.
+        assert many < few * 1.25 + 200_000

@@ -1,0 +1,193 @@
+"""`chatroom export` and `chatroom import`, the real commands: a chat moved from SQLite to a
+real Redis and back, compared message by message and used afterwards through the web layer
+(paging, resume, the next id, accounts, rules and a guest's ban); an import run twice adds
+nothing; bad files, conflicts and a running server are refused in one line, with nothing
+written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.testclient import TestClient
+
+from tests.support.servers import CHATROOM, ROOT
+from tests.support.web import Events, app_with, chat
+from tests.web.test_history import page, prefill
+from tests.web.test_moderation import PASSWORD, account, act, claim, from_address, refusal
+
+BIG = 2_500  # messages of the big room: several pages of every read and write
+
+
+def command(*args: str, backend: str, stdin: bytes | Path = b"") -> subprocess.CompletedProcess[bytes]:
+    environment = {**os.environ, "CHAT_BACKEND_URL": backend}
+    if isinstance(stdin, Path):
+        with stdin.open("rb") as file:
+            return subprocess.run(
+                [str(CHATROOM), *args], cwd=ROOT, env=environment, stdin=file, capture_output=True, timeout=120
+            )
+    return subprocess.run(
+        [str(CHATROOM), *args], cwd=ROOT, env=environment, input=stdin, capture_output=True, timeout=120
+    )
+
+
+def export(backend: str, path: Path, *args: str) -> list[dict[str, Any]]:
+    done = command("export", *args, backend=backend)
+    assert done.returncode == 0, done.stderr
+    path.write_bytes(done.stdout)
+    return [orjson.loads(line) for line in done.stdout.splitlines()]
+
+
+def imported(backend: str, path: Path) -> str:
+    done = command("import", backend=backend, stdin=path)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.decode()
+
+
+def every_message(events: Events, room_messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The room's whole history as the web layer gives it: the welcome's, then pages back."""
+    seen = list(events.welcome["history"])
+    while seen and seen[0]["id"] > room_messages[0]["id"]:
+        older = page(events, seen[0]["id"], 100)
+        seen = older["messages"] + seen
+    return seen
+
+
+def wire(record: dict[str, Any]) -> dict[str, Any]:
+    """A message record as the wire shows it (docs/protocol.md: `guest` only when true)."""
+    fields = {"type": "message", **{key: value for key, value in record.items() if key not in ("kind", "guest")}}
+    if record["guest"]:
+        fields["guest"] = True
+    return fields
+
+
+def build(url: str) -> None:
+    """A chat with a bit of everything: accounts, an owner, a topic, a banned guest, two rooms."""
+    with TestClient(app_with(backend_url=url, rate_limit=0, history_limit=10_000)) as client:
+        ann = account(client, "Ann")
+        with chat(ann) as owner, chat(client, "name=troll") as troll:
+            claim(owner)
+            act(owner, {"type": "topic", "text": "Be kind"})
+            owner.say("hello from Ann")
+            troll.say("spam")
+            act(owner, {"type": "ban", "name": "troll", "seconds": 3600, "reason": "spam"})
+        prefill(client, "big", BIG)
+
+
+def test_a_chat_moves_from_sqlite_to_redis_and_back_message_by_message(tmp_path: Path, redis_url: str) -> None:
+    first = f"sqlite:///{tmp_path / 'first.db'}"
+    last = f"sqlite:///{tmp_path / 'last.db'}"
+    build(first)
+    from_sqlite = export(first, tmp_path / "first.jsonl")
+    header, *records = from_sqlite
+    assert header["format"] == "chatroom-export"
+    assert header["backend"] == "sqlite"
+    kinds = [record["kind"] for record in records]
+    assert kinds.count("message") == BIG + 2
+    assert {"secret", "user", "room", "sanction", "audit"} <= set(kinds)
+    assert kinds[-1] == "end"
+    assert records[-1]["records"] == len(records) - 1
+    assert next(record for record in records if record["kind"] == "user")["password"].startswith("$argon2id$")
+
+    assert "2,502 messages" in imported(redis_url, tmp_path / "first.jsonl")
+    assert "Nothing to import" in imported(redis_url, tmp_path / "first.jsonl")  # idempotent
+    from_redis = export(redis_url, tmp_path / "redis.jsonl")
+    assert from_redis[0]["backend"] == "redis"
+    assert from_redis[1:] == records  # every message: id, order, name, text, ts, guest; the rest too
+    imported(last, tmp_path / "redis.jsonl")
+    assert export(last, tmp_path / "last.jsonl")[1:] == records
+
+    for url in (redis_url, last):
+        with TestClient(app_with(backend_url=url, rate_limit=0)) as client:
+            big = [wire(record) for record in records if record["kind"] == "message" and record["room"] == "big"]
+            with chat(client, "name=reader&room=big") as reader:
+                assert every_message(reader, big) == big
+                epoch = reader.welcome["epoch"]
+            with chat(client, "name=writer&room=big") as writer:
+                writer.say("after the move")
+                assert writer.next_of("message")["id"] == BIG + 1  # ids go on after the imported ones
+            with chat(client, f"name=reader&room=big&since={BIG}&epoch={epoch}") as resumed:
+                assert [message["text"] for message in resumed.welcome["history"]] == ["after the move"]
+                assert resumed.welcome["gap"] is False
+            with chat(from_address(client, "192.0.2.7"), "name=newcomer") as lobby:
+                assert lobby.welcome["topic"]["text"] == "Be kind"
+                assert lobby.welcome["owner"] == "Ann"
+            assert refusal(client, "name=troll")[0] == 4403  # the guest's ban: its hash and its key moved
+            signed_in = client.post("/api/session", json={"name": "Ann", "password": PASSWORD})
+            assert signed_in.status_code == 200, signed_in.text  # the password hash moved with the account
+
+
+def test_bad_files_conflicts_and_a_running_server_are_refused_in_one_line(tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    with TestClient(app_with(backend_url=source)) as client:
+        prefill(client, "lobby", 30)
+        whole = export(source, tmp_path / "whole.jsonl")  # beside the running server
+    lines = (tmp_path / "whole.jsonl").read_bytes().splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(lines[:-5]))
+    refused = command("import", backend=target, stdin=cut)
+    assert refused.returncode == 1
+    assert refused.stderr.decode().splitlines() == [
+        f"chatroom import: line {len(lines) - 4}: the file ends without its end record: it was cut short; "
+        "nothing was imported"
+    ]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(b"".join([*lines[:10], b'{"kind": "message"\n', *lines[11:]]))
+    refused = command("import", backend=target, stdin=broken.read_bytes())  # from a pipe
+    assert refused.returncode == 1
+    assert refused.stderr.decode().startswith("chatroom import: line 11: not JSON")
+    assert command("export", backend=target).stdout.count(b'"kind":"message"') == 0  # nothing half-imported
+
+    with TestClient(app_with(backend_url=target)) as client:
+        busy = command("import", backend=target, stdin=tmp_path / "whole.jsonl")
+        assert busy.returncode == 1
+        assert "in use by another chatroom process" in busy.stderr.decode()
+        prefill(client, "lobby", 3)  # another history in the room
+    conflict = command("import", backend=target, stdin=tmp_path / "whole.jsonl")
+    assert conflict.returncode == 1
+    assert "line 3: message 1 of 'lobby' is not the one the target holds" in conflict.stderr.decode()
+
+    one_room = export(source, tmp_path / "lobby.jsonl", "--room", "Lobby")
+    assert one_room[0]["room"] == "lobby"
+    assert [record["kind"] for record in one_room[1:]] == [record["kind"] for record in whole[1:]]
+    missing = command("export", "--room", "attic", backend=source)
+    assert missing.returncode == 1
+    assert missing.stderr.decode().strip() == "chatroom export: The store holds no room named 'attic'"
+    assert not missing.stdout
+    nowhere = command("export", backend=f"sqlite:///{tmp_path / 'nowhere.db'}")
+    assert nowhere.returncode == 1
+    assert "No database" in nowhere.stderr.decode()
+    assert command("import", backend="memory://", stdin=tmp_path / "whole.jsonl").returncode == 1
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
+    import pty
+
+    url = f"sqlite:///{tmp_path / 'chat.db'}"
+    with TestClient(app_with(backend_url=url)) as client:
+        prefill(client, "lobby", 3000)
+    quiet = command("export", backend=url)
+    assert quiet.stderr.decode().splitlines() == [
+        "Exported 3,000 messages, 1 room, 0 accounts, 0 bans or mutes, 0 audit entries"
+    ]
+    controller, terminal = pty.openpty()
+    with (tmp_path / "out.jsonl").open("wb") as out:
+        environment = {**os.environ, "CHAT_BACKEND_URL": url}
+        subprocess.run([str(CHATROOM), "export"], cwd=ROOT, env=environment, stdout=out, stderr=terminal, timeout=60)
+    os.close(terminal)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal's other end closed: all read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    assert b"exporting [" in drawn
+    assert b"Exported 3,000 messages" in drawn
