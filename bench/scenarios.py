@@ -11,6 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bench.load import Reader, Receivers, Tally, message, open_many, read_until_quiet, tls
 from bench.server import Server
+from bench.storm import Storm
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ SCENARIOS: dict[str, Any] = {
     "fanout50x50": Fanout(receivers=0, senders=50, rate=500, senders_receive=True),
     "idle2000": 2000,
     "history5000": 5000,
+    "storm2000": Storm(2000),
+    "storm10000": Storm(10000),
 }
 
 
