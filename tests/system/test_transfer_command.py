@@ -172,7 +172,8 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
         prefill(client, "lobby", 3000)
     quiet = command("export", backend=url)
     assert quiet.stderr.decode().splitlines() == [
-        "Exported 3,000 messages, 1 room, 0 accounts, 0 bans or mutes, 0 audit entries"
+        "Exported 3,000 messages, 1 room, 0 accounts, 0 direct messages, 0 conversations, 0 buddies, 0 blocks, "
+        "0 bans or mutes, 0 audit entries"
     ]
     controller, terminal = pty.openpty()
     with (tmp_path / "out.jsonl").open("wb") as out:
