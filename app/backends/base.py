@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from app.core.direct import DirectHandler, DirectMessage, Party, Snapshot
     from app.core.messages import Message
     from app.core.moderation.records import AuditEntry, Kind, Person, Role, RoomRules, Sanction, Topic
-    from app.core.transfer.format import StoredRoom
+    from app.core.transfer.format import StoredBlock, StoredBuddy, StoredConversation, StoredRoom
     from app.core.users import SignIn, User
     from app.settings import Settings
 
@@ -349,6 +349,24 @@ class StoreSnapshot(ABC):
     async def secret(self) -> bytes | None:
         """The key of guests' address hashes, if one was ever made (never makes one)."""
 
+    @abstractmethod
+    async def conversations(self) -> list[StoredConversation]:
+        """Every conversation both of whose accounts have it (`Conversation`s of each other), by
+        its key, with its last id and how many messages it holds."""
+
+    @abstractmethod
+    def dms(self, conversation: str, after: int = 0) -> AsyncIterator[list[DirectMessage]]:
+        """The conversation's messages with ids above `after`, up to its last id in the
+        snapshot, in pages, oldest first."""
+
+    @abstractmethod
+    async def buddies(self) -> list[StoredBuddy]:
+        """Every entry of every buddy list, by owner and key."""
+
+    @abstractmethod
+    async def blocks(self) -> list[StoredBlock]:
+        """Every entry of every block list, by owner and key."""
+
 
 class Loader(ABC):
     """Writes what `chatroom import` found missing from a store, with the ids it had
@@ -380,6 +398,24 @@ class Loader(ABC):
     @abstractmethod
     async def secret(self, key: bytes) -> None:
         """Make `key` the key of guests' address hashes."""
+
+    @abstractmethod
+    async def dms(self, conversation: StoredConversation, messages: list[DirectMessage]) -> None:
+        """Append `messages` (ids increasing, all above the conversation's last id) with their
+        ids; the conversation's last id follows them."""
+
+    @abstractmethod
+    async def conversation(self, conversation: StoredConversation) -> None:
+        """Raise the conversation's last id to at least its `last_id`; where it is higher than
+        the last id each account's list of conversations shows, show it, with its time."""
+
+    @abstractmethod
+    async def buddies(self, buddies: list[StoredBuddy]) -> None:
+        """Put the buddies on their owners' lists (none of them is there)."""
+
+    @abstractmethod
+    async def blocks(self, blocks: list[StoredBlock]) -> None:
+        """Put the blocks on their owners' lists (none of them is there)."""
 
 
 class TransferStore(ABC):

@@ -11,7 +11,7 @@ from typing import Any
 from app.backends.base import AccountStore, Backend, DirectStore, ModerationStore, TransferStore
 from app.backends.direct import LocalDirect
 from app.backends.memory_moderation import MemoryModeration
-from app.backends.memory_transfer import MemoryStores, MemoryTransfer, RoomLog
+from app.backends.memory_transfer import DirectBook, MemoryStores, MemoryTransfer, RoomLog
 from app.core.direct import Conversation, DirectMessage, Party, conversation_of
 from app.core.messages import Message, now_ms
 from app.core.users import SignIn, User
@@ -74,12 +74,13 @@ class MemoryDirect(LocalDirect):
 
     def __init__(self, notify: Callable[[str, dict[str, Any]], None], limit: int) -> None:
         super().__init__(notify)
+        self.book = book = DirectBook(limit)  # what export and import reach
         self._limit = limit
-        self._messages: dict[str, deque[DirectMessage]] = {}
-        self._last_ids: dict[str, int] = {}
-        self._conversations_of: dict[str, dict[str, Conversation]] = {}
-        self._lists: dict[str, dict[str, str]] = {}  # key -> buddy key -> name
-        self._blocks_of: dict[str, dict[str, str]] = {}
+        self._messages = book.messages
+        self._last_ids = book.last_ids
+        self._conversations_of = book.conversations_of
+        self._lists = book.lists
+        self._blocks_of = book.blocks_of
 
     async def _append(self, sender: Party, recipient: Party, text: str, auto: bool) -> DirectMessage:
         conversation = conversation_of(sender.key, recipient.key)
@@ -165,7 +166,8 @@ class MemoryBackend(Backend):
 
     def _stores(self) -> MemoryStores:
         assert isinstance(self.moderation, MemoryModeration)
-        return MemoryStores(self.logs, self.log, self.accounts, self.moderation)
+        assert isinstance(self.direct, MemoryDirect)
+        return MemoryStores(self.logs, self.log, self.accounts, self.moderation, self.direct.book)
 
     def log(self, room: str) -> RoomLog:
         """The room's log, made empty the first time."""

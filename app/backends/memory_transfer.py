@@ -10,9 +10,10 @@ from contextlib import asynccontextmanager
 
 from app.backends.base import AccountStore, Loader, StoreSnapshot, TransferStore
 from app.backends.memory_moderation import MemoryModeration
+from app.core.direct import Conversation, DirectMessage, Party, conversation_of
 from app.core.messages import Message
 from app.core.moderation.records import AuditEntry, RoomRules, Sanction
-from app.core.transfer.format import StoredRoom
+from app.core.transfer.format import Listed, StoredBlock, StoredBuddy, StoredConversation, StoredRoom
 from app.core.users import User
 
 PAGE = 1000
@@ -28,6 +29,22 @@ class RoomLog:
         self.last_id = 0
 
 
+class DirectBook:
+    """Direct messages and lists as memory:// keeps them (`MemoryDirect`): a conversation's
+    latest `limit` messages and its last id, each account's conversations (by the other's
+    key), buddies and blocks (key -> name)."""
+
+    __slots__ = ("blocks_of", "conversations_of", "last_ids", "limit", "lists", "messages")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.messages: dict[str, deque[DirectMessage]] = {}
+        self.last_ids: dict[str, int] = {}
+        self.conversations_of: dict[str, dict[str, Conversation]] = {}
+        self.lists: dict[str, dict[str, str]] = {}
+        self.blocks_of: dict[str, dict[str, str]] = {}
+
+
 class MemoryStores:
     """What the memory backend holds, as its export and import reach it."""
 
@@ -37,7 +54,9 @@ class MemoryStores:
         log: Callable[[str], RoomLog],
         accounts: AccountStore,
         moderation: MemoryModeration,
+        direct: DirectBook,
     ) -> None:
+        self.direct = direct
         self.logs = logs
         self.log = log  # the room's log, made the first time
         self.accounts = accounts
@@ -61,6 +80,12 @@ class _MemorySnapshot(StoreSnapshot):
     def __init__(self, backend: MemoryStores) -> None:
         self._backend = backend
         self._last_ids = {room: log.last_id for room, log in backend.logs.items()}
+        # Direct messages' ids, and the lists, as of now: a conversation's time goes with its id.
+        book = backend.direct
+        self._dm_last = dict(book.last_ids)
+        self._shown = {key: dict(theirs) for key, theirs in book.conversations_of.items()}
+        self._lists = {key: dict(listed) for key, listed in book.lists.items()}
+        self._blocks_of = {key: dict(listed) for key, listed in book.blocks_of.items()}
 
     async def rooms(self) -> list[StoredRoom]:
         rules = self._backend.moderation.rules_of_rooms()
@@ -109,6 +134,49 @@ class _MemorySnapshot(StoreSnapshot):
     async def secret(self) -> bytes | None:
         return await self._backend.moderation.secret()
 
+    def _kept_dms(self, conversation: str, after: int) -> list[DirectMessage]:
+        upto = self._dm_last.get(conversation, 0)
+        kept = self._backend.direct.messages.get(conversation, ())
+        return [message for message in list(kept) if after < message.id <= upto]
+
+    async def conversations(self) -> list[StoredConversation]:
+        found = []
+        for one, theirs in self._shown.items():
+            for other, seen in theirs.items():
+                back = self._shown.get(other, {}).get(one)
+                key = conversation_of(one, other)
+                if one <= other and back is not None and key in self._dm_last:
+                    found.append(
+                        StoredConversation(
+                            (Party(one, back.name), Party(other, seen.name)),
+                            self._dm_last[key],
+                            seen.ts,
+                            len(self._kept_dms(key, 0)),
+                        )
+                    )
+        return sorted(found, key=lambda conversation: conversation.key)
+
+    async def dms(self, conversation: str, after: int = 0) -> AsyncIterator[list[DirectMessage]]:
+        kept = self._kept_dms(conversation, after)
+        for start in range(0, len(kept), PAGE):
+            yield kept[start : start + PAGE]
+
+    async def buddies(self) -> list[StoredBuddy]:
+        listed = [
+            StoredBuddy(owner, Party(key, name))
+            for owner, entries in self._lists.items()
+            for key, name in entries.items()
+        ]
+        return sorted(listed, key=_by_owner)
+
+    async def blocks(self) -> list[StoredBlock]:
+        listed = [
+            StoredBlock(owner, Party(key, name))
+            for owner, entries in self._blocks_of.items()
+            for key, name in entries.items()
+        ]
+        return sorted(listed, key=_by_owner)
+
 
 class _MemoryLoader(Loader):
     def __init__(self, backend: MemoryStores) -> None:
@@ -139,3 +207,34 @@ class _MemoryLoader(Loader):
 
     async def secret(self, key: bytes) -> None:
         self._backend.moderation.set_secret(key)
+
+    async def dms(self, conversation: StoredConversation, messages: list[DirectMessage]) -> None:
+        book = self._backend.direct
+        key = conversation.key
+        kept = book.messages.setdefault(key, deque(maxlen=book.limit))
+        for message in messages:
+            kept.append(message)
+            book.last_ids[key] = max(book.last_ids.get(key, 0), message.id)
+
+    async def conversation(self, conversation: StoredConversation) -> None:
+        book = self._backend.direct
+        key = conversation.key
+        book.last_ids[key] = max(book.last_ids.get(key, 0), conversation.last_id)
+        one, other = conversation.accounts
+        for owner, party in ((one, other), (other, one)):
+            theirs = book.conversations_of.setdefault(owner.key, {})
+            shown = theirs.get(party.key)
+            if shown is None or shown.last < conversation.last_id:
+                theirs[party.key] = Conversation(party.name, conversation.last_id, conversation.ts)
+
+    async def buddies(self, buddies: list[StoredBuddy]) -> None:
+        for buddy in buddies:
+            self._backend.direct.lists.setdefault(buddy.owner, {})[buddy.other.key] = buddy.other.name
+
+    async def blocks(self, blocks: list[StoredBlock]) -> None:
+        for block in blocks:
+            self._backend.direct.blocks_of.setdefault(block.owner, {})[block.other.key] = block.other.name
+
+
+def _by_owner(listed: Listed) -> tuple[str, str]:
+    return listed.owner, listed.other.key

@@ -45,9 +45,9 @@ def export_main(argv: Sequence[str]) -> None:
     defaults = _defaults("chatroom export")
     parser = argparse.ArgumentParser(
         prog="chatroom export",
-        description="Write the chat (its rooms' histories, accounts with their password hashes, rooms' rules, "
-        "bans and mutes, the audit log) to stdout, one JSON object a line, from a consistent snapshot, "
-        "while the servers run. Sessions are not exported. Works on sqlite:// and redis://.",
+        description="Write the chat (its rooms' histories, accounts with their password hashes, direct messages, "
+        "buddy lists and blocks, rooms' rules, bans and mutes, the audit log) to stdout, one JSON object a line, "
+        "from a consistent snapshot, while the servers run. Sessions are not exported. Works on sqlite:// and redis://.",
     )
     parser.add_argument("--room", help="one room only: its messages, rules, bans, mutes and audit entries")
     parser.add_argument(

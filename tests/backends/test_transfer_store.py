@@ -1,7 +1,8 @@
 """The seam of export and import (`TransferStore`), the same on every backend: a snapshot
-holds every room, message, account, rule, sanction, audit entry and the hashing key, in
-order and in pages; what a loader writes keeps its ids, and the store goes on after them;
-and an import refuses to run beside a server."""
+holds every room, message, account, rule, sanction, audit entry, the hashing key, every
+conversation with its direct messages, buddy lists and block lists, in order and in pages;
+what a loader writes keeps its ids, and the store goes on after them; and an import refuses
+to run beside a server."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from app.backends import create_backend
 from app.backends.base import Backend, InUse, StoreSnapshot
+from app.core.direct import Buddy, Conversation, DirectMessage, Party
 from app.core.messages import Message
 from app.core.moderation.records import (
     SERVER_WIDE,
@@ -23,7 +25,7 @@ from app.core.moderation.records import (
     Topic,
     account_target,
 )
-from app.core.transfer.format import StoredRoom
+from app.core.transfer.format import StoredBlock, StoredBuddy, StoredConversation, StoredRoom
 from app.core.users import User
 from app.settings import Settings
 from tests.support.subscriber import Delivered
@@ -106,6 +108,17 @@ async def every_message(snapshot: StoreSnapshot, room: str, after: int = 0) -> l
     return found
 
 
+async def every_dm(snapshot: StoreSnapshot, conversation: str, after: int = 0) -> list[DirectMessage]:
+    found: list[DirectMessage] = []
+    async for page in snapshot.dms(conversation, after):
+        assert 0 < len(page) <= 1000
+        found.extend(page)
+    return found
+
+
+ANN_P, BOB_P, CY_P = Party("ann", "Ann"), Party("bob", "Bob"), Party("cy", "Cy")
+
+
 async def every_entry(snapshot: StoreSnapshot) -> list[AuditEntry]:
     found: list[AuditEntry] = []
     async for page in snapshot.audit():
@@ -145,6 +158,61 @@ async def test_a_snapshot_holds_everything_in_order_in_pages(stores: Stores) -> 
     assert later[0].id == 2501
 
 
+async def test_a_snapshot_holds_conversations_buddies_and_blocks(stores: Stores) -> None:
+    server = await stores.server()
+    direct = server.direct
+    sent = [message for n in range(1200) for message in await direct.send(ANN_P, BOB_P, f"dm {n}")]
+    await direct.away(CY_P, "out")  # an automatic reply: stored as any other message
+    auto = await direct.send(BOB_P, CY_P, "there?")
+    assert await direct.add_buddy(ANN_P, BOB_P, 10)
+    assert await direct.add_buddy(BOB_P, ANN_P, 10)
+    assert await direct.block(CY_P, ANN_P, 10)
+    async with server.transfer.snapshot() as snapshot:
+        after = await direct.send(BOB_P, ANN_P, "after the snapshot began")  # not in it
+        await direct.add_buddy(CY_P, BOB_P, 10)
+        conversations = await snapshot.conversations()
+        assert conversations == [
+            StoredConversation((ANN_P, BOB_P), 1200, sent[-1].ts),
+            StoredConversation((BOB_P, CY_P), 2, auto[-1].ts),
+        ]
+        assert [conversation.messages for conversation in conversations] == [1200, 2]
+        assert await every_dm(snapshot, conversations[0].key) == sent
+        assert await every_dm(snapshot, conversations[0].key, after=1100) == sent[1100:]
+        assert await every_dm(snapshot, conversations[1].key) == auto
+        assert auto[1].auto
+        assert await snapshot.buddies() == [StoredBuddy("ann", BOB_P), StoredBuddy("bob", ANN_P)]
+        assert await snapshot.blocks() == [StoredBlock("cy", ANN_P)]
+    assert after[0].id == 1201
+
+
+async def test_what_a_loader_writes_of_conversations_keeps_its_ids_and_they_go_on(stores: Stores) -> None:
+    alone = await stores.alone()
+    conversation = StoredConversation((ANN_P, BOB_P), 1600, NOW + 1509)
+    dms = [
+        DirectMessage.create(id, "Ann" if id % 2 else "Bob", "Bob" if id % 2 else "Ann", f"d{id}", NOW + id, id == 7)
+        for id in (3, 4, 7, *range(10, 1510))
+    ]
+    async with alone.transfer.loading() as loader:
+        await loader.dms(conversation, dms[:1000])
+        await loader.dms(conversation, dms[1000:])
+        await loader.conversation(conversation)  # retention had deleted up to 1600
+        await loader.buddies([StoredBuddy("ann", BOB_P), StoredBuddy("bob", ANN_P)])
+        await loader.blocks([StoredBlock("ann", CY_P)])
+    await stores.stop(alone)
+    server = await stores.server()
+    page, more = await server.direct.history("bob", "ann", None, None, 100)
+    assert page == dms[-100:]
+    assert more
+    page, more = await server.direct.history("ann", "bob", 10, None, 100)
+    assert (page, more) == (dms[:3], False)
+    snapshot = await server.direct.arrive(ANN_P)
+    assert snapshot.conversations == {"bob": Conversation("Bob", 1600, NOW + 1509)}
+    assert snapshot.buddies == {"bob": Buddy("Bob", False, None)}
+    assert snapshot.blocked == {"cy": "Cy"}
+    assert (await server.direct.send(BOB_P, ANN_P, "next"))[0].id == 1601
+    assert (await server.direct.arrive(BOB_P)).buddies == {"ann": Buddy("Ann", True, None)}
+
+
 async def test_what_a_loader_writes_keeps_its_ids_and_the_store_goes_on_after_them(stores: Stores) -> None:
     alone = await stores.alone()
     messages = [Message("lobby", id, "Ann", f"m{id}", NOW + id, guest=id == 7) for id in (3, 4, 7, *range(10, 1510))]
@@ -178,9 +246,8 @@ async def test_what_a_loader_writes_keeps_its_ids_and_the_store_goes_on_after_th
     assert (await server.moderation.record(AuditEntry(0, NOW, "den", "Ann", "topic"))).id == 10
 
 
+@pytest.mark.parametrize("backend_url", ["sqlite", "redis"], indirect=True)  # memory:// is reached by no other process
 async def test_an_import_refuses_to_run_beside_a_server(stores: Stores) -> None:
-    if stores.url.startswith("memory"):
-        pytest.skip("memory:// is the server's own memory: no other process reaches it")
     server = await stores.server()
     alone = await stores.alone()
     with pytest.raises(InUse):

@@ -14,6 +14,7 @@ import pytest
 
 from app.backends import create_backend
 from app.backends.base import Backend
+from app.core.direct import Party
 from app.core.messages import Message
 from app.core.transfer.export import export
 from app.core.transfer.format import VERSION, Header, Unreadable
@@ -89,6 +90,23 @@ def end(count: int) -> bytes:
     return record(kind="end", records=count)
 
 
+HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"
+
+
+def user(name: str) -> bytes:
+    return record(kind="user", key=name.lower(), name=name, password=HASH, admin=False, created=NOW)
+
+
+USERS = user("Ann") + user("Bob")
+CONVERSATION = record(
+    kind="conversation", accounts=[{"key": "ann", "name": "Ann"}, {"key": "bob", "name": "Bob"}], last_id=3, ts=NOW
+)
+
+
+def dm(id: int, text: str = "hi", sender: str = "Ann", to: str = "Bob") -> bytes:
+    return record(kind="dm", id=id, **{"from": sender, "to": to}, text=text, ts=NOW, auto=False)
+
+
 @pytest.mark.parametrize(
     ("data", "line", "reason"),
     [
@@ -108,6 +126,17 @@ def end(count: int) -> bytes:
         (HEADER + ROOM + ROOM + end(2), 3, "a second time"),
         (HEADER + record(kind="session", hash="x") + end(1), 2, "unknown kind"),
         (HEADER + end(0) + ROOM, 3, "after the end record"),
+        (HEADER + USERS + CONVERSATION + dm(1) + dm(1) + end(5), 6, "must increase"),
+        (HEADER + USERS + CONVERSATION + dm(4) + end(4), 5, "beyond the conversation's last id"),
+        (HEADER + USERS + CONVERSATION + dm(1, sender="Cy") + end(4), 5, "in the conversation of 'Ann' and 'Bob'"),
+        (HEADER + USERS + CONVERSATION + dm(1).replace(b'"auto":false', b'"auto":0') + end(4), 5, "'auto' to be"),
+        (HEADER + USERS + dm(1) + end(3), 4, "outside a conversation"),
+        (HEADER + USERS + ROOM + dm(1) + end(4), 5, "outside a conversation"),
+        (HEADER + user("Ann") + CONVERSATION + end(2), 3, "no account of it before"),
+        (HEADER + USERS + CONVERSATION + CONVERSATION + end(4), 5, "a second time"),
+        (HEADER + USERS + CONVERSATION.replace(b'"key":"bob"', b'"key":"bo"') + end(3), 4, "its name's key"),
+        (HEADER + USERS + record(kind="buddy", owner="cy", key="ann", name="Ann") + end(3), 4, "no account"),
+        (HEADER + USERS + record(kind="block", owner="ann", key="bob", name="B\nob") + end(3), 4, "not a name"),
     ],
 )
 async def test_a_bad_line_is_named_by_its_number_and_nothing_is_written(
@@ -132,6 +161,39 @@ async def test_a_file_of_another_history_conflicts_and_nothing_is_written(memory
     assert "1 message," in await imported(memory, going_on)
     assert "0 messages" in await imported(memory, going_on)
     assert (await memory.publish("lobby", "Ann", "next")).id == 4
+
+
+async def test_conversations_go_on_conflict_whole_and_stay_out_of_a_room_export(memory: Backend) -> None:
+    buddy = record(kind="buddy", owner="ann", key="bob", name="Bob")
+    block = record(kind="block", owner="bob", key="cy", name="Cy")  # an account removed since
+    first = HEADER + USERS + CONVERSATION + dm(1) + dm(3, sender="Bob", to="Ann") + buddy + block + end(7)
+    assert "2 direct messages, 1 conversation, 1 buddy, 1 block" in await imported(memory, first)
+    assert "0 direct messages, 0 conversations, 0 buddies, 0 blocks" in await imported(memory, first)
+    other = HEADER + USERS + CONVERSATION + dm(1, "another text") + dm(3) + end(5)
+    with pytest.raises(Conflict) as refused:
+        await imported(memory, other)
+    assert refused.value.line == 5
+    renamed = HEADER + USERS + CONVERSATION + record(kind="buddy", owner="ann", key="bob", name="BOB") + end(4)
+    with pytest.raises(Conflict, match="under another name"):
+        await imported(memory, renamed)
+    going_on = CONVERSATION.replace(b'"last_id":3', b'"last_id":4')
+    later = HEADER + USERS + going_on + dm(1) + dm(3, sender="Bob", to="Ann") + dm(4, "new") + end(6)
+    assert "1 direct message, 0 conversations" in await imported(memory, later)
+    page, _ = await memory.direct.history("ann", "bob", None, None, 10)
+    assert [(message.id, message.text) for message in page] == [(1, "hi"), (3, "hi"), (4, "new")]
+    assert (await memory.direct.send(Party("bob", "Bob"), Party("ann", "Ann"), "next"))[0].id == 5
+    assert exported_kinds(await exported(memory)).count("dm") == 4  # the accounts are exported with them
+    out = io.BytesIO()
+    await fill(memory, "lobby", 1)
+    async with memory.transfer.snapshot() as snapshot:
+        await export(snapshot, out.write, Header("memory", NOW, room="lobby"))
+    kinds = exported_kinds(out.getvalue())
+    assert kinds.count("message") == 1
+    assert not {"user", "conversation", "dm", "buddy", "block"} & set(kinds)  # a room's export has none of it
+
+
+def exported_kinds(data: bytes) -> list[str]:
+    return [orjson.loads(line)["kind"] for line in data.splitlines()[1:]]
 
 
 async def peaks(tmp_path: Path, count: int) -> tuple[int, int]:

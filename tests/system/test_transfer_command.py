@@ -15,7 +15,7 @@ import orjson
 from starlette.testclient import TestClient
 
 from tests.support.servers import CHATROOM, ROOT
-from tests.support.web import Events, app_with, chat
+from tests.support.web import Events, another_browser, app_with, chat
 from tests.web.test_history import page, prefill
 from tests.web.test_moderation import PASSWORD, account, act, claim, from_address, refusal
 
@@ -64,17 +64,37 @@ def wire(record: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+DMS = 4  # direct messages between Ann and Bob
+
+
 def build(url: str) -> None:
-    """A chat with a bit of everything: accounts, an owner, a topic, a banned guest, two rooms."""
+    """A chat with a bit of everything: accounts, an owner, a topic, a banned guest, two rooms;
+    direct messages between two accounts, a buddy and a block."""
     with TestClient(app_with(backend_url=url, rate_limit=0, history_limit=10_000)) as client:
-        ann = account(client, "Ann")
-        with chat(ann) as owner, chat(client, "name=troll") as troll:
+        ann, bob = account(client, "Ann"), account(client, "Bob")
+        account(client, "Cy")
+        with chat(ann) as owner, chat(client, "name=troll") as troll, chat(bob, "room=den") as friend:
             claim(owner)
             act(owner, {"type": "topic", "text": "Be kind"})
             owner.say("hello from Ann")
             troll.say("spam")
             act(owner, {"type": "ban", "name": "troll", "seconds": 3600, "reason": "spam"})
+            for n in range(DMS):
+                sender, to = (owner, "Bob") if n % 2 == 0 else (friend, "Ann")
+                sender.send({"type": "dm", "to": to, "text": f"direct {n}"})
+                assert owner.next_of("dm")["id"] == friend.next_of("dm")["id"] == n + 1  # both accounts see it
+            owner.send({"type": "buddy_add", "name": "Bob"})
+            assert owner.next_of("buddy")["name"] == "Bob"
+            owner.send({"type": "block", "name": "Cy"})
+            assert owner.next_of("blocked")["name"] == "Cy"
         prefill(client, "big", BIG)
+
+
+def signed_in(client: TestClient, name: str) -> TestClient:
+    browser = another_browser(client)
+    done = browser.post("/api/session", json={"name": name, "password": PASSWORD})
+    assert done.status_code == 200, done.text  # the password hash moved with the account
+    return browser
 
 
 def test_a_chat_moves_from_sqlite_to_redis_and_back_message_by_message(tmp_path: Path, redis_url: str) -> None:
@@ -87,12 +107,20 @@ def test_a_chat_moves_from_sqlite_to_redis_and_back_message_by_message(tmp_path:
     assert header["backend"] == "sqlite"
     kinds = [record["kind"] for record in records]
     assert kinds.count("message") == BIG + 2
-    assert {"secret", "user", "room", "sanction", "audit"} <= set(kinds)
+    assert {"secret", "user", "room", "sanction", "audit", "conversation", "buddy", "block"} <= set(kinds)
+    assert kinds.count("dm") == DMS
+    dms = [
+        {"type": "dm", **{k: v for k, v in r.items() if k not in ("kind", "auto")}}
+        for r in records
+        if r["kind"] == "dm"
+    ]
     assert kinds[-1] == "end"
     assert records[-1]["records"] == len(records) - 1
     assert next(record for record in records if record["kind"] == "user")["password"].startswith("$argon2id$")
 
-    assert "2,502 messages" in imported(redis_url, tmp_path / "first.jsonl")
+    summary = imported(redis_url, tmp_path / "first.jsonl")
+    assert "2,502 messages" in summary
+    assert f"{DMS} direct messages, 1 conversation, 1 buddy, 1 block" in summary
     assert "Nothing to import" in imported(redis_url, tmp_path / "first.jsonl")  # idempotent
     from_redis = export(redis_url, tmp_path / "redis.jsonl")
     assert from_redis[0]["backend"] == "redis"
@@ -116,8 +144,19 @@ def test_a_chat_moves_from_sqlite_to_redis_and_back_message_by_message(tmp_path:
                 assert lobby.welcome["topic"]["text"] == "Be kind"
                 assert lobby.welcome["owner"] == "Ann"
             assert refusal(client, "name=troll")[0] == 4403  # the guest's ban: its hash and its key moved
-            signed_in = client.post("/api/session", json={"name": "Ann", "password": PASSWORD})
-            assert signed_in.status_code == 200, signed_in.text  # the password hash moved with the account
+            with chat(signed_in(client, "Ann")) as ann:
+                assert [buddy["name"] for buddy in ann.welcome["buddies"]] == ["Bob"]
+                assert ann.welcome["blocked"] == ["Cy"]
+                assert [(c["with"], c["last"], c["ts"]) for c in ann.welcome["conversations"]] == [
+                    ("Bob", DMS, dms[-1]["ts"])
+                ]
+                ann.send({"type": "dm_history", "with": "Bob", "limit": 2})
+                latest = ann.next_of("dm_history")
+                assert (latest["messages"], latest["more"]) == (dms[-2:], True)
+                ann.send({"type": "dm_history", "with": "Bob", "before": DMS - 1})
+                assert ann.next_of("dm_history")["messages"] == dms[:-2]
+                ann.send({"type": "dm", "to": "Bob", "text": "after the move"})
+                assert ann.next_of("dm")["id"] == DMS + 1  # the conversation's ids go on after the imported ones
 
 
 def test_bad_files_conflicts_and_a_running_server_are_refused_in_one_line(tmp_path: Path) -> None:
@@ -172,7 +211,8 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
         prefill(client, "lobby", 3000)
     quiet = command("export", backend=url)
     assert quiet.stderr.decode().splitlines() == [
-        "Exported 3,000 messages, 1 room, 0 accounts, 0 bans or mutes, 0 audit entries"
+        "Exported 3,000 messages, 1 room, 0 accounts, 0 direct messages, 0 conversations, 0 buddies, 0 blocks, "
+        "0 bans or mutes, 0 audit entries"
     ]
     controller, terminal = pty.openpty()
     with (tmp_path / "out.jsonl").open("wb") as out:

@@ -1,19 +1,23 @@
 """Export and import of the Redis backend (keys in scripts.py's docstring).
 
 The snapshot: one script reads, at one instant, every room's last id (`ids`), the accounts,
-the rooms' rules, the sanctions, the audit log's last id and the hashing key; then each
-room's stream is read in pages up to the id it had at that instant, and the audit log up
-to its last entry then. So the export is the chat as it was at that instant, except for
-messages that retention (CHAT_RETENTION_*) trims meanwhile, which may be missing from it.
+the rooms' rules, the sanctions, the audit log's last id and the hashing key, and every
+conversation's last id (`dm-ids`), the accounts' lists of conversations, buddies and
+blocks; then each room's stream and each conversation's is read in pages up to the id it
+had at that instant, and the audit log up to its last entry then. So the export is the
+chat as it was at that instant, except for messages that retention (CHAT_RETENTION_*)
+trims meanwhile, which may be missing from it.
 Servers go on meanwhile: a stream read is a range read, and the script takes a few
-milliseconds (it lists the keys of rules and sanctions: a scan of the key space).
+milliseconds (it lists the keys of rules, sanctions and lists: a scan of the key space).
 
 An import writes under the chat's epoch (`RedisBackend.open` joins it, or names the first
 one): each page of messages is one script that appends them with their ids (stream id
 `N-0`, their epoch in `E`) and moves the room's last id past them. It refuses to start
 while any server's heartbeat is fresh (`nodes`), for a server holds what it read of a room
 and would not see messages put beneath it. Redis has no transaction that large: an import
-that fails midway keeps what it wrote, and running it again adds the rest.
+that fails midway keeps what it wrote, and running it again adds the rest. Direct messages
+go the same way (DM_APPEND: stream `dm:CONVERSATION`, ids `N-0`, the epoch in `E`), then
+the conversation's last id and both accounts' lists of conversations (CONVERSATION).
 """
 
 from __future__ import annotations
@@ -30,16 +34,19 @@ from app.backends.base import InUse, Loader, StoreSnapshot, TransferStore
 from app.backends.redis.accounts import USERS_KEY, _user, _user_json
 from app.backends.redis.commands import PREFIX, Entry, Script, message_id, room_key
 from app.backends.redis.moderation import AUDIT_KEY, SECRET_KEY, _entry, _entry_fields, _sanction, _sanction_json
+from app.core.direct import DirectMessage, Party, conversation_of
 from app.core.messages import Message
 from app.core.moderation.records import AuditEntry, Person, RoomRules, Sanction, Topic
-from app.core.transfer.format import StoredRoom
+from app.core.transfer.format import StoredBlock, StoredBuddy, StoredConversation, StoredRoom
 from app.core.users import User
 
 PAGE = 1000  # stream entries read, or messages written, at once
 
 # ARGV: prefix. Returns {ids (HGETALL), users (HGETALL), the secret or false, the audit
 # log's last id or false, {room, its rules (HGETALL), its moderators, its invited}...,
-# {scope, its sanctions (HGETALL)}..., {room, its stream's length}...}.
+# {scope, its sanctions (HGETALL)}..., {room, its stream's length}..., dm-ids (HGETALL),
+# {conversation, its stream's length}..., and {account, its hash (HGETALL)}... of
+# conversations, buddies and blocks}.
 SNAPSHOT = Script("""
 local prefix = ARGV[1]
 local function suffixes(kind)
@@ -67,8 +74,21 @@ local lengths = {}
 for i = 1, #ids, 2 do
   lengths[#lengths + 1] = {ids[i], redis.call('XLEN', prefix .. 'messages:' .. ids[i])}
 end
+local dm_ids = redis.call('HGETALL', prefix .. 'dm-ids')
+local dm_lengths = {}
+for i = 1, #dm_ids, 2 do
+  dm_lengths[#dm_lengths + 1] = {dm_ids[i], redis.call('XLEN', prefix .. 'dm:' .. dm_ids[i])}
+end
+local function hashes(kind)
+  local found = {}
+  for account in pairs(suffixes(kind)) do
+    found[#found + 1] = {account, redis.call('HGETALL', prefix .. kind .. ':' .. account)}
+  end
+  return found
+end
 return {ids, redis.call('HGETALL', prefix .. 'users'), redis.call('GET', prefix .. 'moderation-secret'),
-        redis.call('GET', prefix .. 'audit-ids'), rules, sanctions, lengths}
+        redis.call('GET', prefix .. 'audit-ids'), rules, sanctions, lengths, dm_ids, dm_lengths,
+        hashes('conversations'), hashes('buddies'), hashes('blocks')}
 """)
 
 # ARGV: prefix, epoch, room, messages kept per room (0: all), then each message's id and
@@ -113,6 +133,41 @@ end
 local last = tonumber(ARGV[#ARGV - 2])
 if tonumber(redis.call('GET', prefix .. 'audit-ids') or '0') < last then
   redis.call('SET', prefix .. 'audit-ids', ARGV[#ARGV - 2])
+end
+return 1
+""")
+
+# ARGV: prefix, epoch, conversation, then each message's id and wire JSON. Appends them under
+# the epoch (refused under another) and moves the conversation's last id to the last of them.
+DM_APPEND = Script("""
+local prefix, epoch, conversation = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('GET', prefix .. 'epoch') ~= epoch then
+  return redis.error_reply('STALE_EPOCH the chat is no longer in epoch ' .. epoch)
+end
+for i = 4, #ARGV, 2 do
+  redis.call('XADD', prefix .. 'dm:' .. conversation, ARGV[i] .. '-0', 'j', ARGV[i + 1], 'E', epoch)
+end
+local last = tonumber(ARGV[#ARGV - 1])
+if tonumber(redis.call('HGET', prefix .. 'dm-ids', conversation) or '0') < last then
+  redis.call('HSET', prefix .. 'dm-ids', conversation, ARGV[#ARGV - 1])
+end
+return (#ARGV - 3) / 2
+""")
+
+# ARGV: prefix, conversation, last id, time, then each account's key, the other's key and
+# name. The conversation's last id is at least that, and each account's list of
+# conversations shows it unless it shows a later message.
+CONVERSATION = Script("""
+local prefix, conversation, last, ts = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if tonumber(redis.call('HGET', prefix .. 'dm-ids', conversation) or '0') < tonumber(last) then
+  redis.call('HSET', prefix .. 'dm-ids', conversation, last)
+end
+for i = 5, #ARGV, 3 do
+  local list = prefix .. 'conversations:' .. ARGV[i]
+  local shown = redis.call('HGET', list, ARGV[i + 1])
+  if not shown or tonumber(string.match(shown, '^(%d+)')) < tonumber(last) then
+    redis.call('HSET', list, ARGV[i + 1], last .. '\\n' .. ts .. '\\n' .. ARGV[i + 2])
+  end
 end
 return 1
 """)
@@ -170,7 +225,19 @@ class RedisTransfer(TransferStore):
 class _RedisSnapshot(StoreSnapshot):
     def __init__(self, redis: Callable[[], aioredis.Redis], reply: list[Any]) -> None:
         self._redis = redis
-        ids, users, secret, audit_last, rules, sanctions, lengths = reply
+        ids, users, secret, audit_last, rules, sanctions, lengths, dm_ids, dm_lengths, *lists = reply
+        self._dm_last = {_text(conversation): int(last) for conversation, last in _pairs(dm_ids).items()}
+        self._dm_lengths = {_text(conversation): int(length) for conversation, length in dm_lengths}
+        conversations, buddies, blocks = (
+            {
+                _text(account): {_text(key): _text(value) for key, value in _pairs(fields).items()}
+                for account, fields in kind
+            }
+            for kind in lists
+        )
+        self._conversations: dict[str, dict[str, str]] = conversations
+        self._buddies: dict[str, dict[str, str]] = buddies
+        self._blocks: dict[str, dict[str, str]] = blocks
         self._last_ids = {_text(room): int(last) for room, last in _pairs(ids).items()}
         self._users = users
         self._secret = bytes.fromhex(_text(secret)) if secret else None
@@ -219,6 +286,44 @@ class _RedisSnapshot(StoreSnapshot):
 
     async def secret(self) -> bytes | None:
         return self._secret
+
+    async def conversations(self) -> list[StoredConversation]:
+        found = []
+        for one, theirs in self._conversations.items():
+            for other, shown in theirs.items():
+                back = self._conversations.get(other, {}).get(one)
+                key = conversation_of(one, other)
+                if one <= other and back is not None and key in self._dm_last:
+                    _, ts, other_name = shown.split("\n", 2)
+                    one_name = back.split("\n", 2)[2]
+                    found.append(
+                        StoredConversation(
+                            (Party(one, one_name), Party(other, other_name)),
+                            self._dm_last[key],
+                            int(ts),
+                            self._dm_lengths.get(key, 0),
+                        )
+                    )
+        return sorted(found, key=lambda conversation: conversation.key)
+
+    async def dms(self, conversation: str, after: int = 0) -> AsyncIterator[list[DirectMessage]]:
+        key = PREFIX + b"dm:" + conversation.encode()
+        async for found in self._pages(key, after, self._dm_last.get(conversation, 0)):
+            yield [DirectMessage.from_json(fields[b"j"]) for _, fields in found]
+
+    async def buddies(self) -> list[StoredBuddy]:
+        return [
+            StoredBuddy(owner, Party(key, self._buddies[owner][key]))
+            for owner in sorted(self._buddies)
+            for key in sorted(self._buddies[owner])
+        ]
+
+    async def blocks(self) -> list[StoredBlock]:
+        return [
+            StoredBlock(owner, Party(key, self._blocks[owner][key]))
+            for owner in sorted(self._blocks)
+            for key in sorted(self._blocks[owner])
+        ]
 
 
 class _RedisLoader(Loader):
@@ -269,3 +374,30 @@ class _RedisLoader(Loader):
 
     async def secret(self, key: bytes) -> None:
         await self._redis.set(SECRET_KEY, key.hex())
+
+    async def dms(self, conversation: StoredConversation, messages: list[DirectMessage]) -> None:
+        args: list[Any] = [PREFIX.decode(), self._epoch, conversation.key]
+        for message in messages:
+            args += [str(message.id), message.json]
+        await DM_APPEND.run(self._redis, args)
+
+    async def conversation(self, conversation: StoredConversation) -> None:
+        one, other = conversation.accounts
+        args = [PREFIX.decode(), conversation.key, str(conversation.last_id), str(conversation.ts)]
+        args += [one.key, other.key, other.name]
+        if other.key != one.key:
+            args += [other.key, one.key, one.name]
+        await CONVERSATION.run(self._redis, args)
+
+    async def buddies(self, buddies: list[StoredBuddy]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for buddy in buddies:
+                pipe.hset(PREFIX + b"buddies:" + buddy.owner.encode(), buddy.other.key, buddy.other.name)
+                pipe.sadd(PREFIX + b"watchers:" + buddy.other.key.encode(), buddy.owner)
+            await pipe.execute()
+
+    async def blocks(self, blocks: list[StoredBlock]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for block in blocks:
+                pipe.hset(PREFIX + b"blocks:" + block.owner.encode(), block.other.key, block.other.name)
+            await pipe.execute()

@@ -1,6 +1,7 @@
 """Export and import of the SQLite database.
 
-The snapshot is one read transaction on a connection of its own: WAL mode lets it see the
+The snapshot is one read transaction on a connection of its own (rooms, accounts, direct
+messages and lists alike are read in it): WAL mode lets it see the
 database as it was when it began, whatever a running server commits meanwhile (the server
 goes on; the log only grows until the export ends, for a checkpoint cannot pass a reader).
 Reads run on a thread of their own, page by page.
@@ -23,9 +24,10 @@ from typing import Any
 from app.backends.base import InUse, Loader, StoreSnapshot, TransferStore
 from app.backends.sqlite.files import connect, lock_exclusively
 from app.backends.sqlite.moderation import rules_of
+from app.core.direct import DirectMessage, Party
 from app.core.messages import Message
 from app.core.moderation.records import AuditEntry, Kind, Role, RoomRules, Sanction
-from app.core.transfer.format import StoredRoom
+from app.core.transfer.format import StoredBlock, StoredBuddy, StoredConversation, StoredRoom
 from app.core.users import User
 
 PAGE = 1000  # rows a read or a write takes at once
@@ -37,6 +39,17 @@ SELECT name, max(last_id), max(count) FROM (
     UNION ALL SELECT room, 0, 0 FROM room_rules
     UNION ALL SELECT room, 0, 0 FROM room_roles
 ) GROUP BY name ORDER BY name
+"""
+
+# A conversation is in the export when both its accounts have it: the row of the account with
+# the lower key (`a`), the other's row for its name, its last id given out, its messages kept.
+_CONVERSATIONS = """
+SELECT a.owner, b.name, a.other, a.name, max(coalesce(d.last_id, 0), a.last_id), a.ts,
+       (SELECT count(*) FROM dms WHERE dms.conversation = a.owner || char(10) || a.other)
+FROM conversations a
+JOIN conversations b ON b.owner = a.other AND b.other = a.owner
+LEFT JOIN dm_ids d ON d.conversation = a.owner || char(10) || a.other
+WHERE a.owner <= a.other
 """
 
 
@@ -153,6 +166,36 @@ class _SQLiteSnapshot(StoreSnapshot):
         rows = await self.call(self._select, "SELECT value FROM meta WHERE key = 'moderation_secret'")
         return bytes.fromhex(rows[0][0]) if rows else None
 
+    async def conversations(self) -> list[StoredConversation]:
+        rows = await self.call(self._select, _CONVERSATIONS)
+        found = [
+            StoredConversation((Party(one, one_name), Party(other, other_name)), last_id, ts, count)
+            for one, one_name, other, other_name, last_id, ts, count in rows
+        ]
+        return sorted(found, key=lambda conversation: conversation.key)
+
+    async def dms(self, conversation: str, after: int = 0) -> AsyncIterator[list[DirectMessage]]:
+        query = (
+            "SELECT id, sender, recipient, text, ts, auto FROM dms "
+            "WHERE conversation = ? AND id > ? ORDER BY id LIMIT ?"
+        )
+        while True:
+            rows = await self.call(self._select, query, conversation, after, PAGE)
+            if not rows:
+                return
+            yield [
+                DirectMessage.create(id, sender, to, text, ts, bool(auto)) for id, sender, to, text, ts, auto in rows
+            ]
+            after = rows[-1][0]
+
+    async def buddies(self) -> list[StoredBuddy]:
+        rows = await self.call(self._select, "SELECT owner, buddy, name FROM buddies ORDER BY owner, buddy")
+        return [StoredBuddy(owner, Party(key, name)) for owner, key, name in rows]
+
+    async def blocks(self) -> list[StoredBlock]:
+        rows = await self.call(self._select, "SELECT owner, blocked, name FROM blocks ORDER BY owner, blocked")
+        return [StoredBlock(owner, Party(key, name)) for owner, key, name in rows]
+
 
 class _SQLiteLoader(Loader):
     """Statements of the import's one transaction, on the event loop's thread (nothing else
@@ -219,3 +262,43 @@ class _SQLiteLoader(Loader):
 
     async def secret(self, key: bytes) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('moderation_secret', ?)", (key.hex(),))
+
+    async def dms(self, conversation: StoredConversation, messages: list[DirectMessage]) -> None:
+        key = conversation.key
+        self._db.executemany(
+            "INSERT INTO dms (conversation, id, sender, recipient, text, ts, auto) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(key, m.id, m.sender, m.recipient, m.text, m.ts, int(m.auto)) for m in messages],
+        )
+        self._raise(key, messages[-1].id)
+
+    def _raise(self, conversation: str, last_id: int) -> None:
+        self._db.execute(
+            "INSERT INTO dm_ids (conversation, last_id) VALUES (?, ?) "
+            "ON CONFLICT (conversation) DO UPDATE SET last_id = max(last_id, excluded.last_id)",
+            (conversation, last_id),
+        )
+
+    async def conversation(self, conversation: StoredConversation) -> None:
+        self._raise(conversation.key, conversation.last_id)
+        one, other = conversation.accounts
+        self._db.executemany(
+            "INSERT INTO conversations (owner, other, name, last_id, ts) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (owner, other) DO UPDATE SET name = excluded.name, last_id = excluded.last_id, "
+            "ts = excluded.ts WHERE excluded.last_id > last_id",
+            [
+                (owner.key, party.key, party.name, conversation.last_id, conversation.ts)
+                for owner, party in {(one, other), (other, one)}
+            ],
+        )
+
+    async def buddies(self, buddies: list[StoredBuddy]) -> None:
+        self._db.executemany(
+            "INSERT INTO buddies (owner, buddy, name) VALUES (?, ?, ?)",
+            [(buddy.owner, buddy.other.key, buddy.other.name) for buddy in buddies],
+        )
+
+    async def blocks(self, blocks: list[StoredBlock]) -> None:
+        self._db.executemany(
+            "INSERT INTO blocks (owner, blocked, name) VALUES (?, ?, ?)",
+            [(block.owner, block.other.key, block.other.name) for block in blocks],
+        )

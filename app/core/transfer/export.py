@@ -6,7 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.core.transfer.format import End, Header, Record, Secret, encode
+from app.core.transfer.format import (
+    End,
+    Header,
+    Record,
+    Secret,
+    StoredBlock,
+    StoredBuddy,
+    StoredConversation,
+    encode,
+)
 
 if TYPE_CHECKING:
     from app.backends.base import StoreSnapshot
@@ -27,6 +36,10 @@ class Counts:
     users: int = 0
     sanctions: int = 0
     audit: int = 0
+    conversations: int = 0
+    dms: int = 0
+    buddies: int = 0
+    blocks: int = 0
     secret: bool = False
 
     def __str__(self) -> str:
@@ -34,6 +47,10 @@ class Counts:
             _count(self.messages, "message"),
             _count(self.rooms, "room"),
             _count(self.users, "account"),
+            _count(self.dms, "direct message"),
+            _count(self.conversations, "conversation"),
+            _count(self.buddies, "buddy", "buddies"),
+            _count(self.blocks, "block"),
             _count(self.sanctions, "ban or mute", "bans or mutes"),
             _count(self.audit, "audit entry", "audit entries"),
         ]
@@ -43,7 +60,18 @@ class Counts:
 
     @property
     def empty(self) -> bool:
-        return not (self.rooms or self.messages or self.users or self.sanctions or self.audit or self.secret)
+        return not (
+            self.rooms
+            or self.messages
+            or self.users
+            or self.sanctions
+            or self.audit
+            or self.conversations
+            or self.dms
+            or self.buddies
+            or self.blocks
+            or self.secret
+        )
 
 
 def _count(number: int, one: str, many: str | None = None) -> str:
@@ -58,7 +86,12 @@ async def export(
     progress: Progress | None = None,
 ) -> Counts:
     """Write every record of `snapshot` (of `header.room` alone, if set: its messages, rules,
-    sanctions and audit entries, without accounts) through `write`; returns what it wrote.
+    sanctions and audit entries, without accounts, and so without direct messages and lists)
+    through `write`; returns what it wrote.
+
+    Conversations, buddies and blocks come only with the accounts they belong to: a
+    conversation whose accounts are both exported, an entry of an account's list whose owner
+    is (and, for a buddy, the buddy: a block may name an account removed since).
 
     Sanctions that are over at `header.ts` are left out; without `secret`, so are the key of
     guests' address hashes and the sanctions on guests, which are useless without it.
@@ -81,11 +114,25 @@ async def export(
     if key is not None:
         out([Secret(key)])
         counts.secret = True
+    conversations: list[StoredConversation] = []
+    buddies: list[StoredBuddy] = []
+    blocks: list[StoredBlock] = []
     if header.room is None:
         users = await snapshot.users()
         out(list(users))
         counts.users = len(users)
-    total, done = sum(room.messages for room in rooms), 0
+        accounts = {user.key for user in users}
+        conversations = [
+            conversation
+            for conversation in await snapshot.conversations()
+            if all(party.key in accounts for party in conversation.accounts)
+        ]
+        buddies = [
+            buddy for buddy in await snapshot.buddies() if buddy.owner in accounts and buddy.other.key in accounts
+        ]
+        blocks = [block for block in await snapshot.blocks() if block.owner in accounts]
+    total = sum(room.messages for room in rooms) + sum(conversation.messages for conversation in conversations)
+    done = 0
     for room in rooms:
         out([room])
         counts.rooms += 1
@@ -95,6 +142,18 @@ async def export(
             if progress is not None:
                 progress(done, total)
     counts.messages = done
+    for conversation in conversations:
+        out([conversation])
+        counts.conversations += 1
+        async for dms in snapshot.dms(conversation.key):
+            out(list(dms))
+            counts.dms += len(dms)
+            done += len(dms)
+            if progress is not None:
+                progress(done, total)
+    out(list(buddies))
+    out(list(blocks))
+    counts.buddies, counts.blocks = len(buddies), len(blocks)
     sanctions = [
         sanction
         for sanction in await snapshot.sanctions()

@@ -12,6 +12,14 @@ room exported, or null for the whole chat). Then records, each with a `kind`:
   `moderators` and `invited` as `{"key", "name"}`, `members_only`, `topic` (`{"text", "by",
   "ts"}` or null). Its messages follow it, ids increasing;
 - `message`: `room`, `id`, `name`, `text`, `ts` (ms), `guest`;
+- `conversation`: the direct messages between two accounts: `accounts`, both of them as
+  `{"key", "name"}` (sorted by key; one, twice, for notes to oneself), `last_id` (the last id
+  given out in it) and `ts` (the time of its last message). Its messages follow it, ids
+  increasing. A conversation comes only with both its accounts' records before it;
+- `dm`: a direct message: `id`, `from` and `to` (the names, as registered), `text`, `ts`,
+  `auto` (an away message's automatic reply);
+- `buddy` and `block`: an entry of an account's buddy list or block list: `owner` (the
+  account's key), `key` and `name` of the account on it; the owner's record comes before;
 - `sanction`: a ban or mute: `sanction` (ban or mute), `scope` (a room, or "" for the whole
   server), `target` (`a:KEY` an account, `g:HASH` a guest's address as a keyed hash),
   `name`, `key`, `by`, `reason`, `at`, `until` (ms or null);
@@ -33,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from app.core.direct import DirectMessage, Party, conversation_of
 from app.core.messages import Message
 from app.core.moderation.records import AuditEntry, Kind, Person, RoomRules, Sanction, Topic, iso
 from app.core.names import MAX_RAW_NAME_LENGTH, InvalidName, clean_room, name_key
@@ -78,11 +87,57 @@ class StoredRoom:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredConversation:
+    """A conversation as a store holds it: its two accounts (sorted by key), its last id given
+    out and the time of its last message; and (for the progress, never written) how many
+    messages it holds."""
+
+    accounts: tuple[Party, Party]
+    last_id: int
+    ts: int
+    messages: int = field(default=0, compare=False)
+
+    @property
+    def key(self) -> str:
+        """The conversation as the stores name it (app/core/direct.py)."""
+        return conversation_of(self.accounts[0].key, self.accounts[1].key)
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """An entry of account `owner`'s buddy list (`Buddy`) or block list (`Block`)."""
+
+    owner: str
+    other: Party
+
+
+class StoredBuddy(Listed):
+    __slots__ = ()
+
+
+class StoredBlock(Listed):
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
 class End:
     records: int
 
 
-Record = Header | Secret | User | StoredRoom | Message | Sanction | AuditEntry | End
+Record = (
+    Header
+    | Secret
+    | User
+    | StoredRoom
+    | Message
+    | StoredConversation
+    | DirectMessage
+    | StoredBuddy
+    | StoredBlock
+    | Sanction
+    | AuditEntry
+    | End
+)
 
 
 def encode(record: Record) -> bytes:
@@ -100,6 +155,30 @@ def _fields(record: Record) -> dict[str, Any]:
             "text": record.text,
             "ts": record.ts,
             "guest": record.guest,
+        }
+    if isinstance(record, DirectMessage):
+        return {
+            "kind": "dm",
+            "id": record.id,
+            "from": record.sender,
+            "to": record.recipient,
+            "text": record.text,
+            "ts": record.ts,
+            "auto": record.auto,
+        }
+    if isinstance(record, StoredConversation):
+        return {
+            "kind": "conversation",
+            "accounts": [_person(Person(*party)) for party in record.accounts],
+            "last_id": record.last_id,
+            "ts": record.ts,
+        }
+    if isinstance(record, Listed):
+        return {
+            "kind": "buddy" if isinstance(record, StoredBuddy) else "block",
+            "owner": record.owner,
+            "key": record.other.key,
+            "name": record.other.name,
         }
     if isinstance(record, Header):
         return {
@@ -203,6 +282,31 @@ def decode(line: bytes, number: int) -> Record:
             read.integer("ts"),
             read.boolean("guest"),
         )
+    if kind == "dm":
+        return DirectMessage.create(
+            read.id("id"),
+            read.name(read.text("from")),
+            read.name(read.text("to")),
+            read.text("text"),
+            read.integer("ts"),
+            read.boolean("auto"),
+        )
+    if kind == "conversation":
+        accounts = fields.get("accounts")
+        if not isinstance(accounts, list) or len(accounts) != 2:
+            raise Unreadable(number, f"expected 'accounts' to be a list of two accounts, but got {accounts!r}")
+        one, other = (read.account(read.person(value, "accounts")) for value in accounts)
+        if one.key > other.key:
+            raise Unreadable(number, "expected the conversation's accounts sorted by key")
+        return StoredConversation(
+            (Party(one.key, one.name), Party(other.key, other.name)),
+            read.integer("last_id", minimum=0),
+            read.integer("ts"),
+        )
+    if kind in ("buddy", "block"):
+        listed = read.account(Person(read.name(read.text("key")), read.name(read.text("name"))))
+        entry = StoredBuddy if kind == "buddy" else StoredBlock
+        return entry(read.name(read.text("owner")), Party(listed.key, listed.name))
     if kind == "room":
         owner = fields.get("owner")
         topic = fields.get("topic")
@@ -352,6 +456,14 @@ class _Fields:
         if not (isinstance(value, dict) and isinstance(value.get("key"), str) and isinstance(value.get("name"), str)):
             raise Unreadable(self.number, f'expected {what} as {{"key": ..., "name": ...}}, but got {value!r}')
         return Person(self.name(value["key"]), self.name(value["name"]))
+
+    def account(self, person: Person) -> Person:
+        """A person who is an account: its key is its name's."""
+        if name_key(person.name) != person.key:
+            raise Unreadable(
+                self.number, f"the account {person.name!r} has the key {person.key!r}, but its name's key is another"
+            )
+        return person
 
     def people(self, name: str) -> tuple[Person, ...]:
         value = self._get(name)

@@ -9,6 +9,11 @@ removes anything. Whatever the file holds that the target holds too must be the 
   their ids, and the room's last id becomes the file's (if higher);
 - a room's rules (owner, moderators, invited, door, topic) are added where the target has
   none, and must be the same where it has some;
+- a conversation's direct messages follow the rule of a room's messages (by the
+  conversation's last id in the target), and its accounts' names must be the ones the
+  target shows; the accounts' lists of conversations show its last message if it is newer;
+- an entry of a buddy list or a block list the target holds must name the same account,
+  and no list may end up longer than its limit (MAX_BUDDIES, MAX_BLOCKED);
 - an account, a sanction (in force) or an audit entry the target holds must be the same;
 - the key of guests' address hashes replaces the target's unless the target holds
   sanctions on guests made with its own.
@@ -23,10 +28,24 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from app.core.direct import MAX_BLOCKED, MAX_BUDDIES, DirectMessage
 from app.core.messages import Message
 from app.core.moderation.records import AuditEntry, RoomRules, Sanction
+from app.core.names import name_key
 from app.core.transfer.export import Counts
-from app.core.transfer.format import End, Header, Secret, StoredRoom, Unreadable, decode, decode_header
+from app.core.transfer.format import (
+    End,
+    Header,
+    Listed,
+    Secret,
+    StoredBlock,
+    StoredBuddy,
+    StoredConversation,
+    StoredRoom,
+    Unreadable,
+    decode,
+    decode_header,
+)
 from app.core.users import User
 
 if TYPE_CHECKING:
@@ -35,6 +54,20 @@ if TYPE_CHECKING:
 PAGE = 1000  # records written at once
 Lines = Iterable[tuple[int, bytes]]  # the file's lines with their numbers, from 1
 Place = tuple[str, str, str]  # a sanction's scope, kind and target
+Entry = tuple[bool, str, str]  # a list's entry: a block (or a buddy), its owner, the key on it
+FileRecord = (
+    Header
+    | Secret
+    | User
+    | StoredRoom
+    | Message
+    | StoredConversation
+    | DirectMessage
+    | StoredBuddy
+    | StoredBlock
+    | Sanction
+    | AuditEntry
+)
 
 
 class Conflict(Exception):
@@ -54,6 +87,9 @@ class Plan:
     rules: dict[str, RoomRules | None] = field(default_factory=dict)  # room -> rules to give it
     users: set[str] = field(default_factory=set)  # keys of the accounts to add
     sanctions: set[Place] = field(default_factory=set)  # those to add
+    dm_last: dict[str, int] = field(default_factory=dict)  # conversation -> its last id in the target
+    conversations: set[str] = field(default_factory=set)  # those whose last id goes up
+    entries: set[Entry] = field(default_factory=set)  # of lists, to add
     audit_last: int = 0  # the target's last audit entry
     secret: bytes | None = None  # the key to write
     adds: Counts = field(default_factory=Counts)
@@ -62,6 +98,10 @@ class Plan:
 
 def _place(sanction: Sanction) -> Place:
     return (sanction.scope, sanction.kind.value, sanction.target)
+
+
+def _entry(listed: Listed) -> Entry:
+    return (isinstance(listed, StoredBlock), listed.owner, listed.other.key)
 
 
 class _HasId(Protocol):
@@ -98,11 +138,10 @@ class _Beside(Generic[_T]):
             self._page, self._at = following, 0
 
 
-def records(
-    lines: Lines,
-) -> Iterator[tuple[int, Header | Secret | User | StoredRoom | Message | Sanction | AuditEntry]]:
+def records(lines: Lines) -> Iterator[tuple[int, FileRecord]]:
     """The file's records after its header (first), up to its end record (last), each checked
-    for its place: messages follow their room's record, ids increase, nothing comes twice."""
+    for its place: messages follow their room's record, direct messages their conversation's,
+    ids increase, nothing comes twice, what is an account's comes after the account."""
     numbered = iter(lines)
     first = next(numbered, None)
     if first is None:
@@ -114,6 +153,9 @@ def records(
     users: set[str] = set()
     places: set[Place] = set()
     last_audit = 0
+    conversation: StoredConversation | None = None
+    conversations: set[str] = set()
+    entries: set[Entry] = set()
     number = 1
     for number, line in numbered:
         record = decode(line, number)
@@ -132,8 +174,26 @@ def records(
             if record.id > room.last_id:
                 raise Unreadable(number, f"message {record.id} beyond the room's last id, {room.last_id}")
             last_message = record.id
+        elif isinstance(record, DirectMessage):
+            if conversation is None:
+                raise Unreadable(number, "a direct message outside a conversation's part of the file")
+            if record.id <= last_message:
+                raise Unreadable(number, f"direct message {record.id} after {last_message}: ids must increase")
+            if record.id > conversation.last_id:
+                raise Unreadable(
+                    number, f"direct message {record.id} beyond the conversation's last id, {conversation.last_id}"
+                )
+            parties = {party.key for party in conversation.accounts}
+            if not {name_key(record.sender), name_key(record.recipient)} <= parties:
+                raise Unreadable(
+                    number,
+                    f"a direct message from {record.sender!r} to {record.recipient!r} in the conversation of "
+                    f"{' and '.join(repr(party.name) for party in conversation.accounts)}",
+                )
+            last_message = record.id
         else:
             room = None
+            conversation = None
             if isinstance(record, StoredRoom):
                 if record.name in rooms:
                     raise Unreadable(number, f"the room {record.name!r} a second time")
@@ -143,6 +203,23 @@ def records(
                 if record.key in users:
                     raise Unreadable(number, f"the account {record.name!r} a second time")
                 users.add(record.key)
+            elif isinstance(record, StoredConversation):
+                for party in record.accounts:
+                    if party.key not in users:
+                        raise Unreadable(number, f"a conversation of {party.name!r}, but no account of it before")
+                if record.key in conversations:
+                    raise Unreadable(number, "the conversation of the same accounts a second time")
+                conversations.add(record.key)
+                conversation, last_message = record, 0
+            elif isinstance(record, Listed):
+                what = "block list" if isinstance(record, StoredBlock) else "buddy list"
+                if record.owner not in users:
+                    raise Unreadable(number, f"an entry of the {what} of {record.owner!r}, but no account of it before")
+                if isinstance(record, StoredBuddy) and record.other.key not in users:
+                    raise Unreadable(number, f"the buddy {record.other.name!r}, but no account of it before")
+                if _entry(record) in entries:
+                    raise Unreadable(number, f"{record.other.name!r} on the {what} of {record.owner!r} a second time")
+                entries.add(_entry(record))
             elif isinstance(record, Sanction):
                 if _place(record) in places:
                     raise Unreadable(number, f"a second {record.kind.value} of {record.name!r} in the same place")
@@ -168,6 +245,15 @@ async def check(lines: Lines, target: StoreSnapshot, now: int) -> Plan:
     held_users = {user.key: user for user in await target.users()}
     held_sanctions = {_place(s): s for s in await target.sanctions() if s.active(now)}
     held_secret = await target.secret()
+    held_conversations = {conversation.key: conversation for conversation in await target.conversations()}
+    held_entries: dict[Entry, Listed] = {
+        _entry(listed): listed for listed in [*await target.buddies(), *await target.blocks()]
+    }
+    lengths: dict[tuple[bool, str], int] = {}
+    for block, owner, _ in held_entries:
+        lengths[block, owner] = lengths.get((block, owner), 0) + 1
+    dms: _Beside[DirectMessage] | None = None
+    conversation = ""
     beside: _Beside[Message] | None = None
     audit: _Beside[AuditEntry] | None = None
     room = ""
@@ -188,7 +274,51 @@ async def check(lines: Lines, target: StoreSnapshot, now: int) -> Plan:
             plan.skipped += 1
             continue
         beside = None
-        if isinstance(record, StoredRoom):
+        if isinstance(record, DirectMessage):
+            if record.id > plan.dm_last[conversation]:
+                plan.adds.dms += 1
+                continue
+            if dms is None:
+                dms = _Beside(target.dms(conversation, record.id - 1))
+            held_dm = await dms.find(record.id)
+            if held_dm is not None and held_dm != record:
+                raise Conflict(
+                    number,
+                    f"direct message {record.id} is not the one the target holds under that id "
+                    "(another chat's conversation)",
+                )
+            plan.skipped += 1
+            continue
+        dms = None
+        if isinstance(record, StoredConversation):
+            conversation = record.key
+            stored_conversation = held_conversations.get(conversation)
+            if stored_conversation is not None and stored_conversation.accounts != record.accounts:
+                raise Conflict(number, "the target holds the conversation of these accounts under other names")
+            plan.dm_last[conversation] = stored_conversation.last_id if stored_conversation is not None else 0
+            if record.last_id > plan.dm_last[conversation]:
+                plan.conversations.add(conversation)
+            if stored_conversation is None:
+                plan.adds.conversations += 1
+        elif isinstance(record, Listed):
+            held_listed = held_entries.get(_entry(record))
+            block = isinstance(record, StoredBlock)
+            if held_listed is None:
+                length = lengths[block, record.owner] = lengths.get((block, record.owner), 0) + 1
+                if length > (MAX_BLOCKED if block else MAX_BUDDIES):
+                    raise Conflict(
+                        number,
+                        f"the {'block' if block else 'buddy'} list of {record.owner!r} would hold more than "
+                        f"{MAX_BLOCKED if block else MAX_BUDDIES} accounts",
+                    )
+                plan.entries.add(_entry(record))
+                if block:
+                    plan.adds.blocks += 1
+                else:
+                    plan.adds.buddies += 1
+            elif held_listed != record:
+                raise Conflict(number, f"the target has {record.other.key!r} on that list under another name")
+        elif isinstance(record, StoredRoom):
             room = record.name
             stored = held_rooms.get(room)
             plan.last_ids[room] = stored.last_id if stored is not None else 0
@@ -247,6 +377,20 @@ async def load(lines: Lines, plan: Plan, loader: Loader, position: Callable[[int
     sanctions: list[Sanction] = []
     entries: list[AuditEntry] = []
     room: StoredRoom | None = None
+    dms: list[DirectMessage] = []
+    conversation: StoredConversation | None = None
+    listed: list[Listed] = []
+
+    async def close_conversation() -> None:
+        nonlocal conversation, dms
+        if conversation is None:
+            return
+        if dms:
+            await loader.dms(conversation, dms)
+            dms = []
+        if conversation.key in plan.conversations:
+            await loader.conversation(conversation)
+        conversation = None
 
     async def close_room() -> None:
         nonlocal room, messages
@@ -271,7 +415,21 @@ async def load(lines: Lines, plan: Plan, loader: Loader, position: Callable[[int
                     messages = []
             continue
         await close_room()
-        if isinstance(record, StoredRoom):
+        if isinstance(record, DirectMessage):
+            assert conversation is not None
+            if record.id > plan.dm_last[conversation.key]:
+                dms.append(record)
+                added.dms += 1
+                if len(dms) == PAGE:
+                    await loader.dms(conversation, dms)
+                    dms = []
+            continue
+        await close_conversation()
+        if isinstance(record, StoredConversation):
+            conversation = record
+        elif isinstance(record, Listed) and _entry(record) in plan.entries:
+            listed.append(record)
+        elif isinstance(record, StoredRoom):
             room = record
         elif isinstance(record, User) and record.key in plan.users:
             users.append(record)
@@ -284,8 +442,17 @@ async def load(lines: Lines, plan: Plan, loader: Loader, position: Callable[[int
                 added.audit += len(entries)
                 entries = []
     await close_room()
+    await close_conversation()
     if users:
         await loader.users(users)
+    buddies = [entry for entry in listed if isinstance(entry, StoredBuddy)]
+    blocks = [entry for entry in listed if isinstance(entry, StoredBlock)]
+    if buddies:
+        await loader.buddies(buddies)
+    if blocks:
+        await loader.blocks(blocks)
+    added.buddies, added.blocks = len(buddies), len(blocks)
+    added.conversations = plan.adds.conversations
     if sanctions:
         await loader.sanctions(sanctions)
     if entries:
