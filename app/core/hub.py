@@ -18,6 +18,7 @@ from app.core.doorway import Doorway, NameTaken, NotSignedIn, Refused
 from app.core.identity import Identity
 from app.core.member import Member
 from app.core.protocol import (
+    CHANGE_EVENTS,
     CloseCode,
     Command,
     ErrorCode,
@@ -43,6 +44,11 @@ __all__ = ["Hub", "NameTaken", "NotSignedIn", "Refused"]
 _C = TypeVar("_C", bound=Command)
 Handler = Callable[[Session, _C], Awaitable[None]]
 NoticeHandler = Callable[[dict[str, Any]], None]
+# Who may delete a message (besides nobody): each rule says yes or no; one yes is enough.
+MayDelete = Callable[[Session, "Message"], bool]
+# Who may read a room's history from outside it (search): the room's name, and who asks (an
+# account, or None for a guest); every check must say yes.
+MayRead = Callable[[str, "Identity | None"], Awaitable[bool]]
 
 
 class Hub:
@@ -52,8 +58,11 @@ class Hub:
     plug in here: `on` says who handles a kind of command; `admission` checks may refuse a
     newcomer; `room_opening` runs when a room opens in this process; `welcome_fields` add
     fields to every welcome; `connected` and `disconnected` hear of each connection's start
-    and end; `notices` say what a kind of notice does here. Rooms are `Rooms`' (rooms.py),
-    coming in is the `Doorway`'s (doorway.py).
+    and end; `notices` say what a kind of notice does here; `stored` hears of each message
+    stored, with the session that said it; `may_delete` says who may delete a message
+    (app/core/changes.py: its author; moderation adds its own), `may_read` who may search
+    a room; `stopping` runs as the hub stops, before the backend does. Rooms are `Rooms`'
+    (rooms.py), coming in is the `Doorway`'s (doorway.py).
     """
 
     def __init__(self, backend: Backend, settings: Settings) -> None:
@@ -71,6 +80,11 @@ class Hub:
         self.connected: list[Callable[[Member], None]] = []
         self.disconnected: list[Callable[[Member], None]] = []
         self.notices: dict[str, NoticeHandler] = {}  # kind -> what to do in this process (`notice`)
+        self.stored: list[Callable[[Session, Message], None]] = []
+        self.may_delete: list[MayDelete] = []
+        self.may_read: list[MayRead] = []
+        # Run once every connection is closed, before the backend stops: write what waits.
+        self.stopping: list[Callable[[], Awaitable[None]]] = []
         self._handlers: dict[type[Command], Handler[Any]] = {RequestHistory: self._send_history}
         self._turn: Turn | None = None
 
@@ -100,6 +114,8 @@ class Hub:
             await asyncio.wait([asyncio.ensure_future(member.wait_closed()) for member in members])
             for member in members:
                 await member.finished()
+        for stopping in self.stopping:
+            await stopping()
         await self._rooms.stop()
         self.turn.stop()
         await self.backend.stop()
@@ -229,6 +245,11 @@ class Hub:
         if stored.cancelled() or stored.exception() is not None:
             logger.warning("message from %s in %s not stored: %r", session.name, session.room.name, stored)
             session.member.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
+            return
+        if self.stored:
+            message = stored.result()
+            for hook in self.stored:
+                hook(session, message)
 
     def holds_senders(self, session: Session) -> bool:
         return session.room.holds_senders or self.backend.backlogged
@@ -263,6 +284,16 @@ class Hub:
         room = self.rooms.get(room_name)
         if room is not None:
             room.post(event, message)
+
+    def changed(self, room_name: str, kind: str, message: Message) -> None:
+        room = self.rooms.get(room_name)
+        if room is not None:
+            room.change(CHANGE_EVENTS[kind](message), message)
+
+    def ephemeral(self, room_name: str, key: str, event: bytes) -> None:
+        room = self.rooms.get(room_name)
+        if room is not None:
+            room.post_ephemeral(key, event)
 
     # Rooms
 
