@@ -14,7 +14,11 @@ from starlette.staticfiles import StaticFiles
 from app.backends import create_backend
 from app.core.accounts import Accounts
 from app.core.accounts import install as install_accounts
+from app.core.changes import install as install_changes
 from app.core.hub import Hub
+from app.core.reads import install as install_reads
+from app.core.search import Search
+from app.core.typists import install as install_typists
 from app.server.stack import StackCheck
 from app.settings import Settings
 from app.web.accounts import AccountRoutes
@@ -25,6 +29,7 @@ from app.web.hosts import ServerNames
 from app.web.logs import keep_tokens_out_of_logs
 from app.web.operators import Operators
 from app.web.pages import STATIC_DIR, Pages
+from app.web.search import SearchRoutes
 from app.web.security import SecurityHeaders
 from app.web.shutdown import close_clients_before_exit
 
@@ -34,6 +39,7 @@ class State(TypedDict):
     settings: Settings
     connections: Connections
     accounts: Accounts
+    search: Search
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -48,6 +54,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await hub.start()
         accounts = Accounts(backend.accounts, settings, backend.notify)
         install_accounts(hub)
+        install_changes(hub, settings)
+        install_typists(hub)
+        install_reads(hub)
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
         try:
             yield {
@@ -55,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "settings": settings,
                 "connections": Connections(settings.max_connections_per_ip),
                 "accounts": accounts,
+                "search": Search(hub, settings),
             }
         finally:
             restore_signals()
@@ -68,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", pages.health, name="health"),
         Route("/api/rooms", pages.rooms, name="rooms"),
         *AccountRoutes(settings).routes,
+        *SearchRoutes().routes,
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -88,6 +88,9 @@ class Settings:
     session_days: float = 30.0
     session_idle_days: float = 7.0
 
+    # Seconds after it was sent that a message may still be edited by its author (app/core/changes.py).
+    edit_window: float = 900.0
+
     # Protocol pings: a peer that does not answer within interval + timeout is dropped.
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
@@ -135,6 +138,8 @@ class Settings:
                 raise ValueError(f"{name} must be {choices}, got {getattr(self, name)!r}")
         if self.session_days <= 0 or self.session_idle_days <= 0:
             raise ValueError("session_days and session_idle_days must be positive")
+        if self.edit_window <= 0:
+            raise ValueError(f"edit_window must be positive, got {self.edit_window}")
         if self.max_header_bytes < 1024:  # a browser's upgrade request alone takes several hundred
             raise ValueError(f"max_header_bytes must be at least 1024, got {self.max_header_bytes}")
 
