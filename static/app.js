@@ -3,7 +3,11 @@
 import * as accounts from "./accounts.js";
 import { Composer } from "./composer.js";
 import { Close, Connection, registeredName } from "./connection.js";
+import { FirstUnread } from "./firstunread.js";
+import { Life } from "./life.js";
+import { Mentions } from "./mentions.js";
 import { NameMenu } from "./menu.js";
+import { Notifier } from "./notify.js";
 import { Paging } from "./paging.js";
 import { PasswordDialog } from "./password.js";
 import { Presence } from "./presence.js";
@@ -12,6 +16,7 @@ import { DEFAULT_ROOM, SignOn } from "./signon.js";
 import { Sound } from "./sound.js";
 import { Status } from "./status.js";
 import { Timeline } from "./timeline.js";
+import { Typing } from "./typing.js";
 import { Unread } from "./unread.js";
 
 const $ = (id) => document.getElementById(id);
@@ -34,7 +39,34 @@ let inRoom = false; // a welcome came since the user picked this room
 // the server still hold it for a connection that dropped on the way (a network blip).
 let token = null;
 
-const timeline = new Timeline({ scroller: $("scroller"), list: $("log"), jump: $("jump"), input: $("text") });
+// Room life (life.js, mentions.js, typing.js, firstunread.js, notify.js) draws
+// into the timeline's items through `decorate`, and hears the events below.
+const mentions = new Mentions();
+const timeline = new Timeline({
+  scroller: $("scroller"),
+  list: $("log"),
+  jump: $("jump"),
+  input: $("text"),
+  decorate: (item, message) => {
+    life.decorate(item, message);
+    firstUnread.decorate(item, message);
+  },
+});
+const life = new Life({
+  timeline,
+  send: (event) => connection.send(event),
+  me: () => name,
+  editWindow: Number(document.body.dataset.editWindow || 900) * 1000,
+  mentions,
+});
+const typing = new Typing({ input: $("text"), line: $("typing"), send: (event) => connection.send(event) });
+const firstUnread = new FirstUnread({
+  timeline,
+  scroller: $("scroller"),
+  button: $("unread-jump"),
+  send: (event) => connection.send(event),
+  signedIn: () => account !== null,
+});
 const presence = new Presence({ list: $("online"), count: $("count") });
 const status = new Status({
   element: $("status"),
@@ -44,6 +76,7 @@ const status = new Status({
 });
 const unread = new Unread();
 const sound = new Sound($("sound"));
+const notifier = new Notifier({ toggle: $("notify"), say: (text) => composer.say(text) });
 const connection = new Connection({
   url: socketUrl,
   protocols: socketProtocols,
@@ -57,7 +90,10 @@ const composer = new Composer({
   error: $("composer-error"),
   counter: $("counter"),
   maxBytes: Number(document.body.dataset.maxBytes) || 4096,
-  send: (text) => connection.send({ type: "message", text }),
+  send: (text) => {
+    typing.sent();
+    return connection.send({ type: "message", text });
+  },
 });
 const rooms = new Rooms({
   list: $("rooms"),
@@ -208,6 +244,7 @@ function sessionEnded(reason) {
 
 function forgetRoom() {
   timeline.clear();
+  typing.reset();
   presence.reset([], "");
   composer.forget();
   $("rooms").replaceChildren();
@@ -254,10 +291,20 @@ function handle(events) {
           message(event, news);
           break;
         case "join":
+          mentions.know(event.name);
           if (presence.join(event.name, event.guest === true)) notice(news, `${event.name} joined`, "join");
           break;
         case "leave":
+          typing.gone(event.name);
           if (presence.leave(event.name)) notice(news, `${event.name} left`, "leave");
+          break;
+        case "edit":
+        case "delete":
+        case "reactions":
+          if (sameRoom(event.room, room)) life.apply(event);
+          break;
+        case "typing":
+          typing.heard(event);
           break;
         case "history":
           if (sameRoom(event.room, room)) {
@@ -279,6 +326,7 @@ function handle(events) {
   if (news.paged) paging.next();
   loadOlderIfInView();
   tell(news);
+  firstUnread.seen();
 }
 
 function notice(news, text, kind) {
@@ -302,11 +350,15 @@ function welcome(event, news) {
   inRoom = true;
   token = event.token ?? null;
   timeline.me = name;
+  mentions.setMe(name);
+  typing.reset();
   const otherEpoch = timeline.enter(event.epoch);
   for (const message of event.history) {
     if (timeline.addMessage(message) && returning && message.name !== name) news.messages.push(message);
   }
   presence.reset(event.online, name, event.guests);
+  for (const person of event.online) mentions.know(person);
+  firstUnread.welcomed(event, name);
   composer.resumed(event.history, name);
   paging.welcomed(event, since, otherEpoch);
   signOn.accepted(room, name, event.guest);
@@ -322,6 +374,7 @@ function welcome(event, news) {
 
 function message(event, news) {
   if (!sameRoom(event.room, room)) return;
+  typing.gone(event.name);
   if (timeline.addMessage(event) && event.name !== name) news.messages.push(event);
   if (event.name === name) composer.echoed(event.text);
 }
@@ -334,7 +387,9 @@ function tell({ messages, notices }) {
     for (const { name: from, text } of messages) announce(`${from}: ${text.slice(0, ANNOUNCEMENT_LENGTH)}`);
   }
   for (const { text } of notices.slice(-ANNOUNCED)) announce(text);
-  unread.add(messages.length);
+  const mentioned = messages.filter((message) => mentions.mentionsMe(message.text));
+  unread.add(messages.length, mentioned.length);
+  for (const message of mentioned.slice(-ANNOUNCED)) notifier.mention(message, room);
   if (messages.length) sound.play("message");
   else if (notices.length) sound.play(notices.at(-1).kind);
   if (notices.length) {
