@@ -12,6 +12,7 @@ import { Paging } from "./paging.js";
 import { PasswordDialog } from "./password.js";
 import { Presence } from "./presence.js";
 import { roomPath, Rooms } from "./rooms.js";
+import { Search } from "./search.js";
 import { DEFAULT_ROOM, SignOn } from "./signon.js";
 import { Sound } from "./sound.js";
 import { Status } from "./status.js";
@@ -39,7 +40,7 @@ let inRoom = false; // a welcome came since the user picked this room
 // the server still hold it for a connection that dropped on the way (a network blip).
 let token = null;
 
-// Room life (life.js, mentions.js, typing.js, firstunread.js, notify.js) draws
+// Room life (life.js, mentions.js, typing.js, firstunread.js, notify.js, search.js) draws
 // into the timeline's items through `decorate`, and hears the events below.
 const mentions = new Mentions();
 const timeline = new Timeline({
@@ -93,6 +94,23 @@ const composer = new Composer({
   send: (text) => {
     typing.sent();
     return connection.send({ type: "message", text });
+  },
+});
+const search = new Search({
+  open: $("search-open"),
+  panel: $("search-panel"),
+  form: $("search"),
+  input: $("search-text"),
+  close: $("search-close"),
+  status: $("search-status"),
+  results: $("search-results"),
+  more: $("search-more"),
+  back: $("search-back"),
+  room: () => room,
+  reveal: (id) => {
+    const item = timeline.itemOf(id);
+    item?.scrollIntoView({ block: "center" });
+    return item !== null;
   },
 });
 const rooms = new Rooms({
@@ -245,6 +263,7 @@ function sessionEnded(reason) {
 function forgetRoom() {
   timeline.clear();
   typing.reset();
+  search.reset();
   presence.reset([], "");
   composer.forget();
   $("rooms").replaceChildren();

@@ -1,9 +1,10 @@
 """Room life in the page, in a real Chromium: the line at the first unread after a reload (and
 on another device of an account), a notification for a mention while the page is hidden,
-edits, deletions and reactions, and who is typing."""
+edits, deletions and reactions, who is typing, and search with a message read in context."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,3 +206,33 @@ def test_who_is_typing_shows_under_the_conversation_until_they_send(tabs: Tabs) 
     ann.get_by_label("Message").press("Enter")
     expect(texts(bob)).to_have_text(["hel"])
     expect(bob.locator("#typing")).to_have_text("")
+
+
+def test_search_marks_the_words_and_shows_a_message_in_context(tabs: Tabs) -> None:
+    bob = tabs.open()
+    sign_on(bob, "bob")
+    said = ["an apple pie", *[f"then {number}" for number in range(30)]]
+    for text in said:
+        say(bob, text)
+    expect(texts(bob)).to_have_count(len(said))
+    cy = tabs.open()
+    sign_on(cy, "cy")
+    expect(texts(cy)).to_have_count(20)  # the welcome's latest: the pie is older, the server's alone
+    cy.get_by_role("button", name="Search").first.click()
+    cy.get_by_label("Search for").fill("APPLE")
+    cy.get_by_label("Search for").press("Enter")
+    results = cy.locator("#search-results .result")
+    expect(results).to_have_count(1)
+    expect(results.locator("mark")).to_have_text("apple")
+    results.get_by_role("button").click()  # not in the conversation: read around it
+    expect(cy.locator("#search-status")).to_have_text("In context:")
+    expect(cy.locator("#search-results .result.found .text")).to_have_text("an apple pie")
+    expect(cy.locator("#search-results .result")).to_have_count(11)  # it, and the ten after it
+    expect(texts(cy)).to_have_count(20)  # the conversation is as it was
+    cy.get_by_role("button", name="Back to the results").click()
+    expect(results).to_have_count(1)
+    cy.get_by_label("Search for").fill("then 29")
+    cy.get_by_label("Search for").press("Enter")
+    expect(results).to_have_count(1)
+    results.get_by_role("button").click()  # in the conversation: shown there
+    expect(message(cy, "then 29")).to_have_class(re.compile(r"\bfound\b"))
