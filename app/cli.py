@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from app.check import SINGLE_PROCESS_BACKENDS, check_command
+from app.logs import log_config
 from app.server.allocator import run_on_jemalloc
 from app.server.devcert import ensure_dev_certificate
+from app.server.metrics_folder import prepare_metrics_folder
 from app.server.stack import HTTP, LOOP, WS
 from app.settings import Settings
-
-# Backends whose rooms live in one process: workers would each have their own chat.
-SINGLE_PROCESS_BACKENDS = ("memory", "sqlite")
 
 
 def tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
@@ -55,10 +55,26 @@ def parse_args(argv: Sequence[str] | None, defaults: Settings) -> argparse.Names
         "X-Forwarded-Proto to believe (default: none)",
     )
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="say what would keep the server from starting or working, one line each, and exit "
+        "(1 if anything, 0 if nothing); `chatroom check` does the same",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["audit"]:  # the operator's audit log
+        from app.audit_command import main as audit
+
+        audit(arguments[1:])
+        return
+    if arguments[:1] == ["check"]:
+        arguments = [*arguments[1:], "--check"]
+    if "--check" in arguments:  # before the settings are read: it says what is wrong with them
+        sys.exit(check_command(arguments, parse_args))
     run_on_jemalloc(sys.argv[1:] if argv is None else argv)
     try:
         defaults = Settings.from_env()
@@ -94,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=settings.port,
         workers=args.workers,
         log_level=args.log_level,
+        log_config=log_config(settings.log_format, args.log_level),
         ssl_certfile=str(certfile),
         ssl_keyfile=str(keyfile),
         ssl_context_factory=tls_context,
@@ -114,7 +131,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         # `server: uvicorn` on every response tells a scanner what to try, and nobody else needs it.
         server_header=False,
     )
-    serve(config)
+    remove_metrics_folder = prepare_metrics_folder(args.workers)  # before workers import prometheus-client
+    try:
+        serve(config)
+    finally:
+        remove_metrics_folder()
 
 
 class ChatConfig(uvicorn.Config):

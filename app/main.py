@@ -16,17 +16,21 @@ from app.core.accounts import Accounts
 from app.core.accounts import install as install_accounts
 from app.core.changes import install as install_changes
 from app.core.hub import Hub
+from app.core.moderation.service import Moderation, install
 from app.core.reads import install as install_reads
 from app.core.search import Search
 from app.core.typists import install as install_typists
+from app.logs import use_log_format
 from app.server.stack import StackCheck
 from app.settings import Settings
 from app.web.accounts import AccountRoutes
+from app.web.audit import AuditRoutes
 from app.web.connections import Connections
 from app.web.crosssite import CrossSiteRefusal
 from app.web.endpoint import ChatEndpoint
 from app.web.hosts import ServerNames
-from app.web.logs import keep_tokens_out_of_logs
+from app.web.logs import keep_tokens_out_of_logs, quiet_invalid_text
+from app.web.metrics import Metrics
 from app.web.operators import Operators
 from app.web.pages import STATIC_DIR, Pages
 from app.web.search import SearchRoutes
@@ -39,6 +43,7 @@ class State(TypedDict):
     settings: Settings
     connections: Connections
     accounts: Accounts
+    moderation: Moderation
     search: Search
 
 
@@ -49,12 +54,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         keep_tokens_out_of_logs()
+        quiet_invalid_text()
+        use_log_format(settings.log_format)
         backend = create_backend(settings.backend_url, settings)
         hub = Hub(backend, settings)
+        # One `delete`: moderation's rule of who may, the store's deletion (changes.py).
+        changes = install_changes(hub, settings)
+        moderation = install(hub, delete_message=changes.delete_message)
         await hub.start()
+        metrics.start(hub)
         accounts = Accounts(backend.accounts, settings, backend.notify)
         install_accounts(hub)
-        install_changes(hub, settings)
         install_typists(hub)
         install_reads(hub)
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
@@ -64,20 +74,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "settings": settings,
                 "connections": Connections(settings.max_connections_per_ip),
                 "accounts": accounts,
+                "moderation": moderation,
                 "search": Search(hub, settings),
             }
         finally:
             restore_signals()
+            await moderation.stop()
             await hub.stop()
+            await metrics.stop()
             accounts.close()
 
-    pages = Pages(Operators(settings.metrics_allow))
+    operators = Operators(settings.metrics_allow)
+    pages = Pages(operators)
+    metrics = Metrics(operators)
     routes = [
         Route("/", pages.index, name="index"),
         Route("/r/{room}", pages.index, name="room"),
         Route("/healthz", pages.health, name="health"),
+        Route("/metrics", metrics.endpoint, name="metrics"),
         Route("/api/rooms", pages.rooms, name="rooms"),
         *AccountRoutes(settings).routes,
+        *AuditRoutes().routes,
         *SearchRoutes().routes,
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),

@@ -90,6 +90,8 @@ class Settings:
 
     # Seconds after it was sent that a message may still be edited by its author (app/core/changes.py).
     edit_window: float = 900.0
+    # The log: "text" (readable), or "json" (one JSON object a line; app/logs.py).
+    log_format: str = "text"
 
     # Protocol pings: a peer that does not answer within interval + timeout is dropped.
     ping_interval: float = 20.0
@@ -132,7 +134,11 @@ class Settings:
         for name in self.server_names:
             if not _is_host_name(name):
                 raise ValueError(f"server_names: expected host names or addresses without a port, but got {name!r}")
-        for name, allowed in (("guests", ("on", "off")), ("registration", ("open", "closed"))):
+        for name, allowed in (
+            ("guests", ("on", "off")),
+            ("registration", ("open", "closed")),
+            ("log_format", ("text", "json")),
+        ):
             if getattr(self, name) not in allowed:
                 choices = " or ".join(repr(choice) for choice in allowed)
                 raise ValueError(f"{name} must be {choices}, got {getattr(self, name)!r}")

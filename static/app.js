@@ -7,6 +7,7 @@ import { FirstUnread } from "./firstunread.js";
 import { Life } from "./life.js";
 import { Mentions } from "./mentions.js";
 import { NameMenu } from "./menu.js";
+import { Moderation } from "./moderation.js";
 import { Notifier } from "./notify.js";
 import { Paging } from "./paging.js";
 import { PasswordDialog } from "./password.js";
@@ -23,7 +24,7 @@ import { Unread } from "./unread.js";
 const $ = (id) => document.getElementById(id);
 
 // The errors that answer a message the user sent: it was not sent.
-const REFUSED = new Set(["rate_limited", "not_stored", "empty_text"]);
+const REFUSED = new Set(["rate_limited", "not_stored", "empty_text", "muted"]);
 const ANNOUNCED = 3; // new messages read out one by one; more are summed up
 const ANNOUNCEMENT_LENGTH = 300;
 // Beside a name refused because an account has it.
@@ -68,7 +69,11 @@ const firstUnread = new FirstUnread({
   send: (event) => connection.send(event),
   signedIn: () => account !== null,
 });
-const presence = new Presence({ list: $("online"), count: $("count") });
+const presence = new Presence({
+  list: $("online"),
+  count: $("count"),
+  decorate: (item, name) => moderation.decorateName(item, name),
+});
 const status = new Status({
   element: $("status"),
   text: $("status-text"),
@@ -95,6 +100,7 @@ const composer = new Composer({
     typing.sent();
     return connection.send({ type: "message", text });
   },
+  command: (line) => moderation.command(line),
 });
 const search = new Search({
   open: $("search-open"),
@@ -112,6 +118,14 @@ const search = new Search({
     item?.scrollIntoView({ block: "center" });
     return item !== null;
   },
+});
+const moderation = new Moderation({
+  topic: $("topic"),
+  banner: $("banner"),
+  send: (event) => connection.send(event),
+  say: (text) => composer.say(text),
+  notice: (text) => timeline.update(() => timeline.addNotice(text, "moderation")),
+  changed: () => presence.render(),
 });
 const rooms = new Rooms({
   list: $("rooms"),
@@ -277,6 +291,7 @@ function showChat(on) {
 
 function stateChanged(state) {
   status.show(state, { name, room });
+  moderation.closed(state);
   document.body.dataset.connection = state.phase;
   if (state.phase !== "stopped") return;
   if (state.code === Close.NOT_SIGNED_IN) {
@@ -324,6 +339,17 @@ function handle(events) {
           break;
         case "typing":
           typing.heard(event);
+          break;
+        case "moderation": {
+          const line = sameRoom(event.room, room) ? moderation.event(event) : null;
+          if (line) {
+            timeline.addNotice(line, "moderation");
+            announce(line);
+          }
+          break;
+        }
+        case "standing":
+          if (sameRoom(event.room, room)) moderation.standing(event);
           break;
         case "history":
           if (sameRoom(event.room, room)) {
@@ -375,6 +401,7 @@ function welcome(event, news) {
   for (const message of event.history) {
     if (timeline.addMessage(message) && returning && message.name !== name) news.messages.push(message);
   }
+  moderation.welcome(event);
   presence.reset(event.online, name, event.guests);
   for (const person of event.online) mentions.know(person);
   firstUnread.welcomed(event, name);

@@ -11,8 +11,11 @@ export function frameBytes(text) {
 }
 
 export class Composer {
-  // send(text) -> whether it went out.
-  constructor({ form, input, error, counter, maxBytes, send }) {
+  // send(text) -> whether it went out. command(line), for a line starting with "/": {handled,
+  // keep, say} when it was a command (kept in the box if `keep`, `say` beside it), or
+  // {handled: false, text} to send `text` (or the line) as a message.
+  constructor({ form, input, error, counter, maxBytes, send, command = null }) {
+    this.command = command;
     this.form = form;
     this.input = input;
     this.error = error;
@@ -35,8 +38,20 @@ export class Composer {
   }
 
   submit() {
-    const text = this.input.value;
+    let text = this.input.value;
     if (!text.trim()) return;
+    if (this.command && text.startsWith("/")) {
+      const answer = this.command(text);
+      if (answer.handled) {
+        if (!answer.keep) {
+          this.input.value = "";
+          this.count();
+        }
+        this.say(answer.say ?? "");
+        return;
+      }
+      text = answer.text ?? text;
+    }
     const over = frameBytes(text) - this.maxBytes;
     if (over > 0) {
       this.say(`Too long by ${over} bytes: shorten it to send it.`);

@@ -13,6 +13,7 @@ export const Close = Object.freeze({
   TRY_AGAIN_LATER: 1013,
   INVALID_NAME: 4400,
   NOT_SIGNED_IN: 4401,
+  FORBIDDEN: 4403,
   NAME_TAKEN: 4409,
   REPLACED: 4410,
 });
@@ -24,6 +25,7 @@ const FINAL = new Set([
   Close.MESSAGE_TOO_BIG,
   Close.INVALID_NAME,
   Close.NOT_SIGNED_IN,
+  Close.FORBIDDEN, // kicked, banned, or not let in: the banner says why (moderation.js)
   Close.NAME_TAKEN,
   Close.REPLACED,
 ]);

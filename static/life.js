@@ -1,8 +1,9 @@
 // What happens to a message after it is sent (docs/protocol.md, "edit", "delete", "react"):
 // the page draws its latest state (edited, deleted, its reactions, mentions) into the
-// message's item, offers the actions (edit and delete one's own, react to any), and applies
-// the events that tell of changes. The server decides who may: what it refuses comes back
-// as an error, said beside the composer.
+// message's item, offers the actions (edit one's own, react to any; delete one's own, and
+// any for a moderator: moderation.js's `may`, in the style), and applies the events that
+// tell of changes. The server decides who may: what it refuses comes back as an error,
+// said beside the composer.
 
 // The reactions the server takes, in its order (docs/protocol.md, "react").
 export const REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢", "👀", "🙏"];
@@ -84,7 +85,11 @@ export class Life {
     if (mine && Date.now() - message.ts < this.editWindow) {
       actions.append(button("Edit", null, () => this.edit(item, message)));
     }
-    if (mine) actions.append(button("Delete", null, () => this.confirmDelete(item, message)));
+    // Drawn on every message, shown (style.css) on one's own and to those who may delete any,
+    // whose standing can change while the message is shown.
+    const remove = button("Delete", `Delete what ${message.name} wrote`, () => this.confirmDelete(item, message));
+    remove.className = "delete";
+    actions.append(remove);
     item.append(reactions, actions, palette);
   }
 

@@ -7,9 +7,11 @@ import { colourClass } from "./text.js";
 const byName = new Intl.Collator(undefined, { sensitivity: "base", numeric: true });
 
 export class Presence {
-  constructor({ list, count }) {
+  // decorate(item, name): adds to each name's item what another part of the page shows there.
+  constructor({ list, count, decorate = () => {} }) {
     this.list = list;
     this.count = count;
+    this.decorate = decorate;
     this.names = new Set();
     this.guests = new Set(); // those of `names` who are guests
     this.me = "";
@@ -52,6 +54,7 @@ export class Presence {
         item.classList.add("me");
         item.append(" (you)");
       }
+      this.decorate(item, name);
       return item;
     });
     this.list.replaceChildren(...items);

@@ -11,6 +11,7 @@ const WHY = new Map([
   [Close.POLICY_VIOLATION, "Disconnected for sending too many messages too fast."],
   [Close.MESSAGE_TOO_BIG, "Disconnected: a message was too big for the server."],
   [Close.REPLACED, "Disconnected: a newer connection took this page's name over."],
+  [Close.FORBIDDEN, "Removed from this room."],
 ]);
 
 export function explain(code) {

@@ -5,9 +5,9 @@ that has clients in that room. The hub never knows which backend it holds: it su
 to the rooms its clients are in, publishes what they say, and fans out whatever the
 backend delivers, its own clients' messages included, so one process and many behave alike.
 Who holds which name is the backend's `presence`; accounts and their sessions are its
-`accounts`; edits, deletions, reactions and search its `changes` (changes.py); read
-positions its `reads` (reads.py); `notify` tells every process's hub of a change that
-concerns its connections.
+`accounts`; rooms' rules, bans, mutes and the audit log its `moderation`; edits,
+deletions, reactions and search its `changes` (changes.py); read positions its `reads`
+(reads.py); `notify` tells every process's hub of a change that concerns its connections.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from app.core.protocol import join_event, leave_event
 
 if TYPE_CHECKING:
     from app.core.messages import Message
+    from app.core.moderation.records import AuditEntry, Kind, Person, Role, RoomRules, Sanction, Topic
     from app.core.users import SignIn, User
     from app.settings import Settings
 
@@ -168,6 +169,64 @@ class AccountStore(ABC):
         """End every session of the user with key `user` but `keep`; the hashes that ended."""
 
 
+class ModerationStore(ABC):
+    """Rooms' rules, bans and mutes, and the audit log (app/core/moderation/ says what they
+    mean and who may change them). Times are ms since the Unix epoch; a sanction whose
+    `until` has passed is as good as gone, whether or not it was deleted yet."""
+
+    @abstractmethod
+    async def rules(self, room: str) -> RoomRules:
+        """The room's rules; empty ones (no owner, an open door) for a room nobody set any for."""
+
+    @abstractmethod
+    async def claim(self, room: str, owner: Person) -> bool:
+        """Make `owner` the room's owner if it has none; False if it has one."""
+
+    @abstractmethod
+    async def set_owner(self, room: str, owner: Person | None) -> None:
+        """Give the room to `owner`; None: to nobody."""
+
+    @abstractmethod
+    async def set_role(self, room: str, role: Role, person: Person, granted: bool) -> bool:
+        """Grant (or revoke) `role` (moderator or invited); False if that changed nothing."""
+
+    @abstractmethod
+    async def set_members_only(self, room: str, members_only: bool) -> None:
+        """Close the room's door to all but its members, or open it."""
+
+    @abstractmethod
+    async def set_topic(self, room: str, topic: Topic | None) -> None:
+        """The room's topic; None: none."""
+
+    @abstractmethod
+    async def add_sanction(self, sanction: Sanction) -> None:
+        """Keep `sanction`, in place of any of its kind on its target in its scope."""
+
+    @abstractmethod
+    async def lift(self, scope: str, kind: Kind, key: str, now: int) -> list[Sanction]:
+        """End every sanction of `kind` in `scope` on the name with key `key`; the active ones ended."""
+
+    @abstractmethod
+    async def sanction(self, scopes: list[str], kind: Kind, targets: list[str], now: int) -> Sanction | None:
+        """An active sanction of `kind` on one of `targets` in one of `scopes`, if there is one."""
+
+    @abstractmethod
+    async def sanctions(self, scope: str, kind: Kind, now: int) -> list[Sanction]:
+        """Every active sanction of `kind` in `scope`."""
+
+    @abstractmethod
+    async def record(self, entry: AuditEntry) -> AuditEntry:
+        """Append `entry` to the audit log; returns it with its id (increasing)."""
+
+    @abstractmethod
+    async def audit(self, room: str | None, before: int | None, limit: int) -> list[AuditEntry]:
+        """At most `limit` entries of `room` (of every room: None) with ids below `before`, newest first."""
+
+    @abstractmethod
+    async def secret(self) -> bytes:
+        """This installation's key for hashing guests' addresses: made the first time, then kept."""
+
+
 class Backend(ABC):
     def __init__(self, url: str, settings: Settings) -> None:
         self.url = url
@@ -177,6 +236,7 @@ class Backend(ABC):
         self.accounts: AccountStore = self._account_store()
         self.changes: ChangeStore = self._change_store()
         self.reads: ReadStore = self._read_store()
+        self.moderation: ModerationStore = self._moderation_store()
         # Names this history's lifetime: message ids are comparable only within one epoch.
         # A backend whose history can be lost (memory://) starts a new one each time.
         self.epoch = secrets.token_hex(8)
@@ -212,6 +272,10 @@ class Backend(ABC):
     @abstractmethod
     def _read_store(self) -> ReadStore:
         """Where this backend keeps read positions."""
+
+    @abstractmethod
+    def _moderation_store(self) -> ModerationStore:
+        """Where this backend keeps rooms' rules, sanctions and the audit log."""
 
     def notify(self, kind: str, fields: dict[str, Any]) -> None:
         """Tell every process's subscriber, this one's included, of a change that concerns

@@ -7,8 +7,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
-from app.backends.base import AccountStore, Backend
+from app.backends.base import AccountStore, Backend, ModerationStore
 from app.backends.changes import ChangeStore
+from app.backends.memory_moderation import MemoryModeration
 from app.backends.reads import ReadStore
 from app.core.messages import Message, now_ms
 from app.core.users import SignIn, User
@@ -166,6 +167,9 @@ class MemoryBackend(Backend):
 
     def _read_store(self) -> ReadStore:
         return MemoryReads()
+
+    def _moderation_store(self) -> ModerationStore:
+        return MemoryModeration()
 
     def _log(self, room: str) -> _RoomLog:
         log = self._logs.get(room)

@@ -1,13 +1,14 @@
 """What happens to a message after it is sent: its author edits it (within
 CHAT_EDIT_WINDOW) or deletes it, and anyone reacts to it (docs/protocol.md, "edit",
 "delete", "react"). Policy only: the changes are stored, and told to every process, by
-the backend's `ChangeStore` (app/backends/changes.py).
+the backend's `ChangeStore` (app/backends/changes.py). The `delete` command is
+moderation's (app/core/moderation/), which says who may delete what (`authored` here, for
+an author's own) and has the store delete it through `delete_message`.
 
 Whose message it is: an account's messages are the account's. A guest's name is anyone's
 once it is free, so a guest's messages are its own only for as long as it keeps the name
 (this connection, and those that take it over with its token in this process): from its
-first message on. Who else may delete a message says `Hub.may_delete`, where moderation
-adds its rules beside this one.
+first message on.
 """
 
 from __future__ import annotations
@@ -42,13 +43,6 @@ class EditMessage(Command):
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteMessage(Command):
-    """`{"type":"delete","id":ID}`."""
-
-    id: int
-
-
-@dataclass(frozen=True, slots=True)
 class React(Command):
     """`{"type":"react","id":ID,"emoji":E}`: give the reaction E, or take it back."""
 
@@ -69,11 +63,6 @@ def _edit(event: dict[str, Any]) -> EditMessage:
     if not text.strip():
         raise ProtocolError(ErrorCode.EMPTY_TEXT, "A message needs some text: delete it instead")
     return EditMessage(id, text)
-
-
-@command("delete")
-def _delete(event: dict[str, Any]) -> DeleteMessage:
-    return DeleteMessage(_id(event))
 
 
 @command("react")
@@ -147,14 +136,10 @@ class Changes:
             return
         await self._change(session, self._store.edit(message, command.text, now_ms()))
 
-    async def delete(self, session: Session, command: DeleteMessage) -> None:
-        message = await self._find(session, command.id)
-        if message is None:
-            return
-        if not any(rule(session, message) for rule in self._hub.may_delete):
-            _refuse(session, ErrorCode.FORBIDDEN, "Only its author may delete a message")
-            return
-        await self._change(session, self._store.delete(message))
+    async def delete_message(self, message: Message) -> bool:
+        """Moderation's `delete_message`: the store deletes `message` (its text gone for good, a
+        tombstone in its place) and tells everyone; False if it was deleted or gone already."""
+        return await self._store.delete(message) is not None
 
     async def react(self, session: Session, command: React) -> None:
         await self._change(
@@ -191,11 +176,10 @@ def _refuse(session: Session, code: ErrorCode, detail: str) -> None:
 
 
 def install(hub: Hub, settings: Settings) -> Changes:
-    """Edits, deletions and reactions: the commands, whose messages are whose, and the
-    author's rule of who may delete (`Hub.may_delete`)."""
+    """Edits and reactions: the commands, and whose messages are whose (`authored`, which
+    moderation's `delete` asks too: `Hub.may_delete`); deletions for moderation to do."""
     changes = Changes(hub, settings)
     hub.on(EditMessage, changes.edit)
-    hub.on(DeleteMessage, changes.delete)
     hub.on(React, changes.react)
     hub.may_delete.append(changes.authored)
     hub.stored.append(changes.stored)

@@ -20,6 +20,7 @@ from app.core.names import DEFAULT_ROOM, clean_name, clean_room, guest_name, nam
 from app.core.protocol import MAX_ID, BadRequest, CloseCode
 from app.core.room import Resume, Room
 from app.core.session import Dispatcher, Session
+from app.core.stats import PRESENCE, Stats
 
 if TYPE_CHECKING:
     from app.backends.base import Backend
@@ -60,8 +61,10 @@ class Doorway:
         dispatcher: Dispatcher,
         entered: Callable[[Member], None],
         replaced: Callable[[Member], None],
+        stats: Stats,
     ) -> None:
         self._backend = backend
+        self._stats = stats
         self._presence = backend.presence
         self._rooms = rooms
         self._settings = settings
@@ -113,7 +116,8 @@ class Doorway:
                 if holder is not None and holder.identity.guest:
                     return await self._take_over(holder, room, member(identity=holder.identity), last_seen, epoch)
                 if key not in room.people:
-                    known = await rooms.holding_open(room, presence.take_over(room.name, key, token, fresh))
+                    taking_over = self._stats.timed(PRESENCE, presence.take_over(room.name, key, token, fresh))
+                    known = await rooms.holding_open(room, taking_over)
                     if known is not None:
                         identity = Identity(known, key, account=False)
                         return await self._enter(room, member(identity=identity), last_seen, epoch)
@@ -189,7 +193,8 @@ class Doorway:
     async def _claim(self, room: Room, key: str, name: str, token: str, account: bool = False) -> bool:
         """Whether `name` is free in every process, and now ours (`Presence.claim`). A claim
         that cannot be made raises `BackendError`."""
-        return await self._rooms.holding_open(room, self._presence.claim(room.name, key, name, token, account))
+        claiming = self._stats.timed(PRESENCE, self._presence.claim(room.name, key, name, token, account))
+        return await self._rooms.holding_open(room, claiming)
 
     async def _resume(self, room: Room, member: Member, resume: Resume) -> None:
         try:

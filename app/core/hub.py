@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,6 +30,7 @@ from app.core.protocol import (
 from app.core.room import Room
 from app.core.rooms import Rooms
 from app.core.session import Session
+from app.core.stats import READ, STORE, Stats
 from app.core.turn import Turn
 
 if TYPE_CHECKING:
@@ -44,7 +46,8 @@ __all__ = ["Hub", "NameTaken", "NotSignedIn", "Refused"]
 _C = TypeVar("_C", bound=Command)
 Handler = Callable[[Session, _C], Awaitable[None]]
 NoticeHandler = Callable[[dict[str, Any]], None]
-# Who may delete a message (besides nobody): each rule says yes or no; one yes is enough.
+# Whether a message is the session's own to delete: each rule says yes or no; one yes is
+# enough. Moderation (app/core/moderation/), whose `delete` is, lets moderators delete any.
 MayDelete = Callable[[Session, "Message"], bool]
 # Who may read a room's history from outside it (search): the room's name, and who asks (an
 # account, or None for a guest); every check must say yes.
@@ -58,21 +61,27 @@ class Hub:
     plug in here: `on` says who handles a kind of command; `admission` checks may refuse a
     newcomer; `room_opening` runs when a room opens in this process; `welcome_fields` add
     fields to every welcome; `connected` and `disconnected` hear of each connection's start
-    and end; `notices` say what a kind of notice does here; `stored` hears of each message
-    stored, with the session that said it; `may_delete` says who may delete a message
-    (app/core/changes.py: its author; moderation adds its own), `may_read` who may search
-    a room; `stopping` runs as the hub stops, before the backend does. Rooms are `Rooms`'
-    (rooms.py), coming in is the `Doorway`'s (doorway.py).
+    and end; `notices` say what a kind of notice does here; `gates` hold back what some
+    members say; `stored` hears of each message stored, with the session that said it;
+    `may_delete` says whose own a message is to delete (app/core/changes.py: its author's;
+    moderation's `delete` asks it), `may_read` who may search a room; `stopping` runs as the hub
+    stops, before the backend does. Rooms are `Rooms`' (rooms.py), coming in is the
+    `Doorway`'s (doorway.py).
     """
 
-    def __init__(self, backend: Backend, settings: Settings) -> None:
+    def __init__(self, backend: Backend, settings: Settings, stats: Stats | None = None) -> None:
         self.backend = backend
         self.presence = backend.presence
         self.settings = settings
-        self._rooms = Rooms(backend, settings.welcome_history, lambda: self.turn, self._left, self.welcome_extras)
+        self.stats = stats if stats is not None else Stats()  # what this process did (app/core/stats.py)
+        self._rooms = Rooms(
+            backend, settings.welcome_history, lambda: self.turn, self._left, self.welcome_extras, self.stats
+        )
         self.rooms = self._rooms.open
         self.room_opening = self._rooms.opening
-        self._doorway = Doorway(backend, self._rooms, settings, self, self._entered, self._forget_connection)
+        self._doorway = Doorway(
+            backend, self._rooms, settings, self, self._entered, self._forget_connection, self.stats
+        )
         self.admission = self._doorway.admission
         # Every connection of each name key in this process, whichever room it is in.
         self.connections: dict[str, list[Member]] = {}
@@ -80,6 +89,10 @@ class Hub:
         self.connected: list[Callable[[Member], None]] = []
         self.disconnected: list[Callable[[Member], None]] = []
         self.notices: dict[str, NoticeHandler] = {}  # kind -> what to do in this process (`notice`)
+        # Members whose messages a part of the core may refuse (a mute), each with its check:
+        # it answers the sender itself and returns True when the message must not be
+        # published. One dict lookup per message, and for almost everyone an empty dict.
+        self.gates: dict[Member, Callable[[Session], bool]] = {}
         self.stored: list[Callable[[Session, Message], None]] = []
         self.may_delete: list[MayDelete] = []
         self.may_read: list[MayRead] = []
@@ -234,18 +247,26 @@ class Hub:
         if not self._rooms.current(session.room):
             # Its room was forgotten at a new epoch, and its connection closes at the end of
             # this turn: in the new one, the message would be stored without an echo here.
+            self.stats.refused[ErrorCode.NOT_STORED] += 1
             session.member.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
             return
         member = session.member
+        gate = self.gates.get(member)
+        if gate is not None and gate(session):
+            return
         stored = self.backend.publish(session.room.name, member.name, text, member.identity.guest)
-        stored.add_done_callback(partial(self._check_stored, session))
+        stored.add_done_callback(partial(self._check_stored, session, time.monotonic()))
         self.turn.schedule()  # its end commits what was published, then sends it
 
-    def _check_stored(self, session: Session, stored: asyncio.Future[Message]) -> None:
+    def _check_stored(self, session: Session, published: float, stored: asyncio.Future[Message]) -> None:
+        stats = self.stats
+        stats.latency[STORE].observe(time.monotonic() - published)
         if stored.cancelled() or stored.exception() is not None:
             logger.warning("message from %s in %s not stored: %r", session.name, session.room.name, stored)
+            stats.refused[ErrorCode.NOT_STORED] += 1
             session.member.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
             return
+        stats.stored += 1
         if self.stored:
             message = stored.result()
             for hook in self.stored:
@@ -256,13 +277,19 @@ class Hub:
 
     async def keep_pace(self, session: Session) -> None:
         """Hold a sender back while the backend or its room cannot keep up."""
-        await self.backend.pace()
-        await session.room.pace(self.settings.stall_timeout)
+        started = time.monotonic()
+        try:
+            await self.backend.pace()
+            await session.room.pace(self.settings.stall_timeout)
+        finally:
+            self.stats.pacing_stalls += 1
+            self.stats.pacing_seconds += time.monotonic() - started
 
     async def handle(self, session: Session, command: Command) -> None:
         handler = self._handlers.get(type(command))
         if handler is None:  # parsed, but nothing here handles it: a part that was not plugged in
             logger.error("no handler for %s", type(command).__name__)
+            self.stats.refused[ErrorCode.UNKNOWN_TYPE] += 1
             session.member.push(error_event(ErrorCode.UNKNOWN_TYPE, "This server does not handle that event"))
             return
         await handler(session, command)
@@ -271,9 +298,12 @@ class Hub:
         """Answer a `history` request: the page of messages before `before`."""
         room = session.room
         try:
-            messages, more = await self.backend.history(room.name, command.before, command.limit)
+            messages, more = await self.stats.timed(
+                READ, self.backend.history(room.name, command.before, command.limit)
+            )
         except Exception:
             logger.exception("could not read the history of %s", room.name)
+            self.stats.refused[ErrorCode.UNAVAILABLE] += 1
             session.member.push(error_event(ErrorCode.UNAVAILABLE, "History cannot be read right now; try again"))
             return
         session.member.push(history_event(room.name, [message.json for message in messages], more))

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from app.core.identity import Identity
 from app.core.protocol import MAX_BATCH, CloseCode
 from app.core.sockets import Connection, ConnectionClosed, Sink
+from app.core.stats import Stats
 from app.settings import Settings
 
 _WAKE = b""  # queued only to wake a writer task; real frames are never empty
@@ -38,6 +39,8 @@ def new_token() -> str:
 
 class Owner(Protocol):
     """What a member tells the room it is in."""
+
+    stats: Stats  # the process's counts: a member's own frames count there
 
     def wake(self, member: SinkMember) -> None:
         """`member` has frames of its own for its sink, or a close to send: at the end of this turn."""
@@ -153,7 +156,13 @@ class Member:
 
     def push(self, frame: bytes) -> None:
         """A frame for this member alone (welcome, error, history page), in order with the rest."""
+        self._count(frame)
         self._enqueue(frame)
+
+    def _count(self, frame: bytes) -> None:
+        stats = self.owner.stats
+        stats.frames += 1
+        stats.bytes += len(frame)
 
     def _enqueue(self, frame: bytes) -> None:
         """Queue a frame, or close the member as too slow if its queue is full.
@@ -190,8 +199,8 @@ class Member:
         """Queue the welcome, then every frame held back while it was being prepared."""
         held, self._held = self._held or [], None
         self.push(welcome)
-        for frame in held:
-            self.push(frame)
+        for frame in held:  # fan-out frames: counted by the room already
+            self._enqueue(frame)
 
     def _dequeued(self, queued: int) -> None:
         self.queued = queued
@@ -312,6 +321,7 @@ class SinkMember(Member):
         self._enqueue(frame)
 
     def push(self, frame: bytes) -> None:
+        self._count(frame)
         self._enqueue(frame)
         self.owner.wake(self)
 

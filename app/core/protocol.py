@@ -38,7 +38,9 @@ class CloseCode(IntEnum):
     SERVICE_RESTART = 1012  # the history began a new epoch without a restart: reconnect, resuming
     TRY_AGAIN_LATER = 1013  # the client fell too far behind (its queue is full)
     INVALID_NAME = 4400  # the name, room name, since or token breaks the rules (the token in the URL too)
-    NOT_SIGNED_IN = 4401  # guests are off and the connection signs no account in, or its session ended
+    NOT_SIGNED_IN = 4401  # guests are off and the connection signs no account in, or its session ended;
+    # or a guest at the door of a room for members only
+    FORBIDDEN = 4403  # kicked or banned from the room, or not one of the members of a room for members only
     NAME_TAKEN = 4409  # the name is already online in that room, or registered to an account
     REPLACED = 4410  # a newer connection of the same client (its welcome's token) took the name over
     TOO_MANY_CONNECTIONS = 4429  # the client's address holds max_connections_per_ip already
@@ -67,8 +69,11 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     NOT_STORED = "not_stored"
     UNAVAILABLE = "unavailable"
-    NOT_FOUND = "not_found"  # no such message in the room (never was, deleted, or gone with retention)
-    FORBIDDEN = "forbidden"  # someone else's message, for what only its author (or a moderator) may do
+    FORBIDDEN = "forbidden"  # what only its author, a moderator or the one it names may do (see "Moderation")
+    MUTED = "muted"  # the sender is muted in this room: the message was not stored
+    NOT_FOUND = (
+        "not_found"  # no such message (never was, deleted, or gone with retention), or nobody, ban or role of that name
+    )
     TOO_LATE = "too_late"  # an edit after CHAT_EDIT_WINDOW
 
 

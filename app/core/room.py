@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.core.protocol import CloseCode, frames_of, welcome_event
+from app.core.stats import Stats
 
 if TYPE_CHECKING:
     from app.core.identity import Online
@@ -52,8 +53,10 @@ class Room:
         turn: Turn,
         left: Callable[[Room, Member], None],
         extras: Callable[[Room, Member], dict[str, Any]] | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self.name = name
+        self.stats = stats if stats is not None else Stats()  # the process's counts (app/core/stats.py)
         self.epoch = epoch
         self._turn = turn
         self._left = left  # told of each member that leaves (not of one whose name was handed over)
@@ -71,6 +74,7 @@ class Room:
         self._events: list[bytes] = []
         self._messages: list[Message] = []
         self._ephemeral: list[tuple[str, bytes]] = []  # (the name key it is not for, the event)
+        self._message_events: list[int] = []  # where in `_events` they are (for the newcomers' count)
         # Welcomed while events were pending: (member, how many of them its welcome covers).
         self._newcomers: list[tuple[Member, int]] = []
         self._events_due = False  # pending events go out at the end of this turn
@@ -109,6 +113,7 @@ class Room:
         self._events.append(event)
         if message is not None:
             self._messages.append(message)
+            self._message_events.append(len(self._events) - 1)
             self._events_are_due()
         elif not self._events_due and self._presence_timer is None:
             self._presence_timer = asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._events_are_due)
@@ -166,30 +171,43 @@ class Room:
             self._presence_timer.cancel()
             self._presence_timer = None
         events, self._events = self._events, []
-        if self._messages:
+        delivered = len(self._messages)
+        message_events = self._message_events
+        if delivered:
             self.recent.extend(self._messages)
             self._messages = []
+            self._message_events = []
         ephemeral: list[tuple[str, bytes]] = []
         if self._ephemeral:
             ephemeral, self._ephemeral = self._ephemeral, []
             if self._behind or len(events) > BUSY_EVENTS:
                 ephemeral = []  # busy: the first thing to go
         if ephemeral:
-            self._send_with(events, ephemeral, tuple(self._receivers))
+            receivers = tuple(self._receivers)
+            self._send_with(events, ephemeral, receivers)
+            self.stats.delivered += delivered * len(receivers)
         elif events:
-            self._send(events, tuple(self._receivers))
+            receivers = tuple(self._receivers)
+            self._send(events, receivers)
+            self.stats.delivered += delivered * len(receivers)
         if self._newcomers:
             for member, covered in self._newcomers:
                 if member in self.people.get(member.key, ()):
                     due = events[covered:] + [event for key, event in ephemeral if key != member.key]
                     for frame in frames_of(due) if due else ():
+                        self.stats.frames += 1
+                        self.stats.bytes += len(frame)
                         member.deliver(frame)
+                    self.stats.delivered += sum(1 for index in message_events if index >= covered)
                     self._receivers[member] = None
             self._newcomers = []
 
-    @staticmethod
-    def _send(events: list[bytes], receivers: tuple[Member, ...]) -> None:
+    def _send(self, events: list[bytes], receivers: tuple[Member, ...]) -> None:
+        stats = self.stats
         for frame in frames_of(events):
+            # Counted per frame, not per member: the loop below is the hot path.
+            stats.frames += len(receivers)
+            stats.bytes += len(frame) * len(receivers)
             for member in receivers:
                 member.deliver(frame)
 
@@ -202,18 +220,28 @@ class Room:
         plain = frames_of(events) if events else []
         not_for = {key for key, _ in ephemeral}
         theirs: dict[str, list[bytes]] = {}  # what a typist gets: the others' typing, not its own
+        sent = {id(everyone): 0, id(plain): 0}  # how many members got each list of frames
+        lists = {id(everyone): everyone, id(plain): plain}
         for member in receivers:
             if member.key in not_for:
                 frames = theirs.get(member.key)
                 if frames is None:
                     others = events + [event for key, event in ephemeral if key != member.key]
                     frames = theirs[member.key] = frames_of(others) if others else []
+                    lists[id(frames)] = frames
+                    sent[id(frames)] = 0
             elif member.queued > EPHEMERAL_QUEUE:
                 frames = plain
             else:
                 frames = everyone
+            sent[id(frames)] += 1
             for frame in frames:
                 member.deliver(frame)
+        stats = self.stats
+        for which, members in sent.items():
+            frames = lists[which]
+            stats.frames += len(frames) * members
+            stats.bytes += sum(map(len, frames)) * members
 
     def close_all(self, code: int, reason: str) -> list[Member]:
         """Close every member once the events already posted have reached them."""
@@ -317,6 +345,8 @@ class Room:
             self._flowing.set()
 
     def leave(self, member: Member) -> None:
+        if member.close_code == CloseCode.TRY_AGAIN_LATER:
+            self.stats.slow_readers += 1
         if self.remove(member):
             self._left(self, member)
 
@@ -343,4 +373,5 @@ class Room:
                 now = loop.time()
                 for member in tuple(self._behind):
                     if member.stalled(now):
+                        self.stats.stalled_readers += 1
                         member.close(CloseCode.TRY_AGAIN_LATER, "Too slow: stopped reading")

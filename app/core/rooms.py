@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.backends.base import BackendError
 from app.core.room import Room
+from app.core.stats import READ, Stats
 
 if TYPE_CHECKING:
     from app.backends.base import Backend
@@ -26,8 +27,10 @@ class Rooms:
         turn: Callable[[], Turn],
         left: Callable[[Room, Member], None],
         extras: Callable[[Room, Member], dict[str, Any]],
+        stats: Stats,
     ) -> None:
         self._backend = backend
+        self._stats = stats
         self._recent_size = recent_size
         self._turn = turn
         self._left = left
@@ -43,7 +46,9 @@ class Rooms:
         while True:
             room = self.open.get(name)
             if room is None:
-                room = Room(name, self._backend.epoch, self._recent_size, self._turn(), self._left, self._extras)
+                room = Room(
+                    name, self._backend.epoch, self._recent_size, self._turn(), self._left, self._extras, self._stats
+                )
                 self.open[name] = room
                 self._spawn(self._subscribe(room))
             if not room.opened.done():
@@ -103,7 +108,7 @@ class Rooms:
         try:
             if leaving is not None:
                 await leaving
-            recent = await self._backend.subscribe(room.name)
+            recent = await self._stats.timed(READ, self._backend.subscribe(room.name))
         except Exception as exc:
             if self.open.get(room.name) is room:
                 del self.open[room.name]

@@ -69,6 +69,8 @@ class Session:
         member = self.member
         if member.close_code is not None:
             return
+        stats = self.room.stats
+        stats.received += 1
         if not isinstance(data, str):
             member.close(CloseCode.UNSUPPORTED_DATA, "Expected text frames, but got a binary frame")
             return
@@ -80,6 +82,7 @@ class Session:
         except ProtocolError as exc:
             # A bad frame takes a token too: a flood of garbage is a flood.
             if self._bucket is None or self._allowed():
+                stats.refused[exc.code] += 1
                 member.push(error_event(exc.code, exc.detail))
             return
         if self._bucket is not None and not self._allowed():
@@ -99,6 +102,7 @@ class Session:
         now = self._loop.time()
         if self._bucket.take(now):
             return True
+        self.room.stats.refused[ErrorCode.RATE_LIMITED] += 1
         if self._strikes.add(now):
             self.member.close(CloseCode.POLICY_VIOLATION, "Flooding: kept sending over the rate limit")
         else:

@@ -28,6 +28,7 @@ from app.core.accounts import (
     WrongPassword,
 )
 from app.core.passwords import Busy
+from app.core.stats import Stats
 from app.settings import Settings
 from app.web.connections import address_key
 
@@ -73,20 +74,28 @@ def _error(status: int, error: str, detail: str, **headers: str) -> JSONResponse
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers={**_NO_STORE, **headers})
 
 
-def _refusal(exc: AccountError | Busy | BadBody) -> JSONResponse:
+def _status_and_error(exc: AccountError | Busy | BadBody) -> tuple[int, str]:
     if isinstance(exc, Throttled):
-        return _error(429, "throttled", exc.detail, **{"retry-after": str(math.ceil(exc.retry_after))})
+        return 429, "throttled"
     if isinstance(exc, Busy):
-        return _error(503, "busy", str(exc), **{"retry-after": str(BUSY_RETRY)})
+        return 503, "busy"
     if isinstance(exc, BadBody):
-        return _error(400, "bad_request", str(exc))
-    status, error = {
+        return 400, "bad_request"
+    return {
         InvalidAccount: (400, "invalid"),
         NameRegistered: (409, "registered"),
         RegistrationClosed: (403, "closed"),
         WrongPassword: (401, "wrong"),
     }.get(type(exc), (400, "invalid"))
-    return _error(status, error, exc.detail)
+
+
+def _refusal(exc: AccountError | Busy | BadBody) -> JSONResponse:
+    status, error = _status_and_error(exc)
+    if isinstance(exc, Throttled):
+        return _error(status, error, exc.detail, **{"retry-after": str(math.ceil(exc.retry_after))})
+    if isinstance(exc, Busy):
+        return _error(status, error, str(exc), **{"retry-after": str(BUSY_RETRY)})
+    return _error(status, error, exc.detail if isinstance(exc, AccountError) else str(exc))
 
 
 class AccountRoutes:
@@ -129,11 +138,14 @@ class AccountRoutes:
     async def session(self, request: Request) -> Response:
         accounts: Accounts = request.state.accounts
         if request.method == "POST":
+            stats: Stats = request.state.hub.stats
             try:
                 name, password = await _fields(request, "name", "password")
                 user, session_id = await accounts.sign_in(name, password, _address(request))
             except (AccountError, Busy, BadBody) as exc:
+                stats.sign_in_failures[_status_and_error(exc)[1]] += 1
                 return _refusal(exc)
+            stats.sign_ins += 1
             return self._signed_in(request, {"name": user.name, "admin": user.admin}, session_id, 200)
         cookie = session_id_of(request)
         if request.method == "DELETE":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from starlette.endpoints import WebSocketEndpoint
@@ -14,6 +15,7 @@ from app.core.hub import Hub, NameTaken, NotSignedIn, Refused
 from app.core.protocol import SUBPROTOCOL, TOKEN_SUBPROTOCOL, BadRequest, CloseCode, close_reason
 from app.core.session import Session
 from app.core.sockets import SINK_EXTENSION, ConnectionClosed
+from app.core.stats import CLIENT, NO_CLOSE, SERVER, Stats
 from app.settings import Settings
 from app.web.accounts import session_id_of
 from app.web.connections import Connections, Slot, address_key
@@ -25,6 +27,8 @@ from app.web.origins import origin_allowed
 # a connection whose transport began closing during the handshake, then refuses the sends.
 # A writer caught by either must end quietly, not take the endpoint down with a traceback.
 _GONE = (WebSocketDisconnect, WebSocketDisconnected, RuntimeError)
+
+logger = logging.getLogger("chatroom.connections")
 
 # A secret in a URL ends up in access logs, a proxy's included, before the app can say no.
 NOT_IN_THE_URL = "The token goes in the Sec-WebSocket-Protocol header, as chatroom.token.TOKEN, never in the URL"
@@ -67,6 +71,10 @@ class ChatEndpoint(WebSocketEndpoint):
     session: Session | None = None
     _cut_off = False
     _slot: Slot | None = None  # this connection, counted against its address's cap
+    _stats: Stats | None = None
+    _address: str | None = None
+    _refused: int | None = None  # the code the server closed with before the connection joined a room
+    _closed: tuple[int, str] | None = None  # the code it ended with once it had, and who closed it
 
     async def dispatch(self) -> None:
         try:
@@ -80,27 +88,61 @@ class ChatEndpoint(WebSocketEndpoint):
             # Here, not in on_disconnect: that one is skipped when on_connect raises.
             if self._slot is not None:
                 self._slot.release()
+            self._ended()
+
+    def _ended(self) -> None:
+        """Count the connection's end, and log it."""
+        if self._stats is None:
+            return
+        if self._refused is not None:
+            code, by = self._refused, SERVER
+        else:
+            code, by = self._closed or (NO_CLOSE, CLIENT)
+        self._stats.closed_with(code, by)
+        session = self.session
+        fields = {"event": "connection_closed", "address": self._address, "code": int(code), "by": by}
+        if session is not None:
+            fields |= {"room": session.room.name, "screen_name": session.name}
+            logger.info(
+                "%s in %s from %s: closed with %d by the %s",
+                session.name,
+                session.room.name,
+                self._address,
+                code,
+                by,
+                extra=fields,
+            )
+        elif self._refused is not None:
+            logger.info("connection from %s refused: closed with %d", self._address, code, extra=fields)
+        else:
+            logger.info("connection from %s ended before it joined a room (%d)", self._address, code, extra=fields)
+
+    async def _refuse(self, websocket: WebSocket, code: int, reason: str = "") -> None:
+        self._refused = code
+        await websocket.close(code, reason)
 
     async def on_connect(self, websocket: WebSocket) -> None:
         hub: Hub = websocket.state.hub
         settings: Settings = websocket.state.settings
+        address = websocket.client.host if websocket.client is not None else None  # None: a Unix socket
+        self._stats, self._address = hub.stats, address
+        hub.stats.opened += 1
         if not origin_allowed(websocket.headers, settings.allowed_origins, websocket.scope["scheme"]):
-            await websocket.close(CloseCode.POLICY_VIOLATION)  # before accept: an HTTP 403
+            await self._refuse(websocket, CloseCode.POLICY_VIOLATION)  # before accept: an HTTP 403
             return
         connections: Connections = websocket.state.connections
-        address = websocket.client.host if websocket.client is not None else None  # None: a Unix socket
         if address is not None:
             self._slot = connections.open(address)
         subprotocols: list[str] = websocket.scope.get("subprotocols", [])
         await websocket.accept(SUBPROTOCOL if SUBPROTOCOL in subprotocols else None)
         if "token" in websocket.query_params:
             # Refused even when it would match, so that a client that leaks it learns at once.
-            await websocket.close(CloseCode.INVALID_NAME, NOT_IN_THE_URL)
+            await self._refuse(websocket, CloseCode.INVALID_NAME, NOT_IN_THE_URL)
             return
         if address is not None and self._slot is None:
             # Accepted first, like a refused name, so that a browser can read why.
             reason = f"Too many connections from your address: at most {connections.limit}"
-            await websocket.close(CloseCode.TOO_MANY_CONNECTIONS, reason)
+            await self._refuse(websocket, CloseCode.TOO_MANY_CONNECTIONS, reason)
             return
         task = asyncio.current_task()
         assert task is not None
@@ -117,7 +159,7 @@ class ChatEndpoint(WebSocketEndpoint):
             account = await accounts.identify(session_id)
             if account is None:
                 # The page believes it is signed in: it must hear that it is not, not become a guest.
-                await websocket.close(CloseCode.NOT_SIGNED_IN, "Your session has ended: sign in again")
+                await self._refuse(websocket, CloseCode.NOT_SIGNED_IN, "Your session has ended: sign in again")
                 return
         try:
             token = resume_token(subprotocols)
@@ -134,17 +176,18 @@ class ChatEndpoint(WebSocketEndpoint):
                 address=address_key(address) if address is not None else None,
             )
         except BadRequest as exc:
-            await websocket.close(CloseCode.INVALID_NAME, close_reason(str(exc)))
+            await self._refuse(websocket, CloseCode.INVALID_NAME, close_reason(str(exc)))
         except NameTaken as exc:  # its reason holds a name and a room: multibyte, it may be long
-            await websocket.close(CloseCode.NAME_TAKEN, close_reason(str(exc)))
+            await self._refuse(websocket, CloseCode.NAME_TAKEN, close_reason(str(exc)))
         except NotSignedIn as exc:
-            await websocket.close(CloseCode.NOT_SIGNED_IN, close_reason(str(exc)))
+            await self._refuse(websocket, CloseCode.NOT_SIGNED_IN, close_reason(str(exc)))
         except Refused as exc:
-            await websocket.close(exc.code, close_reason(exc.reason))
+            await self._refuse(websocket, exc.code, close_reason(exc.reason))
         except BackendError:
             # The room or the name could not be checked (a shared backend out of reach): the
             # client comes back later, as after any 1013.
-            await websocket.close(CloseCode.TRY_AGAIN_LATER, "The chat is unavailable right now; try again soon")
+            reason = "The chat is unavailable right now; try again soon"
+            await self._refuse(websocket, CloseCode.TRY_AGAIN_LATER, reason)
 
     async def on_receive(self, websocket: WebSocket, data: Any) -> None:
         if self.session is not None:
@@ -152,4 +195,6 @@ class ChatEndpoint(WebSocketEndpoint):
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
         if self.session is not None:
+            closed_by_server = self.session.member.close_code
+            self._closed = (closed_by_server, SERVER) if closed_by_server is not None else (close_code, CLIENT)
             await self.session.finished()

@@ -9,10 +9,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
+from app.web.accounts import session_id_of
 from app.web.operators import Operators
 
 if TYPE_CHECKING:
+    from app.core.accounts import Accounts
     from app.core.hub import Hub
+    from app.core.moderation.service import Moderation
     from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -45,9 +48,17 @@ class Pages:
         return self.templates.TemplateResponse(request, "index.html", context)
 
     async def rooms(self, request: Request) -> Response:
-        """`{"rooms": [{"room": "lobby", "online": 3}, ...]}`: the rooms with someone in them, busiest first."""
+        """`{"rooms": [{"room": "lobby", "online": 3}, ...]}`: the rooms with someone in them, busiest
+        first; a room for members only only to those who may come in."""
         hub: Hub = request.state.hub
-        busiest = sorted(hub.online_counts().items(), key=lambda item: (-item[1], item[0]))[:MAX_LISTED_ROOMS]
+        moderation: Moderation = request.state.moderation
+        counts = hub.online_counts()
+        if any(moderation.members_only(room) for room in counts):
+            accounts: Accounts = request.state.accounts
+            cookie = session_id_of(request)
+            identity = await accounts.identify(cookie) if cookie is not None else None
+            counts = {room: online for room, online in counts.items() if moderation.listed(room, identity)}
+        busiest = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:MAX_LISTED_ROOMS]
         listed = [{"room": room, "online": online} for room, online in busiest]
         return JSONResponse({"rooms": listed}, headers=_NO_STORE)
 

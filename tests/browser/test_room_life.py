@@ -185,7 +185,7 @@ def test_edits_deletions_and_reactions_reach_the_others(tabs: Tabs) -> None:
     expect(message(bob, "hello").locator(".edited")).to_have_text("(edited)")
     regret = message(ann, "regret this")
     regret.hover()
-    regret.get_by_role("button", name="Delete", exact=True).click()
+    regret.get_by_role("button", name="Delete what ann wrote").click()
     regret.get_by_role("button", name="Delete it").click()
     expect(bob.locator("#log .message.deleted .text")).to_have_text("This message was deleted.")
     theirs = message(bob, "hello")
@@ -194,6 +194,7 @@ def test_edits_deletions_and_reactions_reach_the_others(tabs: Tabs) -> None:
     theirs.get_by_role("button", name="React with 👍").click()
     expect(message(ann, "hello").locator(".reaction")).to_have_text("👍 1")
     expect(message(bob, "hello").get_by_role("button", name="Edit", exact=True)).to_have_count(0)  # not bob's
+    expect(message(bob, "hello").get_by_role("button", name="Delete what ann wrote")).to_have_count(0)
 
 
 def test_who_is_typing_shows_under_the_conversation_until_they_send(tabs: Tabs) -> None:

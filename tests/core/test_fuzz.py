@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from app.backends.memory import MemoryBackend
 from app.core import changes, reads, typists
 from app.core.hub import Hub
+from app.core.moderation.service import install
 from app.core.protocol import CloseCode, ErrorCode
 from app.settings import Settings
 from tests.support.fakes import FakeConnection
@@ -54,12 +55,20 @@ def answer_of(event: dict[str, Any]) -> Answer:
     return Echo(event["text"])
 
 
+def is_deletion_by_fuzzer(event: dict[str, Any], id: int) -> bool:
+    """docs/protocol.md, "moderation": the event of the fuzzer deleting its message `id`."""
+    wanted = {"type": "moderation", "room": "lobby", "action": "delete", "by": "fuzzer", "name": "fuzzer", "id": id}
+    return type(event.get("ts")) is int and {key: value for key, value in event.items() if key != "ts"} == wanted
+
+
 async def exchange(sent: list[Sent]) -> tuple[list[Answer], list[Answer], list[dict[str, Any]]]:
     """Feed `sent` to one client, one frame at a time: its answers, those docs/protocol.md
     gives (one of each where it allows several), and what an observer got."""
     settings = Settings(rate_limit=0, close_timeout=0.5)
     hub = Hub(MemoryBackend("memory://", settings), settings)
-    changes.install(hub, settings)
+    found = changes.install(hub, settings)
+    # As the app does: moderation orders are part of the protocol, and `delete` is one.
+    moderation = install(hub, delete_message=found.delete_message)
     typists.install(hub)
     reads.install(hub)
     await hub.start()
@@ -86,15 +95,21 @@ async def exchange(sent: list[Sent]) -> tuple[list[Answer], list[Answer], list[d
             wanted.append(Silence())
             continue
         await fuzzing.wait_for(lambda c: len(c.events) > seen)  # noqa: B023 (awaited here, in this iteration)
-        new = fuzzing.events[seen:]
-        assert len(new) == 1, new  # one answer per frame, nothing more
+        event = fuzzing.events[seen]
         seen += 1
-        answer = answer_of(new[0])
+        answer = answer_of(event)
+        if isinstance(answer, Changed) and answer.kind == "delete":
+            # A deletion is a moderation action too: its `moderation` event comes with it.
+            await fuzzing.wait_for(lambda c: len(c.events) > seen)  # noqa: B023
+            assert is_deletion_by_fuzzer(fuzzing.events[seen], event["id"]), fuzzing.events[seen:]
+            seen += 1
+        assert len(fuzzing.events) == seen, fuzzing.events[seen - 1 :]  # one answer per frame, nothing more
         answers.append(answer)
         assert matches(answer, expectation), (frame, answer, expectation)
         wanted.append(answer)
-        oracle.learn(answer, new[0])
+        oracle.learn(answer, event)
     await fuzzer.finished()
+    await moderation.stop()
     await hub.stop()
     return answers, wanted, watching.events
 
@@ -137,6 +152,8 @@ def test_the_core_answers_every_frame_as_documented(sent: list[Sent]) -> None:
     told = [(answer.kind, answer.id) for answer in answers if isinstance(answer, Changed)]
     changes_seen = [event for event in observed if event["type"] in ("edit", "delete", "reactions")]
     assert [(event["type"], event["id"]) for event in changes_seen] == told  # the room heard what it did
+    deletions = [event["id"] for event in observed if event["type"] == "moderation"]
+    assert deletions == [id for kind, id in told if kind == "delete"]  # and who did it
 
 
 def test_the_reference_parser_agrees_with_the_documented_cases() -> None:

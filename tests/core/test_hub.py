@@ -15,6 +15,7 @@ from app.backends.memory import MemoryBackend
 from app.core.hub import Hub, NameTaken
 from app.core.protocol import CloseCode
 from app.core.session import Session
+from app.core.stats import LATENCY_BOUNDS, STORE, Latency
 from app.settings import Settings
 from tests.support.fakes import FakeConnection
 
@@ -350,3 +351,58 @@ async def test_a_new_epoch_closes_every_client_with_1012_and_rooms_open_again_in
     await join(hub, "ann", again, room="lobby")
     assert again.events[0]["epoch"] == "the new one"
     assert hub.rooms["lobby"] is not forgotten
+
+
+# What the hub counts (app/core/stats.py) is what the clients got.
+async def test_deliveries_frames_and_bytes_are_what_the_clients_received(
+    hub: Hub, connect: Callable[[], FakeConnection], mode: str
+) -> None:
+    connections = [connect() for _ in range(4)]
+    # Each comes while the join of the one before is still waiting to go out: their welcomes
+    # cover pending events, and what follows them reaches them apart from the others.
+    sessions = [await join(hub, f"c{number}", connection) for number, connection in enumerate(connections)]
+    for number in range(30):
+        say(hub, sessions[number % 4], str(number))
+        if number % 4 == 0:
+            await asyncio.sleep(0)
+    for connection in connections:
+        await connection.wait_for(lambda c: len(c.messages()) == 30)
+    stats = hub.stats
+    assert stats.delivered == sum(len(connection.messages()) for connection in connections) == 120
+    assert stats.stored == 30
+    assert stats.latency[STORE].count == 30
+    received = sum(len(connection.frames) for connection in connections)
+    payload = sum(len(frame) for connection in connections for frame in connection.frames)
+    if mode == "sink":  # one write per frame counted
+        assert (stats.frames, stats.bytes) == (received, payload)
+    else:  # a writer task joins what waited in its queue into one frame, with a newline between
+        assert stats.frames >= received
+        assert stats.bytes == payload - (stats.frames - received)
+
+
+async def test_a_reader_dropped_for_its_full_queue_is_counted(hub: Hub, connect: Callable[[], FakeConnection]) -> None:
+    ann, bob = connect(), connect()
+    sender = await join(hub, "ann", ann)
+    await join(hub, "bob", bob)
+    bob.stall()
+    for number in range(200):  # a frame each: queue_size is 8 here
+        say(hub, sender, str(number))
+        await asyncio.sleep(0)
+        if hub.stats.slow_readers:
+            break
+    assert (hub.stats.slow_readers, hub.stats.stalled_readers) == (1, 0)
+    bob.flow()
+    await bob.wait_for(lambda c: c.close_code == CloseCode.TRY_AGAIN_LATER)
+
+
+def test_latency_buckets_are_prometheus_buckets() -> None:
+    """A bucket holds what is at most its bound; the last, what is above them all."""
+    latency = Latency()
+    for seconds in (0.0, LATENCY_BOUNDS[0], LATENCY_BOUNDS[0] * 1.01, LATENCY_BOUNDS[-1], 60.0):
+        latency.observe(seconds)
+    assert latency.counts[0] == 2
+    assert latency.counts[1] == 1
+    assert latency.counts[len(LATENCY_BOUNDS) - 1] == 1
+    assert latency.counts[-1] == 1
+    assert latency.count == 5
+    assert latency.total == pytest.approx(LATENCY_BOUNDS[0] * 2.01 + LATENCY_BOUNDS[-1] + 60.0)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from app.core.protocol import CloseCode, ErrorCode
 
 MAX_BYTES = 4096  # CHAT_MAX_MESSAGE_BYTES, the default
+ACTION_BURST = 10  # docs/protocol.md, "Moderation": an account's moderation actions at once
 
 # What a frame can be: text (str), or the raw bytes of a text frame (which may not be UTF-8),
 # or a binary frame.
@@ -169,13 +170,15 @@ def is_id(value: Any) -> TypeGuard[int]:
 
 
 class Oracle:
-    """The answers docs/protocol.md gives one client, a guest, in order: it knows the ids of
-    the messages it wrote (from their echoes) and which it deleted. With `others`, people it
+    """The answers docs/protocol.md gives one client, a guest in a room nobody owns, in order:
+    it knows the ids of the messages it wrote (from their echoes) and which it deleted (each
+    deletion is also a `moderation` event, which comes with the `delete`). With `others`, people it
     does not know of may have written other messages in the room (whose ids it cannot tell)."""
 
     def __init__(self, others: bool = False) -> None:
         self.others = others
         self.mine: dict[int, bool] = {}  # id of each message it wrote -> whether it deleted it
+        self.deletions = 0  # moderation actions, the rate counts them
 
     def learn(self, answer: Answer, event: dict[str, Any]) -> None:
         """The answer came, as this event: the echo of a message gives its id."""
@@ -183,6 +186,7 @@ class Oracle:
             self.mine[event["id"]] = False
         elif isinstance(answer, Changed) and answer.kind == "delete":
             self.mine[answer.id] = True
+            self.deletions += 1
 
     def expected(self, sent: Sent) -> Expected:
         """The answer docs/protocol.md gives for a frame."""
@@ -216,6 +220,10 @@ class Oracle:
             return Silence() if type(stop) is bool else Error(ErrorCode.BAD_EVENT)
         if kind == "read":  # a guest's position is kept in its browser, not on the server
             return Silence() if is_id(event.get("id")) else Error(ErrorCode.BAD_EVENT)
+        if isinstance(kind, str) and kind in MODERATION:
+            # The sender is a guest in a room nobody owns: a well-formed order is forbidden.
+            well_formed = all(_field_fits(event, name, rule) for name, rule in MODERATION[kind].items())
+            return Error(ErrorCode.FORBIDDEN if well_formed else ErrorCode.BAD_EVENT)
         return Error(ErrorCode.UNKNOWN_TYPE if isinstance(kind, str) else ErrorCode.BAD_EVENT)
 
     def _change(self, kind: str, event: dict[str, Any]) -> Expected:
@@ -238,7 +246,12 @@ class Oracle:
                 return not_found  # it deleted it
             if kind == "edit":
                 return Changed("edit", id, event["text"])  # within CHAT_EDIT_WINDOW: just written
-            return Changed("reactions" if kind == "react" else "delete", id)
+            if kind == "react":
+                return Changed("reactions", id)
+            # "Moderation": a deletion is a moderation action, 10 at once, then one a second.
+            if self.deletions >= ACTION_BURST:
+                return OneOf(frozenset({Changed("delete", id), Error(ErrorCode.RATE_LIMITED)}))
+            return Changed("delete", id)
         if not self.others:
             return not_found
         if kind == "react":  # anyone's message takes reactions
@@ -249,6 +262,42 @@ class Oracle:
 def expected(sent: Sent) -> Expected:
     """The answer docs/protocol.md gives a frame sent first (by a client that wrote nothing yet)."""
     return Oracle().expected(sent)
+
+
+# docs/protocol.md, "Moderation": each order's fields. A rule's first word says what the value
+# must be; "optional" fields may also be left out or null.
+_NAME = "text 256"
+MODERATION: dict[str, dict[str, str]] = {
+    "kick": {"name": _NAME, "reason": "text 200 optional"},
+    "mute": {"name": _NAME, "seconds": "seconds optional", "reason": "text 200 optional"},
+    "unmute": {"name": _NAME},
+    "ban": {"name": _NAME, "seconds": "seconds optional", "reason": "text 200 optional", "everywhere": "flag optional"},
+    "unban": {"name": _NAME, "everywhere": "flag optional"},
+    "delete": {"id": "id"},
+    "topic": {"text": "text 300"},
+    "grant": {"name": _NAME, "role": "role"},
+    "revoke": {"name": _NAME, "role": "role"},
+    "mode": {"members_only": "flag"},
+    "invite": {"name": _NAME},
+    "uninvite": {"name": _NAME},
+    "claim": {},
+}
+
+
+def _field_fits(event: dict[str, Any], name: str, rule: str) -> bool:
+    value = event.get(name)
+    what, *rest = rule.split()
+    if value is None and "optional" in rest:
+        return True
+    if what == "text":
+        return isinstance(value, str) and len(value) <= int(rest[0])
+    if what == "seconds":
+        return type(value) is int and 1 <= value <= 10 * 365 * 86_400
+    if what == "flag":
+        return type(value) is bool
+    if what == "role":
+        return value in ("moderator", "owner")
+    return type(value) is int and 1 <= value <= 2**63 - 1  # a message id
 
 
 # Strategies: what a client may send.
@@ -269,7 +318,8 @@ json_values = st.recursive(
     leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4), max_leaves=12
 )
 kinds = ["message", "error", "welcome", "join", "Message", "message ", "", "edit", "delete", "react", "typing", "read"]
-field = st.sampled_from(kinds) | json_values
+field = st.sampled_from(kinds) | st.sampled_from(sorted(MODERATION)) | json_values
+fitting = st.integers(0, 2**63) | st.sampled_from(["moderator", "owner", "bob", "x" * 201]) | st.booleans()
 emoji = (
     st.sampled_from(["\U0001f44d", "\u2764", "\u2764\ufe0f", "\U0001f389", "\U0001f984", "\ufe0f", ":+1:"])
     | json_values
@@ -279,11 +329,16 @@ events = st.fixed_dictionaries(
     optional={
         "type": field,
         "text": field | odd_text,
-        "id": st.integers(0, 6) | json_values,  # small: the ids of the client's own messages too
+        "id": st.integers(0, 6) | json_values | fitting,  # small: the ids of the client's own messages too
         "emoji": emoji,
         "stop": st.booleans() | json_values,
-        "name": json_values,
+        "name": json_values | fitting,
         "room": json_values,
+        "reason": json_values | fitting,
+        "seconds": json_values | fitting,
+        "everywhere": json_values | fitting,
+        "role": json_values | fitting,
+        "members_only": json_values | fitting,
     },
 )
 
@@ -340,8 +395,27 @@ life_events = st.fixed_dictionaries(
         "stop": st.booleans() | st.sampled_from([0, "true", None]),
     },
 )
+# Moderation orders (docs/protocol.md, "Moderation"): each with its fields, mostly of the
+# right kind, so that both answers (forbidden to a guest, bad_event) come often.
+near_names = st.sampled_from(["bob", "Bob", "", " ", "x" * 256, "x" * 257, "a\u202eb"]) | odd_text
+near_values = {
+    "name": near_names | json_values,
+    "reason": st.none() | st.sampled_from(["spam", "x" * 200, "x" * 201]) | json_values,
+    "seconds": st.none() | st.integers(-1, 10 * 365 * 86_400 + 1) | json_values,
+    "everywhere": st.none() | st.booleans() | json_values,
+    "id": st.integers(-1, 2**63) | json_values,
+    "text": st.sampled_from(["", "topic", "x" * 300, "x" * 301]) | odd_text | json_values,
+    "role": st.sampled_from(["moderator", "owner", "admin"]) | json_values,
+    "members_only": st.booleans() | json_values,
+}
+orders = st.sampled_from(sorted(MODERATION)).flatmap(
+    lambda kind: st.fixed_dictionaries(
+        {"type": st.just(kind)}, optional={name: near_values[name] for name in MODERATION[kind]}
+    )
+)
 text_frames = (
     serialised(events)
+    | serialised(orders)
     | serialised(life_events)
     | serialised(life_events)
     | serialised(json_values)
@@ -422,6 +496,14 @@ def check_event(event: Any, room: str) -> None:
         assert event.keys() in ({"type", "name"}, {"type", "name", "stop"}), event
         assert isinstance(event["name"], str)
         assert event.get("stop", True) is True
+    elif kind == "moderation":  # the only one a guest's frames can cause: its own deletion
+        assert event.keys() == {"type", "room", "action", "by", "ts", "name", "id"}, event
+        assert event["room"] == room
+        assert event["action"] == "delete"
+        assert isinstance(event["by"], str)
+        assert event["name"] == event["by"]
+        assert type(event["id"]) is int
+        assert type(event["ts"]) is int
     elif kind == "join":
         assert event.keys() in ({"type", "name"}, {"type", "name", "guest"}), event
         assert isinstance(event["name"], str)

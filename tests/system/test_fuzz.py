@@ -124,15 +124,25 @@ def on_the_wire(frame: Sent) -> RawText | Binary:
 
 
 async def answer_of(connection: ClientConnection) -> tuple[Answer, dict[str, Any]]:
-    try:
-        frame = await asyncio.wait_for(connection.recv(), 10)
-    except ConnectionClosed:
-        assert connection.close_code is not None
-        return Close(CloseCode(connection.close_code)), {}
-    assert isinstance(frame, str)
-    lines = frame.split("\n")
-    assert len(lines) == 1, lines
-    event = json.loads(lines[0])
+    """The answer to the frame sent last. A deletion's `moderation` event (docs/protocol.md,
+    "moderation") comes beside its `delete`, in the same frame or up to 100 ms later, and is
+    no answer: it is checked like an observer's event, and passed over."""
+    while True:
+        try:
+            frame = await asyncio.wait_for(connection.recv(), 10)
+        except ConnectionClosed:
+            assert connection.close_code is not None
+            return Close(CloseCode(connection.close_code)), {}
+        assert isinstance(frame, str)
+        events = [json.loads(line) for line in frame.split("\n")]
+        for event in events:
+            if event["type"] == "moderation":
+                check_event(event, "lobby")
+        answers = [event for event in events if event["type"] != "moderation"]
+        if answers:
+            break
+    assert len(answers) == 1, answers  # one answer per frame, nothing more
+    event = answers[0]
     if event["type"] == "error":
         return Error(ErrorCode(event["code"])), event
     if event["type"] in ("edit", "delete", "reactions"):

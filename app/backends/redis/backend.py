@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from app.backends.base import AccountStore, Backend, BackendError, Subscriber
+from app.backends.base import AccountStore, Backend, BackendError, ModerationStore, Subscriber
 from app.backends.changes import ChangeStore
 from app.backends.reads import ReadStore
 from app.backends.redis import scripts
@@ -45,6 +45,7 @@ from app.backends.redis.commands import (
 from app.backends.redis.echoes import Echoes
 from app.backends.redis.heartbeat import Heartbeat
 from app.backends.redis.history import History, overlay, read_range
+from app.backends.redis.moderation import RedisModeration
 from app.backends.redis.presence import RedisPresence
 from app.backends.redis.reader import Reader
 from app.backends.redis.retention import Retention
@@ -125,6 +126,9 @@ class RedisBackend(Backend):
 
     def _read_store(self) -> ReadStore:
         return RedisReads(self._client)
+
+    def _moderation_store(self) -> ModerationStore:
+        return RedisModeration(self._client)
 
     async def open(self) -> None:
         """Connect, for commands such as `chatroom users` that use the store beside the servers."""

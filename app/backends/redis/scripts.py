@@ -44,6 +44,9 @@ trip, and every process sees the same order. Keys (under `PREFIX`, in one Redis 
 - `notices`: a stream of what concerns every process's connections (`o` the process that
   wrote it, `k` its kind, `b` its fields as JSON), bounded (app/backends/base.py, `notify`).
 - `users`, `session:HASH`, `sessions-of:KEY`: accounts and sessions (accounts.py).
+- `rules:ROOM`, `moderators:ROOM`, `invited:ROOM`, `sanctions:SCOPE`, `audit-ids`, `audit`,
+  `audit:ROOM`, `moderation-secret`: rooms' rules, bans and mutes, the audit log and the key
+  of guests' address hashes (moderation.py).
 - `node:PROCESS`: a hash, "ROOM\\nKEY" -> the leave event of each name the process holds, so
   that whoever finds the process dead can announce the leaves for it.
 

@@ -22,13 +22,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from app.backends.base import AccountStore, Backend, BackendError, Subscriber
+from app.backends.base import AccountStore, Backend, BackendError, ModerationStore, Subscriber
 from app.backends.changes import ChangeStore
 from app.backends.reads import ReadStore
 from app.backends.sqlite.accounts import SQLiteAccounts
 from app.backends.sqlite.changes import SQLiteChanges
 from app.backends.sqlite.files import connect, lock_exclusively, path_from_url, transaction
 from app.backends.sqlite.index import Index
+from app.backends.sqlite.moderation import SQLiteModeration
 from app.backends.sqlite.notices import Notices
 from app.backends.sqlite.reads import SQLiteReads
 from app.backends.sqlite.retention import RETENTION_INTERVAL, Retention
@@ -127,6 +128,9 @@ class SQLiteBackend(Backend):
         """A message was deleted: its text goes from the search index and the log file too."""
         self._written = True
         self.scrub.due = True
+
+    def _moderation_store(self) -> ModerationStore:
+        return SQLiteModeration(self._read, self._reader_db, self._writer_db)
 
     def notify(self, kind: str, fields: dict[str, Any]) -> None:
         try:

@@ -56,7 +56,51 @@ MIGRATIONS: list[str] = [
         ts INTEGER NOT NULL
     );
     """,
-    # 4: what happens to messages afterwards (app/core/changes.py): an edit's time, a
+    # 4: moderation (app/core/moderation/): each room's door and topic; who owns, moderates
+    # and is invited to it; bans and mutes, in a room or server-wide (scope ''), on an
+    # account ('a:KEY') or a guest's address, as a keyed hash ('g:HMAC'), never the address;
+    # the audit log. The key of those hashes is in `meta` (moderation_secret).
+    """
+    CREATE TABLE room_rules (
+        room TEXT PRIMARY KEY,
+        members_only INTEGER NOT NULL DEFAULT 0,
+        topic TEXT,
+        topic_by TEXT,
+        topic_ts INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE room_roles (
+        room TEXT NOT NULL,
+        role TEXT NOT NULL,
+        key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (room, role, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE sanctions (
+        scope TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        until INTEGER,
+        PRIMARY KEY (scope, kind, target)
+    ) WITHOUT ROWID;
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        room TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        reason TEXT NOT NULL,
+        until INTEGER,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_of_room ON audit (room, id);
+    """,
+    # 5: what happens to messages afterwards (app/core/changes.py): an edit's time, a
     # tombstone's mark (its text emptied, overwritten: `secure_delete`), the reactions'
     # counts as the wire has them, and who gave each (by name key); how far each account
     # read in each room. `search` is a full-text index of what messages say now; contentless,
@@ -105,7 +149,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-# Search's rowids (migration 4): a room's number times this, plus the message id.
+# Search's rowids (migration 5): a room's number times this, plus the message id.
 SEARCH_SPAN = 2**40
 
 VERSION = len(MIGRATIONS)
