@@ -28,13 +28,11 @@ from cryptography import x509
 
 from app.backends import BACKENDS
 from app.server.metrics_folder import MULTIPROCESS_DIR
-from app.settings import ENV_PREFIX, Settings
+from app.settings import ENV_PREFIX, SINGLE_PROCESS_BACKENDS, Settings
 
 REDIS_AT_LEAST = (6, 2)  # the backend's scripts use commands of Redis 6.2 (XADD ... MINID, GETDEL)
 REDIS_TIMEOUT = 3.0  # seconds Redis gets to answer each question
 # Backends whose rooms live in one process: workers would each have their own chat.
-SINGLE_PROCESS_BACKENDS = ("memory", "sqlite")
-
 Parse = Callable[[Sequence[str] | None, Settings], argparse.Namespace]
 
 

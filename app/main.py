@@ -16,6 +16,7 @@ from app.core.accounts import Accounts
 from app.core.accounts import install as install_accounts
 from app.core.changes import install as install_changes
 from app.core.hub import Hub
+from app.core.messenger import install as install_messenger
 from app.core.moderation.service import Moderation, install
 from app.core.reads import install as install_reads
 from app.core.search import Search
@@ -61,14 +62,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # One `delete`: moderation's rule of who may, the store's deletion (changes.py).
         changes = install_changes(hub, settings)
         moderation = install(hub, delete_message=changes.delete_message)
+        messenger = install_messenger(hub, backend.accounts)
         await hub.start()
         metrics.start(hub)
         accounts = Accounts(backend.accounts, settings, backend.notify)
         install_accounts(hub)
+        accounts.removing.append(messenger.forget)
         install_typists(hub)
         install_reads(hub)
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
         try:
+            await messenger.start()
             yield {
                 "hub": hub,
                 "settings": settings,

@@ -17,6 +17,9 @@ from typing import Any
 
 ENV_PREFIX = "CHAT_"
 
+# Backends that live in one process: with --workers, each worker would have a chat of its own.
+SINGLE_PROCESS_BACKENDS = ("memory", "sqlite")
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -87,6 +90,9 @@ class Settings:
     # A session ends this many days after it began, and after this many days unused.
     session_days: float = 30.0
     session_idle_days: float = 7.0
+    # Seconds without a key press or a click after which the page sets its account away (and
+    # back on the next one, unless the user set it by hand); 0: never by itself.
+    auto_away: float = 600.0
 
     # Seconds after it was sent that a message may still be edited by its author (app/core/changes.py).
     edit_window: float = 900.0
@@ -146,6 +152,8 @@ class Settings:
             raise ValueError("session_days and session_idle_days must be positive")
         if self.edit_window <= 0:
             raise ValueError(f"edit_window must be positive, got {self.edit_window}")
+        if self.auto_away < 0:
+            raise ValueError(f"auto_away must be 0 (never) or positive, got {self.auto_away}")
         if self.max_header_bytes < 1024:  # a browser's upgrade request alone takes several hundred
             raise ValueError(f"max_header_bytes must be at least 1024, got {self.max_header_bytes}")
 

@@ -7,6 +7,7 @@ import { FirstUnread } from "./firstunread.js";
 import { Life } from "./life.js";
 import { Mentions } from "./mentions.js";
 import { NameMenu } from "./menu.js";
+import { Messenger } from "./messenger.js";
 import { Moderation } from "./moderation.js";
 import { Notifier } from "./notify.js";
 import { Paging } from "./paging.js";
@@ -40,6 +41,14 @@ let inRoom = false; // a welcome came since the user picked this room
 // From the latest welcome: lets the next connection take the name over from this one, should
 // the server still hold it for a connection that dropped on the way (a network blip).
 let token = null;
+let roomSentAt = 0; // when the room's part of the page last sent: an error after that answers it
+
+// What the room's part of the page sends that the server may refuse (a message, an edit, a
+// moderator's order): its `error` is the room's, not the messenger's (requests.js).
+function sendForRoom(event) {
+  roomSentAt = performance.now();
+  return connection.send(event);
+}
 
 // Room life (life.js, mentions.js, typing.js, firstunread.js, notify.js, search.js) draws
 // into the timeline's items through `decorate`, and hears the events below.
@@ -56,7 +65,7 @@ const timeline = new Timeline({
 });
 const life = new Life({
   timeline,
-  send: (event) => connection.send(event),
+  send: sendForRoom,
   me: () => name,
   editWindow: Number(document.body.dataset.editWindow || 900) * 1000,
   mentions,
@@ -72,7 +81,10 @@ const firstUnread = new FirstUnread({
 const presence = new Presence({
   list: $("online"),
   count: $("count"),
-  decorate: (item, name) => moderation.decorateName(item, name),
+  decorate: (item, name) => {
+    moderation.decorateName(item, name);
+    messenger.decorate(item, name);
+  },
 });
 const status = new Status({
   element: $("status"),
@@ -98,7 +110,7 @@ const composer = new Composer({
   maxBytes: Number(document.body.dataset.maxBytes) || 4096,
   send: (text) => {
     typing.sent();
-    return connection.send({ type: "message", text });
+    return sendForRoom({ type: "message", text });
   },
   command: (line) => moderation.command(line),
 });
@@ -122,10 +134,18 @@ const search = new Search({
 const moderation = new Moderation({
   topic: $("topic"),
   banner: $("banner"),
-  send: (event) => connection.send(event),
+  send: sendForRoom,
   say: (text) => composer.say(text),
   notice: (text) => timeline.update(() => timeline.addNotice(text, "moderation")),
   changed: () => presence.render(),
+});
+// Instant messages, buddies and away messages, for signed-in accounts (messenger.js).
+const messenger = new Messenger({
+  send: (event) => connection.send(event),
+  roomSentAt: () => roomSentAt,
+  maxBytes: Number(document.body.dataset.maxBytes) || 4096,
+  onChange: () => presence.render(),
+  onIncoming: (message) => tell({ messages: [{ name: message.from, text: message.text }], notices: [] }),
 });
 const rooms = new Rooms({
   list: $("rooms"),
@@ -237,6 +257,7 @@ function setAccount(signedIn) {
 function stopChat() {
   connection.stop();
   rooms.stop();
+  messenger.stop();
   inRoom = false;
   token = null;
   showChat(false);
@@ -326,10 +347,12 @@ function handle(events) {
           break;
         case "join":
           mentions.know(event.name);
+          messenger.presence(event);
           if (presence.join(event.name, event.guest === true)) notice(news, `${event.name} joined`, "join");
           break;
         case "leave":
           typing.gone(event.name);
+          messenger.presence(event);
           if (presence.leave(event.name)) notice(news, `${event.name} left`, "leave");
           break;
         case "edit":
@@ -361,10 +384,13 @@ function handle(events) {
           // A history request refused (a server that does not page, or not like this): the
           // page makes do with what welcomes give. This page sends nothing else that could be.
           if ((event.code === "unknown_type" || event.code === "bad_event") && paging.refused()) break;
+          if (messenger.refused(event)) break;
           if (REFUSED.has(event.code)) composer.refused(event.detail);
           else composer.say(event.detail);
           break;
-        // Events this page does not know are ignored, as the protocol asks.
+        default:
+          // Events this page does not know are ignored, as the protocol asks.
+          messenger.handle(event);
       }
     }
   });
@@ -395,6 +421,7 @@ function welcome(event, news) {
   inRoom = true;
   token = event.token ?? null;
   timeline.me = name;
+  messenger.welcomed(event);
   mentions.setMe(name);
   typing.reset();
   const otherEpoch = timeline.enter(event.epoch);

@@ -7,7 +7,7 @@ import { colourClass } from "./text.js";
 const byName = new Intl.Collator(undefined, { sensitivity: "base", numeric: true });
 
 export class Presence {
-  // decorate(item, name): adds to each name's item what another part of the page shows there.
+  // decorate(item, name): what other parts of the page add to a name's entry (menus, an IM button, "away").
   constructor({ list, count, decorate = () => {} }) {
     this.list = list;
     this.count = count;

@@ -5,9 +5,10 @@ that has clients in that room. The hub never knows which backend it holds: it su
 to the rooms its clients are in, publishes what they say, and fans out whatever the
 backend delivers, its own clients' messages included, so one process and many behave alike.
 Who holds which name is the backend's `presence`; accounts and their sessions are its
-`accounts`; rooms' rules, bans, mutes and the audit log its `moderation`; edits,
-deletions, reactions and search its `changes` (changes.py); read positions its `reads`
-(reads.py); `notify` tells every process's hub of a change that concerns its connections.
+`accounts`; rooms' rules, bans, mutes and the audit log its `moderation`; direct messages,
+buddy lists, blocks and away messages its `direct`; edits, deletions, reactions and search
+its `changes` (changes.py); read positions its `reads` (reads.py); `notify` tells every
+process's hub of a change that concerns its connections.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from app.core.identity import Online
 from app.core.protocol import join_event, leave_event
 
 if TYPE_CHECKING:
+    from app.core.direct import DirectHandler, DirectMessage, Party, Snapshot
     from app.core.messages import Message
     from app.core.moderation.records import AuditEntry, Kind, Person, Role, RoomRules, Sanction, Topic
     from app.core.users import SignIn, User
@@ -122,6 +124,10 @@ class Presence:
         """Who is online in `room` in every process, in the order they came, as of the events
         delivered here so far."""
         return list(self._online.get(room, {}).values())
+
+    def is_online(self, room: str, key: str) -> bool:
+        """Whether the name `key` is among `online(room)`."""
+        return key in self._online.get(room, ())
 
 
 class AccountStore(ABC):
@@ -227,6 +233,92 @@ class ModerationStore(ABC):
         """This installation's key for hashing guests' addresses: made the first time, then kept."""
 
 
+class DirectStore(ABC):
+    """Direct messages, buddy lists, blocks and away messages of accounts (app/core/messenger.py
+    says what they mean, app/core/direct.py what they are made of); and who is online
+    anywhere, which buddy lists show.
+
+    An account is online while a process has a connection of it; each process says so
+    (`arrive`, `depart`) once per account, and from `arrive` on, what happens to the account
+    goes to the handler (`listen`): its direct messages, sent and received; its buddies
+    coming, going, going away and back; changes to its lists made from any of its
+    connections. A backend shared by several processes tells each of them what happens to
+    the accounts it has connections of, and no others.
+    """
+
+    handler: DirectHandler | None = None
+
+    def listen(self, handler: DirectHandler) -> None:
+        self.handler = handler
+
+    @abstractmethod
+    async def arrive(self, account: Party) -> Snapshot:
+        """This process has a connection of `account` now, its first: the account is online,
+        and whoever has it on their buddy list and is not blocked by it hears so. Returns
+        what the account has; every event after that instant goes to the handler.
+        Raises `BackendError`."""
+
+    @abstractmethod
+    def depart(self, key: str) -> None:
+        """This process has no connection of account `key` left: nothing more is delivered for
+        it here. Once no process has one, it is offline (its watchers hear so) and not away."""
+
+    @abstractmethod
+    async def send(self, sender: Party, recipient: Party, text: str, seen: int = 0) -> list[DirectMessage]:
+        """Store a direct message and deliver it to both accounts; then, if the recipient is
+        away and has not answered the sender automatically since it went away, its away
+        message as an automatic reply, stored and delivered alike. Returns what was stored.
+
+        `seen` is the highest id of the conversation this process knows of: a shared backend
+        with a lower one lost data. Raises `Forbidden` if either blocks the other, and
+        `BackendError` if the message may not have been stored."""
+
+    @abstractmethod
+    async def history(
+        self, one: str, other: str, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[DirectMessage], bool]:
+        """The conversation's `limit` latest messages with `after` < id < `before` (either
+        bound may be None), oldest first, and whether older ones exist above `after`."""
+
+    @abstractmethod
+    async def away(self, account: Party, message: str | None) -> None:
+        """`account` (online) goes away with `message`, or comes back (None). An away period
+        begins whenever the message changes: whoever writes then gets it once. Whoever sees
+        the account on a buddy list hears it; so does every process (`Backend.notify`,
+        kind "away": {key, name, message}), for the rooms the account is in."""
+
+    @abstractmethod
+    async def add_buddy(self, owner: Party, buddy: Party, limit: int) -> bool:
+        """Put `buddy` on `owner`'s list (again: nothing changes); False if it holds `limit`
+        buddies already. `owner` hears how the buddy is (`Seen`, added)."""
+
+    @abstractmethod
+    async def remove_buddy(self, owner: Party, buddy: Party) -> None:
+        """Take `buddy` off `owner`'s list; `owner` hears so (`Unlisted`)."""
+
+    @abstractmethod
+    async def block(self, owner: Party, other: Party, limit: int) -> bool:
+        """`owner` blocks `other`: no direct message between them, and `owner` is offline on
+        `other`'s buddy list. False if `owner` blocks `limit` accounts already."""
+
+    @abstractmethod
+    async def unblock(self, owner: Party, other: Party) -> None:
+        """`owner` blocks `other` no more."""
+
+    @abstractmethod
+    async def away_everywhere(self) -> dict[str, tuple[str, str]]:
+        """Every account away now, in any process: key -> its name and away message."""
+
+    @abstractmethod
+    async def forget(self, key: str) -> None:
+        """The account was removed: its conversations, both sides of them, its lists, and
+        its place on other people's buddy lists go, so that whoever registers its name next
+        inherits none of it."""
+
+    def went_back(self) -> None:  # noqa: B027 - only a shared backend can lose what it told
+        """A conversation has fewer messages than this process saw: the backend lost data."""
+
+
 class Backend(ABC):
     def __init__(self, url: str, settings: Settings) -> None:
         self.url = url
@@ -237,6 +329,7 @@ class Backend(ABC):
         self.changes: ChangeStore = self._change_store()
         self.reads: ReadStore = self._read_store()
         self.moderation: ModerationStore = self._moderation_store()
+        self.direct: DirectStore = self._direct_store()
         # Names this history's lifetime: message ids are comparable only within one epoch.
         # A backend whose history can be lost (memory://) starts a new one each time.
         self.epoch = secrets.token_hex(8)
@@ -276,6 +369,10 @@ class Backend(ABC):
     @abstractmethod
     def _moderation_store(self) -> ModerationStore:
         """Where this backend keeps rooms' rules, sanctions and the audit log."""
+
+    @abstractmethod
+    def _direct_store(self) -> DirectStore:
+        """Where this backend keeps direct messages, buddy lists and blocks."""
 
     def notify(self, kind: str, fields: dict[str, Any]) -> None:
         """Tell every process's subscriber, this one's included, of a change that concerns

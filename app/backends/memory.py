@@ -6,11 +6,14 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
-from app.backends.base import AccountStore, Backend, ModerationStore
+from app.backends.base import AccountStore, Backend, DirectStore, ModerationStore
 from app.backends.changes import ChangeStore
+from app.backends.direct import LocalDirect
 from app.backends.memory_moderation import MemoryModeration
 from app.backends.reads import ReadStore
+from app.core.direct import Conversation, DirectMessage, Party, conversation_of
 from app.core.messages import Message, now_ms
 from app.core.users import SignIn, User
 from app.core.words import Phrase, matches
@@ -151,6 +154,81 @@ class MemoryAccounts(AccountStore):
         return ended
 
 
+class MemoryDirect(LocalDirect):
+    """Direct messages and lists in this process's memory; a conversation keeps its latest
+    `limit` messages (CHAT_HISTORY_LIMIT, as rooms do); gone at restart."""
+
+    def __init__(self, notify: Callable[[str, dict[str, Any]], None], limit: int) -> None:
+        super().__init__(notify)
+        self._limit = limit
+        self._messages: dict[str, deque[DirectMessage]] = {}
+        self._last_ids: dict[str, int] = {}
+        self._conversations_of: dict[str, dict[str, Conversation]] = {}
+        self._lists: dict[str, dict[str, str]] = {}  # key -> buddy key -> name
+        self._blocks_of: dict[str, dict[str, str]] = {}
+
+    async def _append(self, sender: Party, recipient: Party, text: str, auto: bool) -> DirectMessage:
+        conversation = conversation_of(sender.key, recipient.key)
+        number = self._last_ids[conversation] = self._last_ids.get(conversation, 0) + 1
+        message = DirectMessage.create(number, sender.name, recipient.name, text, now_ms(), auto)
+        self._messages.setdefault(conversation, deque(maxlen=self._limit)).append(message)
+        self._conversations_of.setdefault(sender.key, {})[recipient.key] = Conversation(
+            recipient.name, number, message.ts
+        )
+        self._conversations_of.setdefault(recipient.key, {})[sender.key] = Conversation(sender.name, number, message.ts)
+        return message
+
+    async def _history(
+        self, conversation: str, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[DirectMessage], bool]:
+        kept = [
+            message
+            for message in self._messages.get(conversation, ())
+            if (before is None or message.id < before) and (after is None or message.id > after)
+        ]
+        return kept[-limit:], len(kept) > limit
+
+    async def _conversations(self, key: str) -> dict[str, Conversation]:
+        return dict(self._conversations_of.get(key, {}))
+
+    async def _buddies(self, key: str) -> dict[str, str]:
+        return dict(self._lists.get(key, {}))
+
+    async def _blocked(self, key: str) -> dict[str, str]:
+        return dict(self._blocks_of.get(key, {}))
+
+    async def _blocks(self, owner: str, other: str) -> bool:
+        return other in self._blocks_of.get(owner, {})
+
+    async def _add_buddy(self, owner: str, buddy: Party, limit: int) -> bool:
+        return _add(self._lists.setdefault(owner, {}), buddy, limit)
+
+    async def _remove_buddy(self, owner: str, buddy: str) -> str | None:
+        return self._lists.get(owner, {}).pop(buddy, None)
+
+    async def _add_block(self, owner: str, other: Party, limit: int) -> bool:
+        return _add(self._blocks_of.setdefault(owner, {}), other, limit)
+
+    async def _remove_block(self, owner: str, other: str) -> str | None:
+        return self._blocks_of.get(owner, {}).pop(other, None)
+
+    async def _forget(self, key: str) -> list[str]:
+        for other in self._conversations_of.pop(key, {}):
+            self._conversations_of.get(other, {}).pop(key, None)
+            # Its last id stays: ids keep increasing if the two names ever talk again.
+            self._messages.pop(conversation_of(key, other), None)
+        self._lists.pop(key, None)
+        self._blocks_of.pop(key, None)
+        return [owner for owner, buddies in self._lists.items() if buddies.pop(key, None) is not None]
+
+
+def _add(listed: dict[str, str], party: Party, limit: int) -> bool:
+    if party.key not in listed and len(listed) >= limit:
+        return False
+    listed[party.key] = party.name
+    return True
+
+
 class MemoryBackend(Backend):
     """Keeps the latest `settings.history_limit` messages of every room; lost on restart."""
 
@@ -170,6 +248,9 @@ class MemoryBackend(Backend):
 
     def _moderation_store(self) -> ModerationStore:
         return MemoryModeration()
+
+    def _direct_store(self) -> DirectStore:
+        return MemoryDirect(self.notify, self.settings.history_limit)
 
     def _log(self, room: str) -> _RoomLog:
         log = self._logs.get(room)

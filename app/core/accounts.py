@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,10 @@ class WrongPassword(AccountError):
     """The name or the password is wrong: the same answer for both (HTTP 401)."""
 
 
+class SignedOut(AccountError):
+    """The request's session signs nobody in (any more) (HTTP 401)."""
+
+
 class NoSuchUser(AccountError):
     """For the operator: no account has that name."""
 
@@ -112,6 +116,8 @@ class Accounts:
         self._by_account = Backoff(ACCOUNT_FREE_FAILURES, FIRST_WAIT, MAX_WAIT, FORGET)
         self._by_address = Backoff(ADDRESS_FREE_FAILURES, FIRST_WAIT, MAX_WAIT, FORGET)
         self._registrations = Backoff(free=REGISTRATIONS_PER_HOUR, first_wait=3600.0, max_wait=3600.0, forget=3600.0)
+        # What else goes with a removed account (its direct messages, say), by its key.
+        self.removing: list[Callable[[str], Awaitable[None]]] = []
 
     def close(self) -> None:
         self.passwords.close()
@@ -191,7 +197,7 @@ class Accounts:
         """Change the password of the session's account; its other sessions end."""
         identity = await self.identify(session_id)
         if identity is None:
-            raise WrongPassword("Not signed in")
+            raise SignedOut("Not signed in")
         user = await self._authenticate(identity.name, password, address)  # throttled like a sign-in
         changed = replace(user, password=await self.passwords.hash(_new_password(new_password)))
         await self.store.update_user(changed)
@@ -203,14 +209,17 @@ class Accounts:
 
     async def new_user(self, name: str, password: str, admin: bool = False) -> User:
         """A user to add: its name and password checked, the password hashed."""
-        try:
-            display = clean_name(name)
-        except InvalidName as exc:
-            raise InvalidAccount(str(exc)) from None
-        if display.casefold().startswith(GUEST_PREFIX):
-            raise InvalidAccount(f"Names starting with {GUEST_PREFIX!r} are for guests")
+        display = _account_name(name)
         hashed = await self.passwords.hash(_new_password(password))
         return User(name_key(display), display, hashed, admin, now_ms())
+
+    async def free_name(self, name: str) -> str:
+        """`name` as an account registered under it would be shown; `InvalidAccount` or
+        `NameRegistered` if none can be (asked before the operator types a password)."""
+        display = _account_name(name)
+        if await self.store.user(name_key(display)) is not None:
+            raise NameRegistered(f"{display!r} is registered already")
+        return display
 
     async def add_user(self, name: str, password: str, admin: bool = False) -> User:
         user = await self.new_user(name, password, admin)
@@ -219,29 +228,35 @@ class Accounts:
         self._notify("registered", {"key": user.key})
         return user
 
-    async def set_password(self, name: str, password: str) -> None:
-        """A new password; every session of the account ends."""
-        user = await self._user_named(name)
+    async def set_password(self, name: str, password: str) -> int:
+        """A new password; every session of the account ends. How many did."""
+        user = await self.user_named(name)
         await self.store.update_user(replace(user, password=await self.passwords.hash(_new_password(password))))
         ended = await self.store.end_sessions(user.key)
         if ended:
             self._notify("sessions_ended", {"sessions": ended, "why": "Your password was changed"})
+        return len(ended)
 
     async def set_admin(self, name: str, admin: bool) -> User:
-        user = replace(await self._user_named(name), admin=admin)
+        user = replace(await self.user_named(name), admin=admin)
         await self.store.update_user(user)
         return user
 
-    async def remove_user(self, name: str) -> None:
-        """The account goes, and with it its sessions, at once, on every process."""
-        user = await self._user_named(name)
+    async def remove_user(self, name: str) -> tuple[User, int]:
+        """The account goes, and with it its sessions, at once, on every process: what it
+        was, and how many sessions ended."""
+        user = await self.user_named(name)
         ended = await self.store.remove_user(user.key)
         self._notify("sessions_ended", {"sessions": ended, "why": "Your account was removed"})
+        for remove in self.removing:
+            await remove(user.key)
+        return user, len(ended)
 
     async def users(self) -> list[User]:
         return sorted(await self.store.users(), key=lambda user: user.key)
 
-    async def _user_named(self, name: str) -> User:
+    async def user_named(self, name: str) -> User:
+        """The account whose name is `name`, however it is spelt; `NoSuchUser` if none is."""
         try:
             key = name_key(clean_name(name))
         except InvalidName:
@@ -266,6 +281,16 @@ def _as_typed(password: str) -> str | None:
         return clean_password(password)
     except BadPassword:
         return None
+
+
+def _account_name(name: str) -> str:
+    try:
+        display = clean_name(name)
+    except InvalidName as exc:
+        raise InvalidAccount(str(exc)) from None
+    if display.casefold().startswith(GUEST_PREFIX):
+        raise InvalidAccount(f"Names starting with {GUEST_PREFIX!r} are for guests")
+    return display
 
 
 def _new_password(password: str) -> str:

@@ -69,11 +69,14 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     NOT_STORED = "not_stored"
     UNAVAILABLE = "unavailable"
-    FORBIDDEN = "forbidden"  # what only its author, a moderator or the one it names may do (see "Moderation")
+    # Not allowed: what only its author, a moderator or the one it names may do (see
+    # "Moderation"); guests' or blocked direct messages.
+    FORBIDDEN = "forbidden"
     MUTED = "muted"  # the sender is muted in this room: the message was not stored
-    NOT_FOUND = (
-        "not_found"  # no such message (never was, deleted, or gone with retention), or nobody, ban or role of that name
-    )
+    # No such message (never was, deleted, or gone with retention), or nobody, ban or role of that name.
+    NOT_FOUND = "not_found"
+    NO_SUCH_USER = "no_such_user"  # no account has that name
+    TOO_MANY = "too_many"  # a list at its maximum length
     TOO_LATE = "too_late"  # an edit after CHAT_EDIT_WINDOW
 
 

@@ -24,6 +24,7 @@ from app.core.accounts import (
     InvalidAccount,
     NameRegistered,
     RegistrationClosed,
+    SignedOut,
     Throttled,
     WrongPassword,
 )
@@ -86,6 +87,7 @@ def _status_and_error(exc: AccountError | Busy | BadBody) -> tuple[int, str]:
         NameRegistered: (409, "registered"),
         RegistrationClosed: (403, "closed"),
         WrongPassword: (401, "wrong"),
+        SignedOut: (401, "signed_out"),
     }.get(type(exc), (400, "invalid"))
 
 

@@ -44,6 +44,7 @@ class Pages:
             "guests": settings.guests,
             "registration": settings.registration,
             "edit_window": f"{settings.edit_window:g}",  # seconds: the page offers to edit within it
+            "auto_away": settings.auto_away,
         }
         return self.templates.TemplateResponse(request, "index.html", context)
 

@@ -15,7 +15,8 @@ import pytest
 
 from app.backends.base import BackendError
 from app.backends.sqlite import SQLiteBackend
-from app.backends.sqlite.schema import VERSION, migrate, version_of
+from app.backends.sqlite.schema import MIGRATIONS, VERSION, migrate, version_of
+from app.core.direct import Party
 from app.core.messages import Message
 from app.core.users import User
 from app.core.words import phrases_of
@@ -301,19 +302,20 @@ async def test_checkpoints_run_off_the_event_loop_and_keep_the_log_short(
 
 async def test_a_database_of_the_release_before_room_life_keeps_its_history_searchable(tmp_path: Path) -> None:
     path = tmp_path / "chat.db"
+    before = next(number for number, step in enumerate(MIGRATIONS) if "ADD COLUMN edited_ts" in step)
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
-        migrate(db, target=3)  # as the release before edits and search left it
+        migrate(db, target=before)  # as the release before edits and search left it
         db.executemany(
             "INSERT INTO messages (room, id, name, text, ts, guest) VALUES (?, ?, ?, ?, ?, ?)",
-            [("den", number, "ann", f"v3 {number}", 1_700_000_000_000 + number, 0) for number in range(1, 4)],
+            [("den", number, "ann", f"old {number}", 1_700_000_000_000 + number, 0) for number in range(1, 4)],
         )
     store, _ = await open_backend(path)
     recent = await store.subscribe("den")
     assert [(message.text, message.edited_ts, message.reactions) for message in recent] == [
-        (f"v3 {number}", None, {}) for number in range(1, 4)
+        (f"old {number}", None, {}) for number in range(1, 4)
     ]
     assert b"edited_ts" not in recent[0].json  # as they were sent then
-    found, _ = await store.changes.search("den", phrases_of("v3"), None, 10)
+    found, _ = await store.changes.search("den", phrases_of("old"), None, 10)
     assert [message.id for message in found] == [3, 2, 1]  # indexed as it migrated
     edited = await store.changes.edit(recent[0], "now edited", 5)
     assert edited is not None
@@ -400,3 +402,44 @@ async def test_new_messages_are_found_before_and_after_the_index_takes_them(tmp_
     assert await store.changes.search("den", phrases_of("apple"), None, 10) == ([first], False)
     assert await store.changes.search("den", phrases_of("pear"), None, 10) == ([edited], False)
     await store.stop()
+
+
+def test_the_direct_message_queries_read_one_index_range(tmp_path: Path) -> None:
+    """A page of a conversation, an account's conversations and lists, who has an account as a buddy."""
+    path = tmp_path / "chat.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        migrate(db)
+        queries = {
+            "SELECT id, sender, recipient, text, ts, auto FROM dms "
+            "WHERE conversation = ? AND id < ? AND id > ? ORDER BY id DESC LIMIT ?": "dms USING PRIMARY KEY",
+            "SELECT other, name, last_id, ts FROM conversations WHERE owner = ?": "conversations USING PRIMARY KEY",
+            "SELECT buddy, name FROM buddies WHERE owner = ?": "buddies USING PRIMARY KEY",
+            "SELECT owner FROM buddies WHERE buddy = ?": "buddies USING COVERING INDEX buddies_watchers",
+            "SELECT 1 FROM blocks WHERE owner = ? AND blocked = ?": "blocks USING PRIMARY KEY",
+        }
+        for query, index in queries.items():
+            plan = " ".join(row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", (1,) * query.count("?")))
+            assert f"SEARCH {index}" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
+
+
+async def test_a_database_of_the_release_before_direct_messages_keeps_its_accounts_and_gains_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    before = next(number for number, step in enumerate(MIGRATIONS) if "CREATE TABLE dms" in step)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        migrate(db, target=before)  # as the release before direct messages left it
+        db.execute(
+            "INSERT INTO users (key, name, password, admin, created) VALUES (?, ?, ?, ?, ?)",
+            ("ann", "Ann", "$argon2id$...", 0, 1),
+        )
+    store, _ = await open_backend(path)
+    assert await store.accounts.user("ann") == User("ann", "Ann", "$argon2id$...", False, 1)
+    ann, bob = Party("ann", "Ann"), Party("bob", "Bob")
+    assert await store.direct.add_buddy(ann, bob, 10)
+    (sent,) = await store.direct.send(ann, bob, "the first direct message")
+    assert sent.id == 1
+    await store.stop()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert version_of(db) == VERSION

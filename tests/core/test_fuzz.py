@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from app.backends.memory import MemoryBackend
 from app.core import changes, reads, typists
 from app.core.hub import Hub
+from app.core.messenger import install as install_messenger
 from app.core.moderation.service import install
 from app.core.protocol import CloseCode, ErrorCode
 from app.settings import Settings
@@ -69,6 +70,7 @@ async def exchange(sent: list[Sent]) -> tuple[list[Answer], list[Answer], list[d
     found = changes.install(hub, settings)
     # As the app does: moderation orders are part of the protocol, and `delete` is one.
     moderation = install(hub, delete_message=found.delete_message)
+    install_messenger(hub, hub.backend.accounts)
     typists.install(hub)
     reads.install(hub)
     await hub.start()
@@ -170,3 +172,8 @@ def test_the_reference_parser_agrees_with_the_documented_cases() -> None:
     assert expected('{"type":"react","id":1,"emoji":"x"}') == Error(ErrorCode.BAD_EVENT)
     assert expected('{"type":"typing","stop":false}') == Silence()
     assert expected('{"type":"read","id":0}') == Error(ErrorCode.BAD_EVENT)
+    assert expected('{"type":"dm","to":"ann","text":"hi"}') == Error(ErrorCode.FORBIDDEN)  # from a guest
+    assert expected('{"type":"dm","to":"ann","text":" "}') == Error(ErrorCode.EMPTY_TEXT)
+    assert expected('{"type":"dm_history","with":"ann","before":0}') == Error(ErrorCode.BAD_EVENT)
+    assert expected('{"type":"away","message":"%s"}' % ("x" * 301)) == Error(ErrorCode.BAD_EVENT)
+    assert expected('{"type":"back"}') == Error(ErrorCode.FORBIDDEN)

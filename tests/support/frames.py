@@ -224,6 +224,8 @@ class Oracle:
             # The sender is a guest in a room nobody owns: a well-formed order is forbidden.
             well_formed = all(_field_fits(event, name, rule) for name, rule in MODERATION[kind].items())
             return Error(ErrorCode.FORBIDDEN if well_formed else ErrorCode.BAD_EVENT)
+        if kind in GUESTS_REFUSED:
+            return guest_refused(kind, event)
         return Error(ErrorCode.UNKNOWN_TYPE if isinstance(kind, str) else ErrorCode.BAD_EVENT)
 
     def _change(self, kind: str, event: dict[str, Any]) -> Expected:
@@ -300,6 +302,45 @@ def _field_fits(event: dict[str, Any], name: str, rule: str) -> bool:
     return type(value) is int and 1 <= value <= 2**63 - 1  # a message id
 
 
+# docs/protocol.md, "Direct messages": the events of accounts. A well-formed one from a guest
+# (the fuzzer is one) gets `forbidden`; a malformed one, what any malformed event gets.
+GUESTS_REFUSED = ("dm", "dm_history", "buddy_add", "buddy_remove", "block", "unblock", "away", "back")
+MAX_AWAY_CHARACTERS = 300
+MAX_DM_PAGE = 100
+
+
+def _an_id(value: Any) -> bool:
+    """An optional id: absent (or null), or a whole number from 1 to 2**63 - 1, not a boolean."""
+    return value is None or (type(value) is int and 1 <= value <= 2**63 - 1)
+
+
+def guest_refused(kind: str, event: dict[str, Any]) -> Answer:
+    if kind == "dm":
+        to, text = event.get("to"), event.get("text")
+        if not isinstance(to, str) or not isinstance(text, str):
+            return Error(ErrorCode.BAD_EVENT)
+        if not text.strip():
+            return Error(ErrorCode.EMPTY_TEXT)
+    elif kind == "dm_history":
+        limit = event.get("limit", 50)
+        well_formed = (
+            isinstance(event.get("with"), str)
+            and _an_id(event.get("before"))
+            and _an_id(event.get("after"))
+            and type(limit) is int
+            and 1 <= limit <= MAX_DM_PAGE
+        )
+        if not well_formed:
+            return Error(ErrorCode.BAD_EVENT)
+    elif kind == "away":
+        message = event.get("message")
+        if message is not None and (not isinstance(message, str) or len(message.strip()) > MAX_AWAY_CHARACTERS):
+            return Error(ErrorCode.BAD_EVENT)
+    elif kind != "back" and not isinstance(event.get("name"), str):
+        return Error(ErrorCode.BAD_EVENT)
+    return Error(ErrorCode.FORBIDDEN)
+
+
 # Strategies: what a client may send.
 
 odd_text = st.text(
@@ -318,8 +359,9 @@ json_values = st.recursive(
     leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4), max_leaves=12
 )
 kinds = ["message", "error", "welcome", "join", "Message", "message ", "", "edit", "delete", "react", "typing", "read"]
-field = st.sampled_from(kinds) | st.sampled_from(sorted(MODERATION)) | json_values
+field = st.sampled_from(kinds) | st.sampled_from(sorted(MODERATION)) | st.sampled_from(GUESTS_REFUSED) | json_values
 fitting = st.integers(0, 2**63) | st.sampled_from(["moderator", "owner", "bob", "x" * 201]) | st.booleans()
+small_ids = st.sampled_from([None, 0, 1, 2**63 - 1, 2**63, -1, True, 1.5, "1"])
 emoji = (
     st.sampled_from(["\U0001f44d", "\u2764", "\u2764\ufe0f", "\U0001f389", "\U0001f984", "\ufe0f", ":+1:"])
     | json_values
@@ -332,13 +374,18 @@ events = st.fixed_dictionaries(
         "id": st.integers(0, 6) | json_values | fitting,  # small: the ids of the client's own messages too
         "emoji": emoji,
         "stop": st.booleans() | json_values,
-        "name": json_values | fitting,
+        "name": odd_text | json_values | fitting,
         "room": json_values,
         "reason": json_values | fitting,
         "seconds": json_values | fitting,
         "everywhere": json_values | fitting,
         "role": json_values | fitting,
         "members_only": json_values | fitting,
+        "to": odd_text | json_values,
+        "with": odd_text | json_values,
+        "message": odd_text | json_values,
+        "before": small_ids | json_values,
+        "limit": st.sampled_from([0, 1, 100, 101, None]) | json_values,
     },
 )
 

@@ -24,6 +24,7 @@ from websockets.frames import Frame, Opcode
 
 from app.core.protocol import CloseCode
 from app.server.websocket import MAX_FRAGMENTS
+from tests.support.chatters import Chat, summary
 from tests.support.servers import (
     ROOT,
     Server,
@@ -35,7 +36,7 @@ from tests.support.servers import (
     wait_until,
 )
 from tests.system.test_abuse import settled_rss
-from tests.system.test_flood import FLOODED_LATENCY_LIMIT, Chat, summary
+from tests.system.test_flood import FLOODED_LATENCY_LIMIT
 
 pytestmark = pytest.mark.anyio
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import ssl
 import time
@@ -341,4 +342,60 @@ async def test_redis_losing_data_mid_conversation_heals_by_itself(
         assert reader.welcome["epoch"] == new
         assert reader.welcome["history"] == ann.shown()[new]
         for peer in (ann.peer, bob.peer, reader):
+            await peer.connection.close()
+
+
+def register(server: Server, cafile: Path, name: str) -> str:
+    """A new account, signed in: its session's cookie, as a `Cookie` header's value."""
+    request = urllib.request.Request(  # noqa: S310 - the test's own server
+        f"{server.origin}/api/account",
+        data=json.dumps({"name": name, "password": "correct horse battery"}).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    context = ssl.create_default_context(cafile=str(cafile))
+    with urllib.request.urlopen(request, context=context, timeout=10) as answer:  # noqa: S310
+        assert answer.status == 201
+        return str(answer.headers["set-cookie"]).partition(";")[0]
+
+
+async def test_two_accounts_on_two_servers_message_each_other_and_see_each_other_come_go_and_die(
+    certificates: Certificates, tmp_path: Path, redis_url: str
+) -> None:
+    ttl = {"CHAT_PRESENCE_TTL": "1"}
+    with (
+        redis_chat_server(certificates, tmp_path, redis_url, **ttl) as here,
+        redis_chat_server(certificates, tmp_path, redis_url, **ttl) as doomed,
+    ):
+        ca = certificates.ca
+        ann_cookie = await asyncio.to_thread(register, here, ca, "ann")
+        bob_cookie = await asyncio.to_thread(register, doomed, ca, "bob")
+        ann = await open_peer(here, "room=lobby", ca, additional_headers={"Cookie": ann_cookie})
+        assert ann.welcome["buddies"] == []
+        await ann.connection.send(json.dumps({"type": "buddy_add", "name": "Bob"}))
+        assert await ann.next_of("buddy") == {"type": "buddy", "name": "bob", "online": False, "away": False}
+        bob = await open_peer(doomed, "room=den", ca, additional_headers={"Cookie": bob_cookie})
+        assert await ann.next_of("buddy") == {"type": "buddy", "name": "bob", "online": True, "away": False}
+        ann_there = await open_peer(doomed, "room=attic", ca, additional_headers={"Cookie": ann_cookie})
+        await ann.connection.send(json.dumps({"type": "dm", "to": "bob", "text": "across servers"}))
+        for peer in (ann, bob, ann_there):  # every connection of both, on both servers
+            sent = await peer.next_of("dm")
+            assert (sent["id"], sent["from"], sent["to"], sent["text"]) == (1, "ann", "bob", "across servers")
+        await bob.connection.send(json.dumps({"type": "away", "message": "lunch"}))
+        assert await ann.next_of("away") == {"type": "away", "name": "bob", "message": "lunch"}
+        await ann.connection.send(json.dumps({"type": "dm", "to": "bob", "text": "hungry?"}))
+        assert [(await ann.next_of("dm"))["text"] for _ in range(2)] == ["hungry?", "lunch"]
+        assert (await bob.next_of("dm"))["text"] == "hungry?"
+        reply = await bob.next_of("dm")
+        assert (reply["from"], reply["text"], reply["auto"]) == ("bob", "lunch", True)
+        await ann_there.connection.close()
+        doomed.process.send_signal(signal.SIGKILL)  # no goodbye: bob's process is taken for dead
+        assert doomed.process.wait(10) == -signal.SIGKILL
+        started = asyncio.get_running_loop().time()
+        assert await ann.next_of("buddy") == {"type": "buddy", "name": "bob", "online": False, "away": False}
+        assert asyncio.get_running_loop().time() - started < 5  # 1 s of presence, then the other's heartbeat
+        again = await open_peer(here, "room=lobby", ca, additional_headers={"Cookie": ann_cookie})
+        assert again.welcome["buddies"] == [{"name": "bob", "online": False, "away": False}]
+        assert [(c["with"], c["last"]) for c in again.welcome["conversations"]] == [("bob", 3)]
+        for peer in (again, ann):
             await peer.connection.close()

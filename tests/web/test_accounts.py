@@ -3,6 +3,7 @@ changing passwords, the cookie, guests beside accounts, and the same account in 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -166,6 +167,17 @@ def test_a_guest_can_never_take_a_registered_name(client: TestClient) -> None:
         assert "registered" in refused.value.reason
 
 
+def test_an_account_s_welcome_token_lets_no_guest_take_its_name(client: TestClient) -> None:
+    register(client, "ann")
+    with chat(client) as ann:
+        stolen = ann.welcome["token"]
+        with pytest.raises(WebSocketDisconnect) as refused, chat(another_browser(client), "name=ann", token=stolen):
+            pass
+        assert refused.value.code == CloseCode.NAME_TAKEN
+        ann.say("still mine")
+        assert ann.next_of("message")["text"] == "still mine"
+
+
 def test_a_guest_online_under_a_name_someone_registers_is_closed(client: TestClient) -> None:
     guest = another_browser(client)
     with chat(guest, "name=ann") as ann:
@@ -235,6 +247,17 @@ def test_a_password_change_needs_the_old_password(client: TestClient) -> None:
     assert client.get("/api/session").status_code == 200
 
 
+def test_a_password_change_from_an_ended_session_says_signed_out(client: TestClient) -> None:
+    register(client, "ann")
+    ended = client.cookies[PLAIN_COOKIE]
+    client.delete("/api/session")
+    client.cookies.set(PLAIN_COOKIE, ended)
+    response = client.post("/api/account/password", json={"password": PASSWORD, "new_password": "a new one!"})
+    assert response.status_code == 401
+    assert response.json() == {"error": "signed_out", "detail": "Not signed in"}  # not "wrong": sign in again
+    assert sign_in(another_browser(client), "ann", PASSWORD).status_code == 200  # nothing changed
+
+
 def test_an_expired_session_signs_nobody_in(client: TestClient) -> None:
     register(client, "ann")
     session_id = "an id the server never gave out, but stored as if it had, long ago"
@@ -250,6 +273,24 @@ def test_an_expired_session_signs_nobody_in(client: TestClient) -> None:
         browser = another_browser(client)
         browser.cookies.set(PLAIN_COOKIE, cookie)
         assert browser.get("/api/session").status_code == 401
+
+
+def test_a_socket_open_when_its_session_expires_stays_open_until_it_closes(backend_url: str) -> None:
+    """Expiry is checked when a request or a handshake shows the cookie, not on open sockets;
+    what ends a session on purpose (signing out, a new password, removal) closes them."""
+    lifetime = 1.0  # second
+    with TestClient(app_with(backend_url=backend_url, session_days=lifetime / 86_400)) as client:
+        register(client, "ann")
+        session_id = client.cookies[PLAIN_COOKIE]
+        with chat(client) as ann:
+            time.sleep(lifetime + 0.1)  # for the session's lifetime to pass: no event to wait for
+            client.cookies.set(PLAIN_COOKIE, session_id)  # the client's jar let it go too (Max-Age)
+            assert client.get("/api/session").status_code == 401
+            ann.say("still here")
+            assert ann.next_of("message")["text"] == "still here"
+        with pytest.raises(WebSocketDisconnect) as refused, chat(client):
+            pass
+        assert refused.value.code == CloseCode.NOT_SIGNED_IN
 
 
 @pytest.mark.parametrize(

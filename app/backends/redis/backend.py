@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from functools import partial
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
-from app.backends.base import AccountStore, Backend, BackendError, ModerationStore, Subscriber
+from app.backends.base import AccountStore, Backend, BackendError, DirectStore, ModerationStore, Subscriber
 from app.backends.changes import ChangeStore
 from app.backends.reads import ReadStore
 from app.backends.redis import scripts
@@ -42,6 +43,7 @@ from app.backends.redis.commands import (
     connect,
     message_id,
 )
+from app.backends.redis.direct import RedisDirect
 from app.backends.redis.echoes import Echoes
 from app.backends.redis.heartbeat import Heartbeat
 from app.backends.redis.history import History, overlay, read_range
@@ -62,8 +64,9 @@ NOTICES_KEY = PREFIX + b"notices"
 
 class RedisBackend(Backend):
     def __init__(self, url: str, settings: Settings) -> None:
-        super().__init__(url, settings)
         self.node = secrets.token_hex(8)  # this process, for presence
+        super().__init__(url, settings)
+        self.direct: RedisDirect
         self._node_bytes = self.node.encode()
         self._redis: aioredis.Redis | None = None
         self._rooms: dict[str, RoomState] = {}
@@ -85,6 +88,7 @@ class RedisBackend(Backend):
             lambda: self.epoch,
             self._adopt,
             self.presence,
+            self._after_beat,
         )
         self.reader = Reader(
             self._connect,
@@ -100,6 +104,7 @@ class RedisBackend(Backend):
         self._tasks: set[asyncio.Task[None]] = set()
         self.echoes = Echoes(self._rooms)
         self.history_reader = History(self._client, lambda: self.epoch, self._check_epoch)
+        self._direct_behind = False  # its accounts were let go, and are not held again yet
 
     # Life cycle
 
@@ -130,9 +135,33 @@ class RedisBackend(Backend):
     def _moderation_store(self) -> ModerationStore:
         return RedisModeration(self._client)
 
+    def _direct_store(self) -> DirectStore:
+        return RedisDirect(
+            self._client,
+            self.node,
+            lambda: self.epoch,
+            lambda: self.reader,
+            partial(Backend.notify, self),  # its notices the script writes itself
+            self._refused,
+            lambda: self.heartbeat.suspect(lost=True),  # made before the heartbeat is
+        )
+
     async def open(self) -> None:
-        """Connect, for commands such as `chatroom users` that use the store beside the servers."""
+        """Connect, for commands such as `chatroom users` that use the store beside the servers.
+
+        What they write runs under the epoch the servers are in (the writer's scripts refuse
+        any other), or names the first one if no server ever started.
+        """
         self._redis = self._connect(socket_timeout=COMMAND_TIMEOUT)
+        await self._join_epoch()
+
+    async def _join_epoch(self) -> None:
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.set(EPOCH_KEY, self.epoch, nx=True)  # the first process ever names the epoch
+            pipe.get(EPOCH_KEY)
+            _, epoch = await pipe.execute()
+        self.epoch = self.writer.epoch = epoch.decode()
+        self.reader.epoch = epoch
 
     async def close(self) -> None:
         """Let what was written reach Redis, and disconnect (after `open`)."""
@@ -155,12 +184,7 @@ class RedisBackend(Backend):
         try:
             latest: list[Entry] = await self._redis.xrevrange(NOTICES_KEY, count=1)  # type: ignore[assignment]
             self.reader.listen(NOTICES_KEY, latest[0][0] if latest else b"0-0", self._notice)
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(EPOCH_KEY, self.epoch, nx=True)  # the first process ever names the epoch
-                pipe.get(EPOCH_KEY)
-                _, epoch = await pipe.execute()
-            self.epoch = self.writer.epoch = epoch.decode()
-            self.reader.epoch = epoch
+            await self._join_epoch()
             await self.heartbeat.beat()
         except RedisErrors as exc:
             await self._redis.aclose()
@@ -186,6 +210,7 @@ class RedisBackend(Backend):
         await self.heartbeat.stop()
         await self.reader.stop()
         await self.writer.stop()
+        await self.direct.stop()
         try:
             await GOODBYE.run(self._redis, [scripts.PREFIX, self.node, str(PRESENCE_MAXLEN)])
         except RedisErrors as exc:
@@ -263,6 +288,29 @@ class RedisBackend(Backend):
             self.presence.refresh(state, names, presence[0][0] if presence else None)
             self.reader.moved_presence(state)
         self.writer.start()  # mends of writes that failed while Redis was away
+        await self._catch_up_direct()
+
+    async def _after_beat(self, swept: bool) -> None:
+        """A sweep let go of this process's accounts: hold them again, and catch up with what
+        they missed; if that fails, the next beat tries again."""
+        if not (swept or self._direct_behind):
+            return
+        try:
+            await self._catch_up_direct()
+        except RedisErrors as exc:
+            logger.debug("could not catch up with direct messages: %s", exc)
+            self._direct_behind = True
+        else:
+            self._direct_behind = False
+
+    async def _catch_up_direct(self) -> None:
+        """Accounts, buddies and direct messages missed meanwhile (RedisDirect.catch_up)."""
+        try:
+            await self.direct.catch_up()
+        except RedisErrors:
+            raise
+        except BackendError as exc:
+            raise OSError(f"could not catch up with direct messages: {exc}") from exc
 
     # Rooms
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
@@ -34,6 +34,7 @@ class Heartbeat:
         epoch: Callable[[], str],
         adopt: Callable[[str], None],
         presence: RedisPresence,
+        after: Callable[[bool], Awaitable[None]],
     ) -> None:
         self._redis = redis
         self._node = node
@@ -42,6 +43,7 @@ class Heartbeat:
         self._epoch = epoch  # the epoch this process is in
         self._adopt = adopt  # goes on in another epoch
         self._presence = presence
+        self._after = after  # what else a beat brings up to date; given whether it swept this process
         self._task: asyncio.Task[None] | None = None
         self._settling: asyncio.Task[None] | None = None  # finding out which epoch the chat is in
         self._lost = False  # whether that is because Redis lost data of this process's epoch
@@ -89,6 +91,7 @@ class Heartbeat:
                 continue
             if swept and self._presence.claims_any:
                 await self._presence.claim_again()
+            await self._after(swept)
 
     def suspect(self, lost: bool = False) -> None:
         """Something says that the chat may be in another epoch (`lost`: that Redis lost data of

@@ -136,6 +136,10 @@ class RedisPresence(Presence):
         state = self._rooms.get(room)
         return list(state.online.values()) if state is not None else []
 
+    def is_online(self, room: str, key: str) -> bool:
+        state = self._rooms.get(room)
+        return state is not None and key in state.online
+
     def online_from(self, room: str, names: dict[bytes, bytes]) -> dict[str, Online]:
         """Who is online, from a copy of `names:ROOM`; this process's own names as it knows them."""
         ours = {key: held.online for key, held in self._claims.get(room, {}).items()}

@@ -1,7 +1,8 @@
 """`Reader`: the streams of the rooms this process reads, on a connection of its own.
 
-It reads every room's message and presence streams with one XREAD BLOCK and delivers what
-it finds, this process's own messages included: every process sees each room's messages
+It reads every room's message and presence streams, and the other streams it is told to
+follow (the notices, the inboxes of the accounts with connections here), with one XREAD
+BLOCK and delivers what it finds, this process's own messages included: every process sees each room's messages
 in the same order, the order of their ids. A message stored under another epoch than the
 process's is never delivered: the reader tells the backend (`stray`), which finds out
 which epoch the chat is in. After a fault it reconnects with backoff, catches up
@@ -106,6 +107,25 @@ class Reader:
         self._streams[key] = after
         self._others[key] = handle
 
+    def follow(self, key: bytes, after: bytes, handle: Callable[[dict[bytes, bytes]], None]) -> None:
+        """Read the stream `key` from after `after` (again, from there, if read already), from
+        the next read on, until `unfollow`; `handle` takes each entry's fields."""
+        self._streams[key] = after
+        self._others[key] = handle
+        self._generation += 1
+        self._changed.set()
+        if self._blocked_on is not None and self._unblocker is None:
+            self._unblocker = asyncio.get_running_loop().create_task(self._unblock())
+
+    def unfollow(self, key: bytes) -> bytes | None:
+        """Read `key` no more (what a read on its way brings of it is dropped); returns the
+        last entry read of it, if it was followed."""
+        if self._others.pop(key, None) is None:
+            return None
+        self._generation += 1
+        after = self._streams.pop(key)
+        return after if isinstance(after, bytes) else str(after).encode()
+
     def remove(self, state: RoomState) -> None:
         """Read `state`'s streams no more; the blocked read, if any, lets it go when it returns."""
         for key in (state.messages_key, state.presence_key):
@@ -184,7 +204,8 @@ class Reader:
                 if handle is not None and entries:
                     for _, fields in entries:
                         handle(fields)
-                    self._streams[stream] = entries[-1][0]
+                    if self._others.get(stream) is handle:  # not let go, or followed afresh, meanwhile
+                        self._streams[stream] = entries[-1][0]
                 continue  # or a room let go while the read was on its way
             state, presence = found
             if presence:

@@ -49,6 +49,9 @@ trip, and every process sees the same order. Keys (under `PREFIX`, in one Redis 
   of guests' address hashes (moderation.py).
 - `node:PROCESS`: a hash, "ROOM\\nKEY" -> the leave event of each name the process holds, so
   that whoever finds the process dead can announce the leaves for it.
+- `account-nodes:KEY`, `node-accounts:PROCESS`, `inbox:KEY`, `dm-ids`, `dm:CONVERSATION`,
+  `conversations:KEY`, `buddies:KEY`, `watchers:KEY`, `blocks:KEY`, `away`,
+  `away-answered:KEY`: direct messages, buddy lists and away messages (direct_scripts.py).
 
 Room names and screen names are printable (app/core/names.py): they never hold a newline, which
 therefore separates the parts of a field. The scripts compute key names from `PREFIX`
@@ -57,6 +60,8 @@ like), not Redis Cluster.
 """
 
 from __future__ import annotations
+
+from app.backends.redis.direct_scripts import ACCOUNTS
 
 PREFIX = "chatroom:"
 
@@ -128,15 +133,20 @@ local function let_go_all(prefix, process, presence_maxlen)
 end
 """
 
-# Announce the leaves of every name process `gone` holds, and forget it. The leaves are
-# written in its name (`o`): every process but that one, should it be alive after all (taken
-# for dead while it could not reach Redis), tells its clients.
-_SWEEP = """
+# Announce the leaves of every name process `gone` holds, and let go of its accounts (their
+# buddies' watchers hear that they went offline, if no other process has them), and forget
+# it. The leaves are written in its name (`o`): every process but that one, should it be
+# alive after all (taken for dead while it could not reach Redis), tells its clients.
+_SWEEP = (
+    ACCOUNTS
+    + """
 local function sweep(prefix, gone, presence_maxlen)
   let_go_all(prefix, gone, presence_maxlen)
+  depart_accounts(prefix, gone)
   redis.call('ZREM', prefix .. 'nodes', gone)
 end
 """
+)
 
 # Changed messages (`changes:ROOM`): a message's JSON now, and the pieces of it that a change
 # keeps (its time, its reactions), read from the end, where they are (app/core/messages.py);

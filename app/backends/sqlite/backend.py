@@ -22,11 +22,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from app.backends.base import AccountStore, Backend, BackendError, ModerationStore, Subscriber
+from app.backends.base import AccountStore, Backend, BackendError, DirectStore, ModerationStore, Subscriber
 from app.backends.changes import ChangeStore
 from app.backends.reads import ReadStore
 from app.backends.sqlite.accounts import SQLiteAccounts
 from app.backends.sqlite.changes import SQLiteChanges
+from app.backends.sqlite.direct import SQLiteDirect
 from app.backends.sqlite.files import connect, lock_exclusively, path_from_url, transaction
 from app.backends.sqlite.index import Index
 from app.backends.sqlite.moderation import SQLiteModeration
@@ -131,6 +132,9 @@ class SQLiteBackend(Backend):
 
     def _moderation_store(self) -> ModerationStore:
         return SQLiteModeration(self._read, self._reader_db, self._writer_db)
+
+    def _direct_store(self) -> DirectStore:
+        return SQLiteDirect(self.notify, self._read, self._reader_db, self._writer_db)
 
     def notify(self, kind: str, fields: dict[str, Any]) -> None:
         try:

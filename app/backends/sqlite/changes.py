@@ -1,4 +1,4 @@
-"""Edits, deletions, reactions and search in the SQLite database (schema.py, migration 5).
+"""Edits, deletions, reactions and search in the SQLite database (schema.py, migration 6).
 
 A change is one transaction on the writer's connection, on the event loop like the
 commits of messages, and is delivered to this process's rooms once it is committed.

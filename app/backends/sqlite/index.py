@@ -1,4 +1,4 @@
-"""`Index`: new messages into the search index (schema.py, migration 5), in batches.
+"""`Index`: new messages into the search index (schema.py, migration 6), in batches.
 
 Indexing a message as it is committed would cost every commit a segment of the full-text
 index (measured: 19 µs of CPU a message in commits of 5, against 3.5 µs in batches of

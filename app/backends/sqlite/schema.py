@@ -100,7 +100,46 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_of_room ON audit (room, id);
     """,
-    # 5: what happens to messages afterwards (app/core/changes.py): an edit's time, a
+    # 5: direct messages (app/core/direct.py): by conversation (its two accounts' keys, sorted,
+    # joined by a newline) and id, like a room's; each conversation's last id apart, so that ids
+    # keep increasing if its messages are ever deleted. Each account's conversations, with the
+    # last id and time of each, for its welcome; buddy lists (with who has whom, for an account
+    # that is removed) and block lists, by the owner's key.
+    """
+    CREATE TABLE dms (
+        conversation TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        auto INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (conversation, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE dm_ids (conversation TEXT PRIMARY KEY, last_id INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE conversations (
+        owner TEXT NOT NULL,
+        other TEXT NOT NULL,
+        name TEXT NOT NULL,
+        last_id INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (owner, other)
+    ) WITHOUT ROWID;
+    CREATE TABLE buddies (
+        owner TEXT NOT NULL,
+        buddy TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (owner, buddy)
+    ) WITHOUT ROWID;
+    CREATE INDEX buddies_watchers ON buddies (buddy);
+    CREATE TABLE blocks (
+        owner TEXT NOT NULL,
+        blocked TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (owner, blocked)
+    ) WITHOUT ROWID;
+    """,
+    # 6: what happens to messages afterwards (app/core/changes.py): an edit's time, a
     # tombstone's mark (its text emptied, overwritten: `secure_delete`), the reactions'
     # counts as the wire has them, and who gave each (by name key); how far each account
     # read in each room. `search` is a full-text index of what messages say now; contentless,
@@ -149,7 +188,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-# Search's rowids (migration 5): a room's number times this, plus the message id.
+# Search's rowids (migration 6): a room's number times this, plus the message id.
 SEARCH_SPAN = 2**40
 
 VERSION = len(MIGRATIONS)

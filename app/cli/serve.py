@@ -1,4 +1,4 @@
-"""The `chatroom` command: serve the chat over https/wss with sensible production settings.
+"""`chatroom [OPTIONS]`: serve the chat over https/wss with sensible production settings.
 
 It runs uvicorn on chatroom's own loop and protocols (app/server/stack.py); plain uvicorn
 runs on them with the same options (README.md, "Run it").
@@ -18,13 +18,12 @@ from urllib.parse import urlsplit
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from app.check import SINGLE_PROCESS_BACKENDS, check_command
 from app.logs import log_config
 from app.server.allocator import run_on_jemalloc
 from app.server.devcert import ensure_dev_certificate
 from app.server.metrics_folder import prepare_metrics_folder
 from app.server.stack import HTTP, LOOP, WS
-from app.settings import Settings
+from app.settings import SINGLE_PROCESS_BACKENDS, Settings
 
 
 def tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
@@ -41,6 +40,7 @@ def parse_args(argv: Sequence[str] | None, defaults: Settings) -> argparse.Names
     parser = argparse.ArgumentParser(
         prog="chatroom",
         description="Serve the chat room over https/wss. Every option has a CHAT_* environment variable.",
+        epilog="Accounts, beside a running server: chatroom users --help",
     )
     parser.add_argument("--host", default=defaults.host, help="address to listen on; 0.0.0.0 opens it to the LAN")
     parser.add_argument("--port", type=int, default=defaults.port)
@@ -66,14 +66,11 @@ def parse_args(argv: Sequence[str] | None, defaults: Settings) -> argparse.Names
 
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = sys.argv[1:] if argv is None else list(argv)
-    if arguments[:1] == ["audit"]:  # the operator's audit log
-        from app.audit_command import main as audit
-
-        audit(arguments[1:])
-        return
     if arguments[:1] == ["check"]:
         arguments = [*arguments[1:], "--check"]
     if "--check" in arguments:  # before the settings are read: it says what is wrong with them
+        from app.check import check_command  # it reads the backends' names: only when asked
+
         sys.exit(check_command(arguments, parse_args))
     run_on_jemalloc(sys.argv[1:] if argv is None else argv)
     try:
@@ -175,7 +172,3 @@ def _url(settings: Settings) -> str:
     elif ":" in host:
         host = f"[{host}]"
     return f"https://{host}:{settings.port}/"
-
-
-if __name__ == "__main__":
-    main()
