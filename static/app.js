@@ -145,7 +145,7 @@ const messenger = new Messenger({
   roomSentAt: () => roomSentAt,
   maxBytes: Number(document.body.dataset.maxBytes) || 4096,
   onChange: () => presence.render(),
-  onIncoming: (message) => tell({ messages: [{ name: message.from, text: message.text }], notices: [] }),
+  onIncoming: (message) => tell({ messages: [{ name: message.from, text: message.text }], notices: [], direct: true }),
 });
 const rooms = new Rooms({
   list: $("rooms"),
@@ -453,16 +453,20 @@ function message(event, news) {
 }
 
 // Tell the user what is new: the live region, the tab title, a sound.
-function tell({ messages, notices }) {
+// direct: the messages are instant messages to the user, each as much for them as a mention.
+function tell({ messages, notices, direct = false }) {
   if (messages.length > ANNOUNCED) {
     announce(`${messages.length} new messages`);
   } else {
     for (const { name: from, text } of messages) announce(`${from}: ${text.slice(0, ANNOUNCEMENT_LENGTH)}`);
   }
   for (const { text } of notices.slice(-ANNOUNCED)) announce(text);
-  const mentioned = messages.filter((message) => mentions.mentionsMe(message.text));
+  const mentioned = direct ? messages : messages.filter((message) => mentions.mentionsMe(message.text));
   unread.add(messages.length, mentioned.length);
-  for (const message of mentioned.slice(-ANNOUNCED)) notifier.mention(message, room);
+  for (const message of mentioned.slice(-ANNOUNCED)) {
+    if (direct) notifier.direct(message.name, message.text);
+    else notifier.mention(message, room);
+  }
   if (messages.length) sound.play("message");
   else if (notices.length) sound.play(notices.at(-1).kind);
   if (notices.length) {

@@ -1,21 +1,17 @@
 // Browser notifications for what concerns the user while the tab is hidden: a message that
-// mentions them, and a direct message (`notifyDirect`, the hook for direct messages). The
-// browser is asked for permission only when the user turns them on (a click), and the
-// choice is remembered.
+// mentions them, and an instant message to them. The browser is asked for permission only
+// when the user turns them on (a click), and the choice is remembered.
 import { recall, remember } from "./prefs.js";
 
 const PREVIEW = 200; // characters of the message a notification shows
 
 const supported = () => "Notification" in window;
 
-let shared = null; // the page's Notifier, for `notifyDirect`
-
 export class Notifier {
   // toggle: the checkbox that turns them on; say(text): tells the user why they are not.
   constructor({ toggle, say }) {
     this.toggle = toggle;
     this.say = say;
-    shared = this;
     if (!supported()) {
       toggle.closest("label").hidden = true;
       return;
@@ -58,9 +54,8 @@ export class Notifier {
   mention(message, room) {
     return this.show(`${message.name} mentioned you in #${room}`, message.text, `mention:${room}`);
   }
-}
 
-// For direct messages: a notification that `from` wrote to the user, while the tab is hidden.
-export function notifyDirect(from, text) {
-  return shared?.show(`${from} wrote to you`, text, `direct:${from}`) ?? null;
+  direct(from, text) {
+    return this.show(`${from} wrote to you`, text, `direct:${from}`);
+  }
 }

@@ -168,6 +168,24 @@ def test_a_mention_while_the_page_is_hidden_raises_a_notification(tabs: Tabs) ->
     expect(root).to_have_attribute("data-notified", "|bob mentioned you in #lobby")
 
 
+def test_an_instant_message_while_the_page_is_hidden_raises_a_notification(tabs: Tabs) -> None:
+    ann = tabs.open(permissions=["notifications"])
+    ann.add_init_script(VISIBILITY)
+    ann.add_init_script(NOTIFICATIONS)
+    ann.reload()
+    register(ann, "ann", "correct horse battery")
+    bob = tabs.open()
+    register(bob, "bob", "correct horse battery")
+    ann.get_by_label("Notifications").check()
+    ann.evaluate("setHidden(true)")
+    bob.get_by_role("button", name="Write to ann").click()
+    box = bob.get_by_label("Write an IM")
+    box.fill("a word for you alone")
+    box.press("Enter")
+    expect(ann.locator("html")).to_have_attribute("data-notified", "|bob wrote to you")
+    expect(ann).to_have_title("(1, @1) #lobby · chatroom")  # as much for ann as a mention
+
+
 def test_edits_deletions_and_reactions_reach_the_others(tabs: Tabs) -> None:
     ann, bob = tabs.open(), tabs.open()
     sign_on(ann, "ann")
