@@ -14,9 +14,13 @@ from starlette.staticfiles import StaticFiles
 from app.backends import create_backend
 from app.core.accounts import Accounts
 from app.core.accounts import install as install_accounts
+from app.core.changes import install as install_changes
 from app.core.hub import Hub
 from app.core.messenger import install as install_messenger
 from app.core.moderation.service import Moderation, install
+from app.core.reads import install as install_reads
+from app.core.search import Search
+from app.core.typists import install as install_typists
 from app.logs import use_log_format
 from app.server.stack import StackCheck
 from app.settings import Settings
@@ -30,6 +34,7 @@ from app.web.logs import keep_tokens_out_of_logs, quiet_invalid_text
 from app.web.metrics import Metrics
 from app.web.operators import Operators
 from app.web.pages import STATIC_DIR, Pages
+from app.web.search import SearchRoutes
 from app.web.security import SecurityHeaders
 from app.web.shutdown import close_clients_before_exit
 
@@ -40,6 +45,7 @@ class State(TypedDict):
     connections: Connections
     accounts: Accounts
     moderation: Moderation
+    search: Search
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -53,13 +59,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         use_log_format(settings.log_format)
         backend = create_backend(settings.backend_url, settings)
         hub = Hub(backend, settings)
-        moderation = install(hub)
+        # One `delete`: moderation's rule of who may, the store's deletion (changes.py).
+        changes = install_changes(hub, settings)
+        moderation = install(hub, delete_message=changes.delete_message)
         messenger = install_messenger(hub, backend.accounts)
         await hub.start()
         metrics.start(hub)
         accounts = Accounts(backend.accounts, settings, backend.notify)
         install_accounts(hub)
         accounts.removing.append(messenger.forget)
+        install_typists(hub)
+        install_reads(hub)
         restore_signals = close_clients_before_exit(hub, settings.close_timeout)
         try:
             await messenger.start()
@@ -69,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "connections": Connections(settings.max_connections_per_ip),
                 "accounts": accounts,
                 "moderation": moderation,
+                "search": Search(hub, settings),
             }
         finally:
             restore_signals()
@@ -88,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/rooms", pages.rooms, name="rooms"),
         *AccountRoutes(settings).routes,
         *AuditRoutes().routes,
+        *SearchRoutes().routes,
         WebSocketRoute("/ws", ChatEndpoint, name="ws"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -94,6 +94,8 @@ class Settings:
     # back on the next one, unless the user set it by hand); 0: never by itself.
     auto_away: float = 600.0
 
+    # Seconds after it was sent that a message may still be edited by its author (app/core/changes.py).
+    edit_window: float = 900.0
     # The log: "text" (readable), or "json" (one JSON object a line; app/logs.py).
     log_format: str = "text"
 
@@ -148,6 +150,8 @@ class Settings:
                 raise ValueError(f"{name} must be {choices}, got {getattr(self, name)!r}")
         if self.session_days <= 0 or self.session_idle_days <= 0:
             raise ValueError("session_days and session_idle_days must be positive")
+        if self.edit_window <= 0:
+            raise ValueError(f"edit_window must be positive, got {self.edit_window}")
         if self.auto_away < 0:
             raise ValueError(f"auto_away must be 0 (never) or positive, got {self.auto_away}")
         if self.max_header_bytes < 1024:  # a browser's upgrade request alone takes several hundred

@@ -3,17 +3,23 @@
 import * as accounts from "./accounts.js";
 import { Composer } from "./composer.js";
 import { Close, Connection, registeredName } from "./connection.js";
+import { FirstUnread } from "./firstunread.js";
+import { Life } from "./life.js";
+import { Mentions } from "./mentions.js";
 import { NameMenu } from "./menu.js";
 import { Messenger } from "./messenger.js";
 import { Moderation } from "./moderation.js";
+import { Notifier } from "./notify.js";
 import { Paging } from "./paging.js";
 import { PasswordDialog } from "./password.js";
 import { Presence } from "./presence.js";
 import { roomPath, Rooms } from "./rooms.js";
+import { Search } from "./search.js";
 import { DEFAULT_ROOM, SignOn } from "./signon.js";
 import { Sound } from "./sound.js";
 import { Status } from "./status.js";
 import { Timeline } from "./timeline.js";
+import { Typing } from "./typing.js";
 import { Unread } from "./unread.js";
 
 const $ = (id) => document.getElementById(id);
@@ -35,14 +41,42 @@ let inRoom = false; // a welcome came since the user picked this room
 // From the latest welcome: lets the next connection take the name over from this one, should
 // the server still hold it for a connection that dropped on the way (a network blip).
 let token = null;
-let roomSentAt = 0; // when the composer last sent: an error after that answers a room message
+let roomSentAt = 0; // when the room's part of the page last sent: an error after that answers it
 
+// What the room's part of the page sends that the server may refuse (a message, an edit, a
+// moderator's order): its `error` is the room's, not the messenger's (requests.js).
+function sendForRoom(event) {
+  roomSentAt = performance.now();
+  return connection.send(event);
+}
+
+// Room life (life.js, mentions.js, typing.js, firstunread.js, notify.js, search.js) draws
+// into the timeline's items through `decorate`, and hears the events below.
+const mentions = new Mentions();
 const timeline = new Timeline({
   scroller: $("scroller"),
   list: $("log"),
   jump: $("jump"),
   input: $("text"),
-  decorate: (item, message) => moderation.decorateMessage(item, message),
+  decorate: (item, message) => {
+    life.decorate(item, message);
+    firstUnread.decorate(item, message);
+  },
+});
+const life = new Life({
+  timeline,
+  send: sendForRoom,
+  me: () => name,
+  editWindow: Number(document.body.dataset.editWindow || 900) * 1000,
+  mentions,
+});
+const typing = new Typing({ input: $("text"), line: $("typing"), send: (event) => connection.send(event) });
+const firstUnread = new FirstUnread({
+  timeline,
+  scroller: $("scroller"),
+  button: $("unread-jump"),
+  send: (event) => connection.send(event),
+  signedIn: () => account !== null,
 });
 const presence = new Presence({
   list: $("online"),
@@ -60,6 +94,7 @@ const status = new Status({
 });
 const unread = new Unread();
 const sound = new Sound($("sound"));
+const notifier = new Notifier({ toggle: $("notify"), say: (text) => composer.say(text) });
 const connection = new Connection({
   url: socketUrl,
   protocols: socketProtocols,
@@ -74,15 +109,32 @@ const composer = new Composer({
   counter: $("counter"),
   maxBytes: Number(document.body.dataset.maxBytes) || 4096,
   send: (text) => {
-    roomSentAt = performance.now();
-    return connection.send({ type: "message", text });
+    typing.sent();
+    return sendForRoom({ type: "message", text });
   },
   command: (line) => moderation.command(line),
+});
+const search = new Search({
+  open: $("search-open"),
+  panel: $("search-panel"),
+  form: $("search"),
+  input: $("search-text"),
+  close: $("search-close"),
+  status: $("search-status"),
+  results: $("search-results"),
+  more: $("search-more"),
+  back: $("search-back"),
+  room: () => room,
+  reveal: (id) => {
+    const item = timeline.itemOf(id);
+    item?.scrollIntoView({ block: "center" });
+    return item !== null;
+  },
 });
 const moderation = new Moderation({
   topic: $("topic"),
   banner: $("banner"),
-  send: (event) => connection.send(event),
+  send: sendForRoom,
   say: (text) => composer.say(text),
   notice: (text) => timeline.update(() => timeline.addNotice(text, "moderation")),
   changed: () => presence.render(),
@@ -93,7 +145,7 @@ const messenger = new Messenger({
   roomSentAt: () => roomSentAt,
   maxBytes: Number(document.body.dataset.maxBytes) || 4096,
   onChange: () => presence.render(),
-  onIncoming: (message) => tell({ messages: [{ name: message.from, text: message.text }], notices: [] }),
+  onIncoming: (message) => tell({ messages: [{ name: message.from, text: message.text }], notices: [], direct: true }),
 });
 const rooms = new Rooms({
   list: $("rooms"),
@@ -245,6 +297,8 @@ function sessionEnded(reason) {
 
 function forgetRoom() {
   timeline.clear();
+  typing.reset();
+  search.reset();
   presence.reset([], "");
   composer.forget();
   $("rooms").replaceChildren();
@@ -292,12 +346,22 @@ function handle(events) {
           message(event, news);
           break;
         case "join":
+          mentions.know(event.name);
           messenger.presence(event);
           if (presence.join(event.name, event.guest === true)) notice(news, `${event.name} joined`, "join");
           break;
         case "leave":
+          typing.gone(event.name);
           messenger.presence(event);
           if (presence.leave(event.name)) notice(news, `${event.name} left`, "leave");
+          break;
+        case "edit":
+        case "delete":
+        case "reactions":
+          if (sameRoom(event.room, room)) life.apply(event);
+          break;
+        case "typing":
+          typing.heard(event);
           break;
         case "moderation": {
           const line = sameRoom(event.room, room) ? moderation.event(event) : null;
@@ -333,6 +397,7 @@ function handle(events) {
   if (news.paged) paging.next();
   loadOlderIfInView();
   tell(news);
+  firstUnread.seen();
 }
 
 function notice(news, text, kind) {
@@ -357,12 +422,16 @@ function welcome(event, news) {
   token = event.token ?? null;
   timeline.me = name;
   messenger.welcomed(event);
+  mentions.setMe(name);
+  typing.reset();
   const otherEpoch = timeline.enter(event.epoch);
   for (const message of event.history) {
     if (timeline.addMessage(message) && returning && message.name !== name) news.messages.push(message);
   }
   moderation.welcome(event);
   presence.reset(event.online, name, event.guests);
+  for (const person of event.online) mentions.know(person);
+  firstUnread.welcomed(event, name);
   composer.resumed(event.history, name);
   paging.welcomed(event, since, otherEpoch);
   signOn.accepted(room, name, event.guest);
@@ -378,19 +447,26 @@ function welcome(event, news) {
 
 function message(event, news) {
   if (!sameRoom(event.room, room)) return;
+  typing.gone(event.name);
   if (timeline.addMessage(event) && event.name !== name) news.messages.push(event);
   if (event.name === name) composer.echoed(event.text);
 }
 
 // Tell the user what is new: the live region, the tab title, a sound.
-function tell({ messages, notices }) {
+// direct: the messages are instant messages to the user, each as much for them as a mention.
+function tell({ messages, notices, direct = false }) {
   if (messages.length > ANNOUNCED) {
     announce(`${messages.length} new messages`);
   } else {
     for (const { name: from, text } of messages) announce(`${from}: ${text.slice(0, ANNOUNCEMENT_LENGTH)}`);
   }
   for (const { text } of notices.slice(-ANNOUNCED)) announce(text);
-  unread.add(messages.length);
+  const mentioned = direct ? messages : messages.filter((message) => mentions.mentionsMe(message.text));
+  unread.add(messages.length, mentioned.length);
+  for (const message of mentioned.slice(-ANNOUNCED)) {
+    if (direct) notifier.direct(message.name, message.text);
+    else notifier.mention(message, room);
+  }
   if (messages.length) sound.play("message");
   else if (notices.length) sound.play(notices.at(-1).kind);
   if (notices.length) {

@@ -1,7 +1,7 @@
 // Moderation on the page (docs/protocol.md, "Moderation"): the topic above the conversation;
 // what this connection may do (the welcome's `role`, `may` and `muted`, then `standing`
-// events); a menu of actions on each name in the online list, and a delete button on each
-// message, for those who may; the line each `moderation` event adds to the conversation;
+// events); a menu of actions on each name in the online list for those who may (a message's
+// delete is life.js's); the line each `moderation` event adds to the conversation;
 // and the banner that says why this page was kicked, banned, turned away or muted.
 import { Close } from "./connection.js";
 import { parseCommand } from "./commands.js";
@@ -50,7 +50,8 @@ export function describe(event) {
     case "uninvite":
       return `${by} took back the invitation of ${name}`;
     case "delete":
-      return `${by} deleted a message of ${name}`;
+      // An author's own: its tombstone says enough.
+      return by === name ? null : `${by} deleted a message of ${name}`;
     default:
       return null; // an action this page does not know: the protocol asks to ignore it
   }
@@ -77,7 +78,6 @@ export class Moderation {
   welcome(event) {
     this.room = event.room;
     this.me = event.name;
-    document.body.dataset.account = event.guest === false ? "yes" : "";
     this.owner = event.owner ?? null;
     this.moderators = new Set(event.moderators ?? []);
     this.showTopic(event.topic ?? null);
@@ -188,20 +188,5 @@ export class Moderation {
     });
     menu.append(summary, list);
     item.append(" ", menu);
-  }
-
-  // The conversation's hook: a delete button on each message, shown (style: moderation.css)
-  // on every message to a moderator, and on its own to an account.
-  decorateMessage(item, message) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "delete";
-    button.textContent = "Delete";
-    // Not "message" in the label: the message box is "Message" to whoever looks for it by label.
-    button.setAttribute("aria-label", `Delete what ${message.name} wrote`);
-    button.addEventListener("click", () => {
-      if (!this.send({ type: "delete", id: message.id })) this.say("Not connected: try again once back.");
-    });
-    item.querySelector(".meta")?.append(button);
   }
 }

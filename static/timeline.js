@@ -14,6 +14,7 @@ class Segment {
   constructor(epoch) {
     this.epoch = epoch;
     this.items = new Map(); // id -> <li>
+    this.messages = new Map(); // id -> the message as it is now
     this.same = new Map(); // id -> what makes it that message in any epoch (`sameness`)
     this.ids = []; // ascending
     this.complete = false; // the room's first message is shown
@@ -39,12 +40,12 @@ function sameness(message) {
 }
 
 export class Timeline {
-  // decorate(item, message): adds to each message's item what another part of the page shows there.
+  // decorate(item, message): what the parts of room life add to a message's item (life.js).
   constructor({ scroller, list, jump, input, decorate = () => {} }) {
-    this.decorate = decorate;
     this.scroller = scroller;
     this.list = list;
     this.jump = jump;
+    this.decorate = decorate;
     this.segment = null; // the epoch shown now; earlier ones are only on screen
     this.earlier = new Map(); // their messages: sameness -> <li>
     this.me = "";
@@ -132,8 +133,30 @@ export class Timeline {
     }
     segment.ids.splice(index, 0, message.id);
     segment.items.set(message.id, item);
+    segment.messages.set(message.id, message);
     segment.same.set(message.id, same);
     return shown === undefined;
+  }
+
+  // The message shown with this id, as it is now (null if it is not shown).
+  messageOf(id) {
+    return this.current?.messages.get(id) ?? null;
+  }
+
+  itemOf(id) {
+    return this.current?.items.get(id) ?? null;
+  }
+
+  // A message shown changed (edited, deleted, reacted to): its item is drawn again in place.
+  replace(message) {
+    const segment = this.current;
+    const old = segment?.items.get(message.id);
+    if (!old) return;
+    const item = this.messageItem(message);
+    old.replaceWith(item);
+    segment.items.set(message.id, item);
+    segment.messages.set(message.id, message);
+    segment.same.set(message.id, sameness(message));
   }
 
   addNotice(text, kind, ts = Date.now()) {

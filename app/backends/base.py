@@ -6,9 +6,10 @@ to the rooms its clients are in, publishes what they say, and fans out whatever 
 backend delivers, its own clients' messages included, so one process and many behave alike.
 Who holds which name is the backend's `presence`; accounts and their sessions are its
 `accounts`; rooms' rules, bans, mutes and the audit log its `moderation`; direct messages,
-buddy lists, blocks and away messages its `direct`; `notify` tells every process's hub of a
-change that concerns its connections; `transfer` reads all of it out and writes it back,
-ids and all (`chatroom export` and `chatroom import`).
+buddy lists, blocks and away messages its `direct`; edits, deletions, reactions and search
+its `changes` (changes.py); read positions its `reads` (reads.py); `notify` tells every
+process's hub of a change that concerns its connections; `transfer` reads all of it out
+and writes it back, ids and all (`chatroom export` and `chatroom import`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from app.backends.changes import ChangeStore
+from app.backends.reads import ReadStore
 from app.core.identity import Online
 from app.core.protocol import join_event, leave_event
 
@@ -37,6 +40,14 @@ class Subscriber(Protocol):
 
     def deliver(self, room: str, event: bytes, message: Message | None) -> None:
         """One event for `room`, in order with the others; `message` is set for chat messages."""
+
+    def changed(self, room: str, kind: str, message: Message) -> None:
+        """A stored message of `room` changed (`kind`: edit, delete or reactions); `message` is
+        its latest state. In order with the room's other events, in every process alike."""
+
+    def ephemeral(self, room: str, key: str, event: bytes) -> None:
+        """An event for `room`'s members but those of name key `key` (someone typing), never
+        stored: the room may drop it when it is busy (`Backend.ephemeral`)."""
 
     def evict(self, room: str, key: str) -> None:
         """Another process took over the name `key` holds here in `room` (`Presence.take_over`)."""
@@ -438,6 +449,8 @@ class Backend(ABC):
         self.subscriber: Subscriber | None = None
         self.presence = Presence(self)
         self.accounts: AccountStore = self._account_store()
+        self.changes: ChangeStore = self._change_store()
+        self.reads: ReadStore = self._read_store()
         self.moderation: ModerationStore = self._moderation_store()
         self.transfer: TransferStore = self._transfer_store()
         self.direct: DirectStore = self._direct_store()
@@ -468,6 +481,14 @@ class Backend(ABC):
     @abstractmethod
     def _account_store(self) -> AccountStore:
         """Where this backend keeps accounts and sessions."""
+
+    @abstractmethod
+    def _change_store(self) -> ChangeStore:
+        """Where this backend keeps edits, deletions and reactions, and how it searches."""
+
+    @abstractmethod
+    def _read_store(self) -> ReadStore:
+        """Where this backend keeps read positions."""
 
     @abstractmethod
     def _moderation_store(self) -> ModerationStore:
@@ -511,6 +532,18 @@ class Backend(ABC):
         """Hand an event to this process's subscriber, if it reads `room`."""
         if self.subscriber is not None and self.subscribed(room):
             self.subscriber.deliver(room, event, message)
+
+    def deliver_change(self, room: str, kind: str, message: Message) -> None:
+        """Hand a change of a stored message to this process's subscriber, if it reads `room`
+        (a backend shared by several processes delivers it to each of them instead)."""
+        if self.subscriber is not None and self.subscribed(room):
+            self.subscriber.changed(room, kind, message)
+
+    def ephemeral(self, room: str, key: str, event: bytes) -> None:
+        """Carry an event that is never stored to every process reading `room`, for its members
+        but those of name key `key`. At most: it may be dropped on the way when busy."""
+        if self.subscriber is not None and self.subscribed(room):
+            self.subscriber.ephemeral(room, key, event)
 
     # Messages
 

@@ -9,13 +9,83 @@ from dataclasses import replace
 from typing import Any
 
 from app.backends.base import AccountStore, Backend, DirectStore, ModerationStore, TransferStore
+from app.backends.changes import ChangeStore
 from app.backends.direct import LocalDirect
 from app.backends.memory_moderation import MemoryModeration
 from app.backends.memory_transfer import DirectBook, MemoryStores, MemoryTransfer, RoomLog
+from app.backends.reads import ReadStore
 from app.core.direct import Conversation, DirectMessage, Party, conversation_of
 from app.core.messages import Message, now_ms
 from app.core.users import SignIn, User
+from app.core.words import Phrase, matches
 from app.settings import Settings
+
+
+class MemoryChanges(ChangeStore):
+    """Changes made in place, in the bounded log of each room."""
+
+    def __init__(self, log: Callable[[str], RoomLog], deliver: Callable[[str, str, Message], None]) -> None:
+        self._log = log
+        self._deliver = deliver  # to this process's rooms (Backend.deliver_change)
+
+    async def message(self, room: str, id: int) -> Message | None:
+        log = self._log(room)
+        index = log.index(id)
+        return log.messages[index] if index is not None else None
+
+    def _change(self, room: str, id: int, kind: str, change: Callable[[Message], Message]) -> Message | None:
+        log = self._log(room)
+        index = log.index(id)
+        if index is None or log.messages[index].deleted:
+            return None
+        changed = log.messages[index] = change(log.messages[index])
+        self._deliver(room, kind, changed)
+        return changed
+
+    async def edit(self, message: Message, text: str, edited_ts: int) -> Message | None:
+        return self._change(message.room, message.id, "edit", lambda now: now.edited(text, edited_ts))
+
+    async def delete(self, message: Message) -> Message | None:
+        self._log(message.room).reactions.pop(message.id, None)
+        return self._change(message.room, message.id, "delete", Message.tombstone)
+
+    async def react(self, room: str, id: int, key: str, emoji: str) -> Message | None:
+        log = self._log(room)
+        index = log.index(id)
+        if index is None or log.messages[index].deleted:
+            return None
+        first = log.messages[0].id
+        for gone in [number for number in log.reactions if number < first]:  # let go with the log
+            del log.reactions[gone]
+        given = log.reactions.setdefault(id, {}).setdefault(emoji, set())
+        given.symmetric_difference_update({key})
+        counts = {each: len(keys) for each, keys in log.reactions[id].items()}
+        return self._change(room, id, "reactions", lambda now: now.with_reactions(counts))
+
+    async def search(
+        self, room: str, phrases: list[Phrase], before: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        found: list[Message] = []
+        for message in reversed(self._log(room).messages):
+            if (before is not None and message.id >= before) or message.deleted:
+                continue
+            if matches(phrases, message.text):
+                found.append(message)
+                if len(found) > limit:
+                    break
+        return found[:limit], len(found) > limit
+
+
+class MemoryReads(ReadStore):
+    def __init__(self) -> None:
+        self._positions: dict[tuple[str, str], int] = {}
+
+    async def position(self, key: str, room: str) -> int | None:
+        return self._positions.get((key, room))
+
+    async def mark(self, key: str, room: str, id: int) -> None:
+        if id > self._positions.get((key, room), 0):
+            self._positions[(key, room)] = id
 
 
 class MemoryAccounts(AccountStore):
@@ -154,6 +224,12 @@ class MemoryBackend(Backend):
 
     def _account_store(self) -> AccountStore:
         return MemoryAccounts()
+
+    def _change_store(self) -> ChangeStore:
+        return MemoryChanges(self.log, self.deliver_change)
+
+    def _read_store(self) -> ReadStore:
+        return MemoryReads()
 
     def _moderation_store(self) -> ModerationStore:
         return MemoryModeration()

@@ -22,11 +22,25 @@ PAGE = 1000
 class RoomLog:
     """A room's latest messages, at most `limit`, and the last id given out."""
 
-    __slots__ = ("last_id", "messages")
+    __slots__ = ("last_id", "messages", "reactions")
 
     def __init__(self, limit: int) -> None:
         self.messages: deque[Message] = deque(maxlen=limit)
         self.last_id = 0
+        # Who gave which reaction to the messages that have any: id -> emoji -> name keys.
+        self.reactions: dict[int, dict[str, set[str]]] = {}
+
+    def index(self, id: int) -> int | None:
+        """Where message `id` is in `messages`. Ids count up without holes, unless an import
+        brought a history with some (what retention had deleted): then it is looked for."""
+        if not self.messages:
+            return None
+        index = id - self.messages[0].id
+        if 0 <= index < len(self.messages) and self.messages[index].id == id:
+            return index
+        if not self.messages[0].id < id <= self.messages[-1].id:
+            return None
+        return next((place for place, message in enumerate(self.messages) if message.id == id), None)
 
 
 class DirectBook:

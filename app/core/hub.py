@@ -19,6 +19,7 @@ from app.core.doorway import Doorway, NameTaken, NotSignedIn, Refused
 from app.core.identity import Identity
 from app.core.member import Member
 from app.core.protocol import (
+    CHANGE_EVENTS,
     CloseCode,
     Command,
     ErrorCode,
@@ -45,6 +46,12 @@ __all__ = ["Hub", "NameTaken", "NotSignedIn", "Refused"]
 _C = TypeVar("_C", bound=Command)
 Handler = Callable[[Session, _C], Awaitable[None]]
 NoticeHandler = Callable[[dict[str, Any]], None]
+# Whether a message is the session's own to delete: each rule says yes or no; one yes is
+# enough. Moderation (app/core/moderation/), whose `delete` is, lets moderators delete any.
+MayDelete = Callable[[Session, "Message"], bool]
+# Who may read a room's history from outside it (search): the room's name, and who asks (an
+# account, or None for a guest); every check must say yes.
+MayRead = Callable[[str, "Identity | None"], Awaitable[bool]]
 
 
 class Hub:
@@ -55,7 +62,11 @@ class Hub:
     newcomer; `room_opening` runs when a room opens in this process; `welcome_fields` add
     fields to every welcome; `connected` and `disconnected` hear of each connection's start
     and end; `notices` say what a kind of notice does here; `gates` hold back what some
-    members say. Rooms are `Rooms`' (rooms.py), coming in is the `Doorway`'s (doorway.py).
+    members say; `stored` hears of each message stored, with the session that said it;
+    `may_delete` says whose own a message is to delete (app/core/changes.py: its author's;
+    moderation's `delete` asks it), `may_read` who may search a room; `stopping` runs as the hub
+    stops, before the backend does. Rooms are `Rooms`' (rooms.py), coming in is the
+    `Doorway`'s (doorway.py).
     """
 
     def __init__(self, backend: Backend, settings: Settings, stats: Stats | None = None) -> None:
@@ -82,6 +93,11 @@ class Hub:
         # it answers the sender itself and returns True when the message must not be
         # published. One dict lookup per message, and for almost everyone an empty dict.
         self.gates: dict[Member, Callable[[Session], bool]] = {}
+        self.stored: list[Callable[[Session, Message], None]] = []
+        self.may_delete: list[MayDelete] = []
+        self.may_read: list[MayRead] = []
+        # Run once every connection is closed, before the backend stops: write what waits.
+        self.stopping: list[Callable[[], Awaitable[None]]] = []
         self._handlers: dict[type[Command], Handler[Any]] = {RequestHistory: self._send_history}
         self._turn: Turn | None = None
 
@@ -111,6 +127,8 @@ class Hub:
             await asyncio.wait([asyncio.ensure_future(member.wait_closed()) for member in members])
             for member in members:
                 await member.finished()
+        for stopping in self.stopping:
+            await stopping()
         await self._rooms.stop()
         self.turn.stop()
         await self.backend.stop()
@@ -247,8 +265,12 @@ class Hub:
             logger.warning("message from %s in %s not stored: %r", session.name, session.room.name, stored)
             stats.refused[ErrorCode.NOT_STORED] += 1
             session.member.push(error_event(ErrorCode.NOT_STORED, "Your message could not be stored; send it again"))
-        else:
-            stats.stored += 1
+            return
+        stats.stored += 1
+        if self.stored:
+            message = stored.result()
+            for hook in self.stored:
+                hook(session, message)
 
     def holds_senders(self, session: Session) -> bool:
         return session.room.holds_senders or self.backend.backlogged
@@ -292,6 +314,16 @@ class Hub:
         room = self.rooms.get(room_name)
         if room is not None:
             room.post(event, message)
+
+    def changed(self, room_name: str, kind: str, message: Message) -> None:
+        room = self.rooms.get(room_name)
+        if room is not None:
+            room.change(CHANGE_EVENTS[kind](message), message)
+
+    def ephemeral(self, room_name: str, key: str, event: bytes) -> None:
+        room = self.rooms.get(room_name)
+        if room is not None:
+            room.post_ephemeral(key, event)
 
     # Rooms
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from app.core.messages import Message
 
 # RFC 6455: a close frame carries at most 125 bytes, two of them the code; a longer reason
 # makes the WebSocket library refuse to send the close at all.
@@ -66,11 +69,15 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     NOT_STORED = "not_stored"
     UNAVAILABLE = "unavailable"
-    FORBIDDEN = "forbidden"  # not allowed: a moderation event from someone who may not; guests' or blocked DMs
+    # Not allowed: what only its author, a moderator or the one it names may do (see
+    # "Moderation"); guests' or blocked direct messages.
+    FORBIDDEN = "forbidden"
     MUTED = "muted"  # the sender is muted in this room: the message was not stored
-    NOT_FOUND = "not_found"  # a moderation event names nobody, or no such message, ban or role
+    # No such message (never was, deleted, or gone with retention), or nobody, ban or role of that name.
+    NOT_FOUND = "not_found"
     NO_SUCH_USER = "no_such_user"  # no account has that name
     TOO_MANY = "too_many"  # a list at its maximum length
+    TOO_LATE = "too_late"  # an edit after CHAT_EDIT_WINDOW
 
 
 class BadRequest(ValueError):
@@ -289,6 +296,34 @@ def welcome_event(
     if gap is not None:
         head["gap"] = gap
     return b"".join((dumps(head)[:-1], b',"history":[', b",".join(history), b"]}"))
+
+
+def edit_event(message: Message) -> bytes:
+    """A message's new text, for everyone in its room."""
+    return dumps(
+        {"type": "edit", "room": message.room, "id": message.id, "text": message.text, "edited_ts": message.edited_ts}
+    )
+
+
+def delete_event(message: Message) -> bytes:
+    return dumps({"type": "delete", "room": message.room, "id": message.id})
+
+
+def reactions_event(message: Message) -> bytes:
+    """Every reaction a message has now, counted (an empty object once none is left)."""
+    return dumps({"type": "reactions", "room": message.room, "id": message.id, "reactions": message.reactions})
+
+
+# What changed in a stored message (`Subscriber.changed`'s kinds), and the event that says so.
+CHANGE_EVENTS: dict[str, Callable[[Message], bytes]] = {
+    "edit": edit_event,
+    "delete": delete_event,
+    "reactions": reactions_event,
+}
+
+
+def typing_event(name: str, stop: bool = False) -> bytes:
+    return dumps({"type": "typing", "name": name, "stop": True} if stop else {"type": "typing", "name": name})
 
 
 def history_event(room: str, messages: list[bytes], more: bool) -> bytes:

@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 
 PRESENCE_DELAY = 0.1  # seconds a join or leave may wait to share a frame with others
 
+# Ephemeral events (someone typing) are the first thing a busy room drops: all of a turn's
+# when a member is far behind or the turn has more than BUSY_EVENTS other events to send,
+# those past MAX_EPHEMERAL in one turn, and, for a member with more than EPHEMERAL_QUEUE
+# bytes waiting already, every one: they never make anybody fall behind.
+BUSY_EVENTS = 64
+MAX_EPHEMERAL = 16
+EPHEMERAL_QUEUE = 16_384
+
 
 @dataclass(frozen=True, slots=True)
 class Resume:
@@ -65,6 +73,7 @@ class Room:
         self.waiting = 0  # joins that keep the room open while they wait for something
         self._events: list[bytes] = []
         self._messages: list[Message] = []
+        self._ephemeral: list[tuple[str, bytes]] = []  # (the name key it is not for, the event)
         self._message_events: list[int] = []  # where in `_events` they are (for the newcomers' count)
         # Welcomed while events were pending: (member, how many of them its welcome covers).
         self._newcomers: list[tuple[Member, int]] = []
@@ -109,6 +118,26 @@ class Room:
         elif not self._events_due and self._presence_timer is None:
             self._presence_timer = asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._events_are_due)
 
+    def change(self, event: bytes, message: Message) -> None:
+        """A stored message changed (edited, deleted, reacted to): its copy here is replaced,
+        so that welcomes hold it as it is now, and `event` goes out with the other events."""
+        for kept in (self._messages, self.recent):
+            for index in range(len(kept) - 1, -1, -1):
+                if kept[index].id <= message.id:
+                    if kept[index].id == message.id:
+                        kept[index] = message
+                    break
+        self._events.append(event)
+        self._events_are_due()
+
+    def post_ephemeral(self, key: str, event: bytes) -> None:
+        """An event for every member but those of name key `key`, never stored nor replayed:
+        sent at the end of this turn unless the room is busy then (see BUSY_EVENTS)."""
+        if self._behind or len(self._ephemeral) >= MAX_EPHEMERAL:
+            return
+        self._ephemeral.append((key, event))
+        self._events_are_due()
+
     def _events_are_due(self) -> None:
         if self._presence_timer is not None:
             self._presence_timer.cancel()
@@ -148,26 +177,71 @@ class Room:
             self.recent.extend(self._messages)
             self._messages = []
             self._message_events = []
-        if events:
+        ephemeral: list[tuple[str, bytes]] = []
+        if self._ephemeral:
+            ephemeral, self._ephemeral = self._ephemeral, []
+            if self._behind or len(events) > BUSY_EVENTS:
+                ephemeral = []  # busy: the first thing to go
+        if ephemeral:
             receivers = tuple(self._receivers)
-            stats = self.stats
-            for frame in frames_of(events):
-                # Counted per frame, not per member: the loop below is the hot path.
-                stats.frames += len(receivers)
-                stats.bytes += len(frame) * len(receivers)
-                for member in receivers:
-                    member.deliver(frame)
-            stats.delivered += delivered * len(receivers)
+            self._send_with(events, ephemeral, receivers)
+            self.stats.delivered += delivered * len(receivers)
+        elif events:
+            receivers = tuple(self._receivers)
+            self._send(events, receivers)
+            self.stats.delivered += delivered * len(receivers)
         if self._newcomers:
             for member, covered in self._newcomers:
                 if member in self.people.get(member.key, ()):
-                    for frame in frames_of(events[covered:]) if covered < len(events) else ():
+                    due = events[covered:] + [event for key, event in ephemeral if key != member.key]
+                    for frame in frames_of(due) if due else ():
                         self.stats.frames += 1
                         self.stats.bytes += len(frame)
                         member.deliver(frame)
                     self.stats.delivered += sum(1 for index in message_events if index >= covered)
                     self._receivers[member] = None
             self._newcomers = []
+
+    def _send(self, events: list[bytes], receivers: tuple[Member, ...]) -> None:
+        stats = self.stats
+        for frame in frames_of(events):
+            # Counted per frame, not per member: the loop below is the hot path.
+            stats.frames += len(receivers)
+            stats.bytes += len(frame) * len(receivers)
+            for member in receivers:
+                member.deliver(frame)
+
+    def _send_with(
+        self, events: list[bytes], ephemeral: list[tuple[str, bytes]], receivers: tuple[Member, ...]
+    ) -> None:
+        """Send `events` and the ephemeral events to everyone but whom each is not for; a
+        member with much waiting for it already gets `events` alone."""
+        everyone = frames_of(events + [event for _, event in ephemeral])
+        plain = frames_of(events) if events else []
+        not_for = {key for key, _ in ephemeral}
+        theirs: dict[str, list[bytes]] = {}  # what a typist gets: the others' typing, not its own
+        sent = {id(everyone): 0, id(plain): 0}  # how many members got each list of frames
+        lists = {id(everyone): everyone, id(plain): plain}
+        for member in receivers:
+            if member.key in not_for:
+                frames = theirs.get(member.key)
+                if frames is None:
+                    others = events + [event for key, event in ephemeral if key != member.key]
+                    frames = theirs[member.key] = frames_of(others) if others else []
+                    lists[id(frames)] = frames
+                    sent[id(frames)] = 0
+            elif member.queued > EPHEMERAL_QUEUE:
+                frames = plain
+            else:
+                frames = everyone
+            sent[id(frames)] += 1
+            for frame in frames:
+                member.deliver(frame)
+        stats = self.stats
+        for which, members in sent.items():
+            frames = lists[which]
+            stats.frames += len(frames) * members
+            stats.bytes += sum(map(len, frames)) * members
 
     def close_all(self, code: int, reason: str) -> list[Member]:
         """Close every member once the events already posted have reached them."""
@@ -176,6 +250,7 @@ class Room:
         return self.members
 
     def stop(self) -> None:
+        self._ephemeral = []
         if self._presence_timer is not None:
             self._presence_timer.cancel()
             self._presence_timer = None

@@ -43,6 +43,7 @@ class Pages:
             # Which ways to sign on the page offers (app/core/accounts.py enforces them).
             "guests": settings.guests,
             "registration": settings.registration,
+            "edit_window": f"{settings.edit_window:g}",  # seconds: the page offers to edit within it
             "auto_away": settings.auto_away,
         }
         return self.templates.TemplateResponse(request, "index.html", context)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from app.backends.sqlite.schema import MIGRATIONS, VERSION, migrate, version_of
 from app.core.direct import Party
 from app.core.messages import Message
 from app.core.users import User
+from app.core.words import phrases_of
 from app.settings import Settings
 from tests.support.subscriber import Delivered
 
@@ -295,6 +297,110 @@ async def test_checkpoints_run_off_the_event_loop_and_keep_the_log_short(
     with contextlib.closing(sqlite3.connect(tmp_path / "chat.db")) as db:
         _, log, done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert log == done  # everything in the log is in the database too
+    await store.stop()
+
+
+async def test_a_database_of_the_release_before_room_life_keeps_its_history_searchable(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    before = next(number for number, step in enumerate(MIGRATIONS) if "ADD COLUMN edited_ts" in step)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        migrate(db, target=before)  # as the release before edits and search left it
+        db.executemany(
+            "INSERT INTO messages (room, id, name, text, ts, guest) VALUES (?, ?, ?, ?, ?, ?)",
+            [("den", number, "ann", f"old {number}", 1_700_000_000_000 + number, 0) for number in range(1, 4)],
+        )
+    store, _ = await open_backend(path)
+    recent = await store.subscribe("den")
+    assert [(message.text, message.edited_ts, message.reactions) for message in recent] == [
+        (f"old {number}", None, {}) for number in range(1, 4)
+    ]
+    assert b"edited_ts" not in recent[0].json  # as they were sent then
+    found, _ = await store.changes.search("den", phrases_of("old"), None, 10)
+    assert [message.id for message in found] == [3, 2, 1]  # indexed as it migrated
+    edited = await store.changes.edit(recent[0], "now edited", 5)
+    assert edited is not None
+    assert await store.changes.search("den", phrases_of("edited"), None, 10) == ([edited], False)
+    await store.stop()
+
+
+async def test_a_deleted_message_is_gone_from_the_database_file(tmp_path: Path) -> None:
+    """Its row is overwritten, its words leave the search index's segments, and the log with
+    the pages as they were is emptied: nothing in the files holds the text any more."""
+    path = tmp_path / "chat.db"
+    store, _ = await open_backend(path)
+    await store.subscribe("den")
+    for number in range(300):  # the index grows segments, as it does in a room in use
+        await store.publish("den", "ann", f"filler {number} words")
+    secret = await store.publish("den", "ann", "the password is swordfish")
+    for number in range(300):
+        await store.publish("den", "ann", f"more filler {number}")
+    await store.index.run()  # its words are in the index
+    await store.checkpoint()
+
+    def in_files() -> bool:
+        return any(b"swordfish" in file.read_bytes() for file in tmp_path.glob("chat.db*") if file.is_file())
+
+    assert in_files()
+    await store.changes.delete(secret)
+    await store.checkpoint()  # after a deletion: the index merged, the log truncated
+    assert not in_files()
+    assert await store.changes.search("den", phrases_of("swordfish"), None, 10) == ([], False)
+    found, _ = await store.changes.search("den", phrases_of("filler"), None, 10)
+    assert len(found) == 10  # the rest is still found
+    await store.stop()
+    assert not in_files()
+
+
+async def test_a_search_of_100000_messages_reads_one_range_of_the_index(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        migrate(db)
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO messages (room, id, name, text, ts) VALUES (?, ?, ?, ?, ?)",
+            (
+                (room, number, "ann", f"message {number} {'needle' if number % 1000 == 0 else 'hay'}", number)
+                for room in ("other", "big")
+                for number in range(1, 50_001)
+            ),
+        )
+        db.execute("COMMIT")
+    db.close()
+    store, _ = await open_backend(path)
+    await store.index.run()  # what the background pass would do: index what is there
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        found, more = await store.changes.search("big", phrases_of("needle"), None, 20)
+        timings.append(time.perf_counter() - started)
+    assert [message.id for message in found] == list(range(50_000, 30_999, -1000))
+    assert more
+    common, more = await store.changes.search("big", phrases_of("hay message"), 25_000, 20)
+    assert [message.id for message in common] == list(range(24_999, 24_979, -1))
+    # Well under the 50 ms asked for (docs/performance.md has the figures); loose enough for a busy machine.
+    assert min(timings) < 0.05, timings
+    await store.stop()
+
+
+async def test_new_messages_are_found_before_and_after_the_index_takes_them(tmp_path: Path) -> None:
+    store, _ = await open_backend(tmp_path / "chat.db")
+    await store.subscribe("den")
+    first = await store.publish("den", "ann", "apple one")
+    second = await store.publish("den", "ann", "apple two")
+    assert store.index.due == {"den": second.id}  # noted by the commit, not indexed yet
+    assert await store.changes.search("den", phrases_of("apple"), None, 10) == ([second, first], False)
+    await store.index.run()
+    third = await store.publish("den", "ann", "apple three")  # one indexed, one not
+    assert await store.changes.search("den", phrases_of("apple"), None, 10) == ([third, second, first], False)
+    assert await store.changes.search("den", phrases_of("apple"), None, 1) == ([third], True)
+    assert await store.changes.search("den", phrases_of("apple"), third.id, 1) == ([second], True)
+    edited = await store.changes.edit(third, "pear now", 1)  # not indexed yet: indexed as it is then
+    deleted = await store.changes.delete(second)  # indexed: taken out by the trigger
+    assert edited is not None
+    assert deleted is not None
+    await store.index.run()
+    assert await store.changes.search("den", phrases_of("apple"), None, 10) == ([first], False)
+    assert await store.changes.search("den", phrases_of("pear"), None, 10) == ([edited], False)
     await store.stop()
 
 

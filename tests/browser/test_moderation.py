@@ -83,13 +83,25 @@ def test_slash_commands_set_the_topic_mute_and_kick_and_the_pages_say_so(tabs: T
     expect(guest.locator("#banner")).to_be_hidden()
 
 
-def test_deleting_is_offered_to_moderators_and_says_it_cannot_be_done_yet(tabs: Tabs) -> None:
+def test_a_deleted_message_disappears_from_every_open_page_and_from_a_newcomers_history(tabs: Tabs) -> None:
     mod = moderator(tabs)
     guest = tabs.open()
     sign_on(guest, "bob")
+    say(mod, "welcome all")
     say(guest, "delete me")
-    expect(texts(mod)).to_have_text(["delete me"])
-    expect(guest.get_by_role("button", name=re.compile("Delete what"))).to_have_count(0)
-    mod.get_by_role("button", name="Delete what bob wrote").click()
-    expect(mod.locator("#composer-error")).to_contain_text("Deleting messages is not possible")
-    expect(texts(guest)).to_have_text(["delete me"])
+    say(guest, "keep me")
+    expect(texts(mod)).to_have_text(["welcome all", "delete me", "keep me"])
+    theirs = guest.locator("#log .message").filter(has_text="welcome all")
+    theirs.hover()
+    expect(theirs.get_by_role("button", name="Delete what Mod wrote")).to_have_count(0)  # not the guest's to delete
+    doomed = mod.locator("#log .message").filter(has_text="delete me")
+    doomed.hover()
+    doomed.get_by_role("button", name="Delete what bob wrote").click()  # a moderator's on every message
+    doomed.get_by_role("button", name="Delete it").click()
+    for page in (mod, guest):
+        expect(texts(page)).to_have_text(["welcome all", "This message was deleted.", "keep me"])
+    expect(guest.locator("#log .notice.moderation")).to_contain_text(["Mod deleted a message of bob"])
+    newcomer = tabs.open()
+    sign_on(newcomer, "cy")
+    expect(texts(newcomer)).to_have_text(["welcome all", "This message was deleted.", "keep me"])
+    expect(newcomer.locator("#log")).not_to_contain_text("delete me")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from app.backends.memory import MemoryBackend
+from app.core import changes
 from app.core.hub import Hub
 from app.core.identity import Identity
 from app.core.messages import now_ms
@@ -29,7 +30,7 @@ BOB = Identity("Bob", "bob", account=True)
 async def hub() -> AsyncIterator[Hub]:
     settings = Settings(rate_limit=0, close_timeout=0.5)
     hub = Hub(MemoryBackend("memory://", settings), settings)
-    moderation = install(hub)
+    moderation = install(hub, delete_message=changes.install(hub, settings).delete_message)  # as the app does
     await hub.start()
     yield hub
     await moderation.stop()

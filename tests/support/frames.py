@@ -1,9 +1,10 @@
 """The model of every frame a client can send, and of the answer docs/protocol.md gives it.
 
 Whatever a client sends, it gets the answer docs/protocol.md gives (an `error` event with the
-documented code, its message's echo, or a documented close code), and the others in its
-room receive nothing but valid events. The expected answer comes from `expected`, written
-from docs/protocol.md with Python's own JSON parser, not from the server's code; the
+documented code, its message's echo, the event that tells the room of a change it made,
+nothing at all for typing and read positions, or a documented close code), and the others
+in its room receive nothing but valid events. The expected answer comes from `Oracle`,
+written from docs/protocol.md with Python's own JSON parser, not from the server's code; the
 strategies make frames of every shape for hypothesis.
 """
 
@@ -13,13 +14,14 @@ import json
 import math
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from hypothesis import strategies as st
 
 from app.core.protocol import CloseCode, ErrorCode
 
 MAX_BYTES = 4096  # CHAT_MAX_MESSAGE_BYTES, the default
+ACTION_BURST = 10  # docs/protocol.md, "Moderation": an account's moderation actions at once
 
 # What a frame can be: text (str), or the raw bytes of a text frame (which may not be UTF-8),
 # or a binary frame.
@@ -57,7 +59,39 @@ class Close:
     code: CloseCode
 
 
-Answer = Echo | Error | Close
+@dataclass(frozen=True)
+class Changed:
+    """The event that tells the room of a change the client made: edit, delete or reactions."""
+
+    kind: str
+    id: int
+    text: str | None = None  # an edit's new text
+
+
+@dataclass(frozen=True)
+class Silence:
+    """No answer at all (someone typing, a read position)."""
+
+
+Answer = Echo | Error | Close | Changed | Silence
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Any of these answers: where the client cannot know (someone else's message, or none)."""
+
+    answers: frozenset[Answer]
+
+
+Expected = Answer | OneOf
+
+
+def matches(answer: Answer, wanted: Expected) -> bool:
+    return answer in wanted.answers if isinstance(wanted, OneOf) else answer == wanted
+
+
+# docs/protocol.md, "react": the reactions anyone may give, each with or without U+FE0F.
+REACTIONS = {"\U0001f44d", "\u2764", "\U0001f602", "\U0001f389", "\U0001f62e", "\U0001f622", "\U0001f440", "\U0001f64f"}
 
 
 class NotJSON(Exception):
@@ -130,38 +164,106 @@ def reference_parse(text: str) -> Any:
     return value
 
 
-def expected(sent: Sent) -> Answer:
-    """The answer docs/protocol.md gives for a frame."""
-    if isinstance(sent, Binary):
-        return Close(CloseCode.UNSUPPORTED_DATA)
-    if isinstance(sent, RawText):
-        if len(sent.data) > MAX_BYTES:
+def is_id(value: Any) -> TypeGuard[int]:
+    """docs/protocol.md: a message id is an integer from 1 to 2^63 - 1."""
+    return type(value) is int and 1 <= value < 2**63
+
+
+class Oracle:
+    """The answers docs/protocol.md gives one client, a guest in a room nobody owns, in order:
+    it knows the ids of the messages it wrote (from their echoes) and which it deleted (each
+    deletion is also a `moderation` event, which comes with the `delete`). With `others`, people it
+    does not know of may have written other messages in the room (whose ids it cannot tell)."""
+
+    def __init__(self, others: bool = False) -> None:
+        self.others = others
+        self.mine: dict[int, bool] = {}  # id of each message it wrote -> whether it deleted it
+        self.deletions = 0  # moderation actions, the rate counts them
+
+    def learn(self, answer: Answer, event: dict[str, Any]) -> None:
+        """The answer came, as this event: the echo of a message gives its id."""
+        if isinstance(answer, Echo):
+            self.mine[event["id"]] = False
+        elif isinstance(answer, Changed) and answer.kind == "delete":
+            self.mine[answer.id] = True
+            self.deletions += 1
+
+    def expected(self, sent: Sent) -> Expected:
+        """The answer docs/protocol.md gives for a frame."""
+        if isinstance(sent, Binary):
+            return Close(CloseCode.UNSUPPORTED_DATA)
+        if isinstance(sent, RawText):
+            if len(sent.data) > MAX_BYTES:
+                return Close(CloseCode.MESSAGE_TOO_BIG)
+            try:
+                sent = sent.data.decode()
+            except UnicodeDecodeError:
+                return Close(CloseCode.INVALID_DATA)
+        if len(sent.encode("utf-8", "surrogatepass")) > MAX_BYTES:
             return Close(CloseCode.MESSAGE_TOO_BIG)
         try:
-            sent = sent.data.decode()
-        except UnicodeDecodeError:
-            return Close(CloseCode.INVALID_DATA)
-    if len(sent.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        return Close(CloseCode.MESSAGE_TOO_BIG)
-    try:
-        event = reference_parse(sent)
-    except NotJSON:
-        return Error(ErrorCode.BAD_JSON)
-    if not isinstance(event, dict):
-        return Error(ErrorCode.BAD_EVENT)
-    kind = event.get("type")
-    if kind == "message":
-        text = event.get("text")
-        if not isinstance(text, str):
+            event = reference_parse(sent)
+        except NotJSON:
+            return Error(ErrorCode.BAD_JSON)
+        if not isinstance(event, dict):
             return Error(ErrorCode.BAD_EVENT)
-        return Echo(text) if text.strip() else Error(ErrorCode.EMPTY_TEXT)
-    if isinstance(kind, str) and kind in MODERATION:
-        # The sender is a guest in a room nobody owns: a well-formed order is forbidden.
-        well_formed = all(_field_fits(event, name, rule) for name, rule in MODERATION[kind].items())
-        return Error(ErrorCode.FORBIDDEN if well_formed else ErrorCode.BAD_EVENT)
-    if kind in GUESTS_REFUSED:
-        return guest_refused(kind, event)
-    return Error(ErrorCode.UNKNOWN_TYPE if isinstance(kind, str) else ErrorCode.BAD_EVENT)
+        kind = event.get("type")
+        if kind == "message":
+            text = event.get("text")
+            if not isinstance(text, str):
+                return Error(ErrorCode.BAD_EVENT)
+            return Echo(text) if text.strip() else Error(ErrorCode.EMPTY_TEXT)
+        if kind in ("edit", "delete", "react"):
+            return self._change(kind, event)
+        if kind == "typing":
+            stop = event.get("stop", False)
+            return Silence() if type(stop) is bool else Error(ErrorCode.BAD_EVENT)
+        if kind == "read":  # a guest's position is kept in its browser, not on the server
+            return Silence() if is_id(event.get("id")) else Error(ErrorCode.BAD_EVENT)
+        if isinstance(kind, str) and kind in MODERATION:
+            # The sender is a guest in a room nobody owns: a well-formed order is forbidden.
+            well_formed = all(_field_fits(event, name, rule) for name, rule in MODERATION[kind].items())
+            return Error(ErrorCode.FORBIDDEN if well_formed else ErrorCode.BAD_EVENT)
+        if kind in GUESTS_REFUSED:
+            return guest_refused(kind, event)
+        return Error(ErrorCode.UNKNOWN_TYPE if isinstance(kind, str) else ErrorCode.BAD_EVENT)
+
+    def _change(self, kind: str, event: dict[str, Any]) -> Expected:
+        id = event.get("id")
+        if not is_id(id):
+            return Error(ErrorCode.BAD_EVENT)
+        if kind == "edit":
+            text = event.get("text")
+            if not isinstance(text, str):
+                return Error(ErrorCode.BAD_EVENT)
+            if not text.strip():
+                return Error(ErrorCode.EMPTY_TEXT)
+        if kind == "react":
+            emoji = event.get("emoji")
+            if not isinstance(emoji, str) or emoji.replace("\ufe0f", "") not in REACTIONS:
+                return Error(ErrorCode.BAD_EVENT)
+        not_found = Error(ErrorCode.NOT_FOUND)
+        if id in self.mine:
+            if self.mine[id]:
+                return not_found  # it deleted it
+            if kind == "edit":
+                return Changed("edit", id, event["text"])  # within CHAT_EDIT_WINDOW: just written
+            if kind == "react":
+                return Changed("reactions", id)
+            # "Moderation": a deletion is a moderation action, 10 at once, then one a second.
+            if self.deletions >= ACTION_BURST:
+                return OneOf(frozenset({Changed("delete", id), Error(ErrorCode.RATE_LIMITED)}))
+            return Changed("delete", id)
+        if not self.others:
+            return not_found
+        if kind == "react":  # anyone's message takes reactions
+            return OneOf(frozenset({not_found, Changed("reactions", id)}))
+        return OneOf(frozenset({not_found, Error(ErrorCode.FORBIDDEN)}))  # not its own, or none
+
+
+def expected(sent: Sent) -> Expected:
+    """The answer docs/protocol.md gives a frame sent first (by a client that wrote nothing yet)."""
+    return Oracle().expected(sent)
 
 
 # docs/protocol.md, "Moderation": each order's fields. A rule's first word says what the value
@@ -256,20 +358,22 @@ leaves = st.none() | st.booleans() | huge_numbers | odd_text
 json_values = st.recursive(
     leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(odd_text, inner, max_size=4), max_leaves=12
 )
-field = (
-    st.sampled_from(["message", "error", "welcome", "join", "Message", "message ", ""])
-    | st.sampled_from(sorted(MODERATION))
-    | st.sampled_from(GUESTS_REFUSED)
-    | json_values
-)
+kinds = ["message", "error", "welcome", "join", "Message", "message ", "", "edit", "delete", "react", "typing", "read"]
+field = st.sampled_from(kinds) | st.sampled_from(sorted(MODERATION)) | st.sampled_from(GUESTS_REFUSED) | json_values
 fitting = st.integers(0, 2**63) | st.sampled_from(["moderator", "owner", "bob", "x" * 201]) | st.booleans()
 small_ids = st.sampled_from([None, 0, 1, 2**63 - 1, 2**63, -1, True, 1.5, "1"])
+emoji = (
+    st.sampled_from(["\U0001f44d", "\u2764", "\u2764\ufe0f", "\U0001f389", "\U0001f984", "\ufe0f", ":+1:"])
+    | json_values
+)
 events = st.fixed_dictionaries(
     {},
     optional={
         "type": field,
         "text": field | odd_text,
-        "id": json_values | fitting,
+        "id": st.integers(0, 6) | json_values | fitting,  # small: the ids of the client's own messages too
+        "emoji": emoji,
+        "stop": st.booleans() | json_values,
         "name": odd_text | json_values | fitting,
         "room": json_values,
         "reason": json_values | fitting,
@@ -328,6 +432,16 @@ deep = st.builds(
 huge = st.builds(
     lambda n: json.dumps({"type": "message", "text": "x" * n}), st.integers(MAX_BYTES - 40, MAX_BYTES + 10)
 )
+# Room life's events, mostly well formed, about the client's own messages (small ids) or none.
+life_events = st.fixed_dictionaries(
+    {"type": st.sampled_from(["edit", "delete", "react", "typing", "read"])},
+    optional={
+        "id": st.integers(0, 6) | st.sampled_from([True, 1.0, "1", None, 2**63]),
+        "text": st.sampled_from(["new text", " ", "", "\u202e"]) | odd_text | st.integers(),
+        "emoji": emoji,
+        "stop": st.booleans() | st.sampled_from([0, "true", None]),
+    },
+)
 # Moderation orders (docs/protocol.md, "Moderation"): each with its fields, mostly of the
 # right kind, so that both answers (forbidden to a guest, bad_event) come often.
 near_names = st.sampled_from(["bob", "Bob", "", " ", "x" * 256, "x" * 257, "a\u202eb"]) | odd_text
@@ -349,6 +463,8 @@ orders = st.sampled_from(sorted(MODERATION)).flatmap(
 text_frames = (
     serialised(events)
     | serialised(orders)
+    | serialised(life_events)
+    | serialised(life_events)
     | serialised(json_values)
     | mutated()
     | deep
@@ -361,6 +477,30 @@ raw_frames = st.builds(RawText, st.binary(max_size=50)) | st.builds(
     RawText, st.sampled_from([b"\xed\xa0\x80", b'{"type":"message","text":"\xed\xa0\x80"}', b"\xff", b"\xc0\xaf"])
 )
 frames: st.SearchStrategy[Sent] = text_frames | raw_frames | st.builds(Binary, st.binary(max_size=20))
+# A client that says something, then changes what it said (and types, and reads).
+conversations: st.SearchStrategy[list[Sent]] = st.builds(
+    lambda said, then: [*said, *then],
+    st.lists(
+        st.builds(lambda text: json.dumps({"type": "message", "text": text}), st.sampled_from(["hi", "x"])),
+        min_size=1,
+        max_size=3,
+    ),
+    st.lists(
+        serialised(
+            st.fixed_dictionaries(
+                {
+                    "type": st.sampled_from(["edit", "delete", "react", "typing", "read"]),
+                    "id": st.integers(1, 3),
+                    "text": st.sampled_from(["new text", "again", " "]),
+                    "emoji": st.sampled_from(["\U0001f44d", "\u2764", "\u2764\ufe0f", "\U0001f64f", "\U0001f984"]),
+                },
+                optional={"stop": st.booleans()},
+            )
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
 
 
 # What the others may receive.
@@ -379,6 +519,38 @@ def check_event(event: Any, room: str) -> None:
         assert isinstance(event["text"], str)
         assert event["text"].strip()
         event["text"].encode()  # real text: no lone surrogates
+    elif kind == "edit":
+        assert event.keys() == {"type", "room", "id", "text", "edited_ts"}, event
+        assert event["room"] == room
+        assert type(event["id"]) is int
+        assert type(event["edited_ts"]) is int
+        assert isinstance(event["text"], str)
+        assert event["text"].strip()
+        event["text"].encode()
+    elif kind == "delete":
+        assert event.keys() == {"type", "room", "id"}, event
+        assert event["room"] == room
+        assert type(event["id"]) is int
+    elif kind == "reactions":
+        assert event.keys() == {"type", "room", "id", "reactions"}, event
+        assert event["room"] == room
+        assert type(event["id"]) is int
+        counts = event["reactions"]
+        assert isinstance(counts, dict)
+        assert all(emoji in REACTIONS or emoji.replace("\ufe0f", "") in REACTIONS for emoji in counts), counts
+        assert all(type(count) is int and count > 0 for count in counts.values()), counts
+    elif kind == "typing":
+        assert event.keys() in ({"type", "name"}, {"type", "name", "stop"}), event
+        assert isinstance(event["name"], str)
+        assert event.get("stop", True) is True
+    elif kind == "moderation":  # the only one a guest's frames can cause: its own deletion
+        assert event.keys() == {"type", "room", "action", "by", "ts", "name", "id"}, event
+        assert event["room"] == room
+        assert event["action"] == "delete"
+        assert isinstance(event["by"], str)
+        assert event["name"] == event["by"]
+        assert type(event["id"]) is int
+        assert type(event["ts"]) is int
     elif kind == "join":
         assert event.keys() in ({"type", "name"}, {"type", "name", "guest"}), event
         assert isinstance(event["name"], str)

@@ -18,6 +18,8 @@ class Delivered:
         self.evicted: list[tuple[str, str]] = []  # names taken over by another process
         self.notices: list[tuple[str, dict[str, Any]]] = []
         self.epoch_changes: list[int] = []  # how many events had come at each new epoch
+        self.changes: list[tuple[str, str, Message]] = []  # (room, kind, the message as it is now)
+        self.ephemeral_events: list[tuple[str, str, bytes]] = []  # (room, the key it is not for, event)
         self.arrived = asyncio.Condition()
         self._on_message = on_message
 
@@ -25,6 +27,14 @@ class Delivered:
         if message is not None and self._on_message is not None:
             self._on_message(message)
         self.events.append((room, event, message))
+        self._notify()
+
+    def changed(self, room: str, kind: str, message: Message) -> None:
+        self.changes.append((room, kind, message))
+        self._notify()
+
+    def ephemeral(self, room: str, key: str, event: bytes) -> None:
+        self.ephemeral_events.append((room, key, event))
         self._notify()
 
     def evict(self, room: str, key: str) -> None:

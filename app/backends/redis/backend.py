@@ -35,8 +35,11 @@ from app.backends.base import (
     Subscriber,
     TransferStore,
 )
+from app.backends.changes import ChangeStore
+from app.backends.reads import ReadStore
 from app.backends.redis import scripts
 from app.backends.redis.accounts import RedisAccounts
+from app.backends.redis.changes import RedisChanges, RedisReads
 from app.backends.redis.commands import (
     COMMAND_TIMEOUT,
     EPOCH_KEY,
@@ -51,7 +54,7 @@ from app.backends.redis.commands import (
 from app.backends.redis.direct import RedisDirect
 from app.backends.redis.echoes import Echoes
 from app.backends.redis.heartbeat import Heartbeat
-from app.backends.redis.history import History
+from app.backends.redis.history import History, overlay, read_range
 from app.backends.redis.moderation import RedisModeration
 from app.backends.redis.presence import RedisPresence
 from app.backends.redis.reader import Reader
@@ -73,6 +76,7 @@ class RedisBackend(Backend):
         self.node = secrets.token_hex(8)  # this process, for presence
         super().__init__(url, settings)
         self.direct: RedisDirect
+        self._node_bytes = self.node.encode()
         self._redis: aioredis.Redis | None = None
         self._rooms: dict[str, RoomState] = {}
         self.writer = Writer(
@@ -96,7 +100,13 @@ class RedisBackend(Backend):
             self._after_beat,
         )
         self.reader = Reader(
-            self._connect, self._client, self.presence, self._deliver_message, self._catch_up, self.heartbeat.suspect
+            self._connect,
+            self._client,
+            self.presence,
+            self._deliver_message,
+            self._catch_up,
+            self.heartbeat.suspect,
+            {b"change": self._changed_entry, b"typing": self._typing_entry},
         )
         self.retention = Retention(self._client, self.node, settings.retention_days)
         self._expiry: asyncio.Task[None] | None = None
@@ -124,6 +134,12 @@ class RedisBackend(Backend):
 
     def _account_store(self) -> AccountStore:
         return RedisAccounts(self._client, int(self.settings.session_days * 86_400_000))
+
+    def _change_store(self) -> ChangeStore:
+        return RedisChanges(self._client, lambda: self.writer)
+
+    def _read_store(self) -> ReadStore:
+        return RedisReads(self._client)
 
     def _moderation_store(self) -> ModerationStore:
         return RedisModeration(self._client)
@@ -267,13 +283,20 @@ class RedisBackend(Backend):
                 pipe.xrevrange(state.presence_key, count=1)
                 pipe.hget(IDS_KEY, state.name)
                 pipe.xrevrange(state.messages_key, b"%d-0" % state.last_id, b"-", count=1)
-                names, presence, last_id, last = await pipe.execute()
+                pipe.zrangebyscore(state.changes_key, state.last_id, state.last_id)
+                # What the presence stream carried meanwhile: changes of stored messages among it.
+                pipe.xrange(state.presence_key, b"(" + state.presence_at, b"+", count=PRESENCE_MAXLEN)
+                names, presence, last_id, last, change, missed = await pipe.execute()
             if self._rooms.get(state.name) is not state:
                 continue
-            if _went_back(state, int(last_id or 0), last):
+            deleted = bool(change) and Message.from_json(state.name, state.last_id, change[0]).deleted
+            if _went_back(state, int(last_id or 0), last, deleted):
                 logger.error("Redis came back with older data: room %r went back in time", state.name)
                 await self.heartbeat.beat(lost=True)
                 break  # every room is read afresh, in the new epoch
+            for _, fields in missed:
+                if fields.get(b"t") == b"change":
+                    self._changed_entry(state, fields, True)
             self.presence.refresh(state, names, presence[0][0] if presence else None)
             self.reader.moved_presence(state)
         self.writer.start()  # mends of writes that failed while Redis was away
@@ -310,18 +333,20 @@ class RedisBackend(Backend):
         try:
             async with self._client().pipeline(transaction=True) as pipe:
                 pipe.get(EPOCH_KEY)
-                pipe.xrevrange(state.messages_key, count=self.settings.welcome_history)
+                read_range(pipe, room, b"+", b"-", self.settings.welcome_history)
                 pipe.hgetall(state.names_key)
                 pipe.xrevrange(state.presence_key, count=1)
-                stored_in, latest, names, presence = await pipe.execute()
+                stored_in, latest, changes, names, presence = await pipe.execute()
         except RedisErrors as exc:
             raise BackendError(f"Could not read room {room!r} from Redis: {exc}") from exc
         self._check_epoch(epoch, stored_in)
-        messages = [Message.from_json(room, message_id(entry), fields[b"j"]) for entry, fields in reversed(latest)]
+        messages = overlay(room, latest, changes, self.settings.welcome_history)[::-1]
         if room in self._rooms:
             return messages  # read already: everything after where it is comes anyway
         state.last_id = messages[-1].id if messages else 0
-        state.last_json = messages[-1].json if messages else b""
+        # The stream's own entry of it, as the reader would have delivered it (a tombstone has none).
+        stored = latest[0] if latest and message_id(latest[0][0]) == state.last_id else None
+        state.last_json = stored[1][b"j"] if stored is not None else b""
         state.presence_at = presence[0][0] if presence else b"0-0"
         state.online = self.presence.online_from(room, names)
         self._rooms[room] = state
@@ -348,8 +373,41 @@ class RedisBackend(Backend):
     def _deliver_message(self, state: RoomState, json: bytes, message: Message) -> None:
         if state.echoes:
             self.echoes.read_back(state, message)
+        if state.ahead:
+            changed = state.ahead.pop(message.id, None)
+            if changed is not None:  # it changed before it was read: its clients see it as it is now
+                json, message = changed.json, changed
         if self.subscriber is not None:
             self.subscriber.deliver(state.name, json, message)
+
+    def _changed_entry(self, state: RoomState, fields: dict[bytes, bytes], read_up: bool) -> None:
+        """A change of a stored message (scripts.py, `change`), this process's own included."""
+        number = int(fields[b"i"])
+        message = Message.from_json(state.name, number, fields[b"j"])
+        if number <= state.last_id:
+            if self.subscriber is not None:
+                self.subscriber.changed(state.name, fields[b"c"].decode(), message)
+            return
+        # The message itself was not read yet: it goes out as it is now, in its place.
+        state.ahead[number] = message
+        if read_up:
+            # Every message was read up to the change, so it is not in the stream any more: it
+            # was deleted before it could be read, and its tombstone is all there is of it.
+            for ahead in sorted(state.ahead):
+                tombstone = state.ahead.pop(ahead)
+                if ahead > state.last_id:
+                    state.last_id, state.last_json = ahead, b""
+                    self._deliver_message(state, tombstone.json, tombstone)
+
+    def _typing_entry(self, state: RoomState, fields: dict[bytes, bytes], read_up: bool) -> None:
+        """Someone typing in another process (this one's were told at once)."""
+        if fields[b"o"] != self._node_bytes and self.subscriber is not None:
+            self.subscriber.ephemeral(state.name, fields[b"k"].decode(), fields[b"e"])
+
+    def ephemeral(self, room: str, key: str, event: bytes) -> None:
+        super().ephemeral(room, key, event)
+        if not self.writer.backlogged:  # the first thing to drop when Redis is slow
+            self.writer.write(("y", room, key, event), wait=False)
 
     # Messages
 
@@ -381,13 +439,16 @@ class RedisBackend(Backend):
         return await self.retention.enforce(now)
 
 
-def _went_back(state: RoomState, last_id: int, last: list[Entry]) -> bool:
+def _went_back(state: RoomState, last_id: int, last: list[Entry], deleted: bool) -> bool:
     """Whether Redis has older data of the room than this process saw: the room's last id is
     below the highest it knows of, or the message it delivered last is another one, or gone
-    while older ones are still there (trimming takes the oldest first)."""
+    while older ones are still there (trimming takes the oldest first) and no tombstone
+    says that it was `deleted`."""
     if last_id < max(state.last_id, state.written):
         return True
     if not state.last_id or not last:
         return False
     entry, fields = last[0]
-    return message_id(entry) != state.last_id or fields[b"j"] != state.last_json
+    if message_id(entry) != state.last_id:
+        return not deleted
+    return fields[b"j"] != state.last_json

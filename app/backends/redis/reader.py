@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.typing import KeyT, StreamIdT
 
-from app.backends.redis.commands import COMMAND_TIMEOUT, RedisErrors, message_id
+from app.backends.redis.commands import COMMAND_TIMEOUT, RedisErrors, message_id, stream_id
 from app.backends.redis.presence import RedisPresence
 from app.backends.redis.rooms import RoomState
 from app.core.messages import Message
@@ -35,6 +35,10 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.05, 5.0  # seconds between reconnection attempts
 UNBLOCK_TRIES = 20
 
 Deliver = Callable[[RoomState, bytes, Message], None]
+# What the reader does with an entry of a room's presence stream that is not presence (a
+# change of a stored message, someone typing): its fields, and whether the room's messages
+# have all been read up to where the entry was written (no READ_COUNT cut them short).
+RoomEvent = Callable[[RoomState, dict[bytes, bytes], bool], None]
 
 
 class Reader:
@@ -46,8 +50,10 @@ class Reader:
         deliver: Deliver,
         catch_up: Callable[[], Awaitable[None]],
         stray: Callable[[], None],
+        room_events: dict[bytes, RoomEvent] | None = None,
     ) -> None:
         self._connect = connect
+        self._room_events = room_events or {}  # kind (the entry's `t`) -> what to do
         self._redis = redis  # the backend's client, for CLIENT UNBLOCK and its pool after a fault
         self._presence = presence
         self._deliver = deliver
@@ -189,6 +195,8 @@ class Reader:
 
     def _dispatch(self, reply: Iterable[Any]) -> None:
         deliver = self._deliver
+        reply = list(reply)
+        cut_short = {stream for stream, entries in reply if len(entries) >= READ_COUNT}
         for stream, entries in reply:
             found = self._by_key.get(stream)
             if found is None:
@@ -201,8 +209,14 @@ class Reader:
                 continue  # or a room let go while the read was on its way
             state, presence = found
             if presence:
+                read_up = state.messages_key not in cut_short
                 for entry, fields in entries:
-                    self._presence.entry(state, entry, fields)
+                    event = self._room_events.get(fields.get(b"t", b""))
+                    if event is None:
+                        self._presence.entry(state, entry, fields)
+                    elif stream_id(entry) > stream_id(state.presence_at):
+                        state.presence_at = entry
+                        event(state, fields, read_up)
                 self._streams[stream] = state.presence_at
                 continue
             room, epoch = state.name, self.epoch

@@ -19,6 +19,7 @@ class RoomState:
     messages_key: bytes
     presence_key: bytes
     names_key: bytes
+    changes_key: bytes
     last_id: int = 0  # the last message delivered
     last_json: bytes = b""  # its wire JSON: another message with its id is another history's
     written: int = 0  # the highest id this process stored in the room
@@ -27,7 +28,16 @@ class RoomState:
     presence_at: bytes = b"0-0"  # the last presence entry taken into `online`
     # Who is online as this process's clients were told: name key -> who, in the order they came.
     online: dict[str, Online] = field(default_factory=dict)
+    # Changes read before the message they change (its entry not read yet, or deleted before
+    # it was): by id, the message as it is now, delivered in its place.
+    ahead: dict[int, Message] = field(default_factory=dict)
 
     @classmethod
     def of(cls, room: str) -> RoomState:
-        return cls(room, room_key(b"messages", room), room_key(b"presence", room), room_key(b"names", room))
+        return cls(
+            room,
+            room_key(b"messages", room),
+            room_key(b"presence", room),
+            room_key(b"names", room),
+            room_key(b"changes", room),
+        )

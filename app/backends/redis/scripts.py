@@ -18,7 +18,20 @@ trip, and every process sees the same order. Keys (under `PREFIX`, in one Redis 
   a for an account, `e` the event's wire JSON; `s` 1 on a leave that process `o` tells its
   own clients too), bounded; and of moves (`t` move, `f` the process the name moved from):
   a newer connection of the same client, in process `o`, took a guest's name over with
-  its token.
+  its token. It carries the room's other events too, to every process that reads the room:
+  changes of stored messages (`t` change, `c` edit, delete or reactions, `i` the message's
+  id, `j` its wire JSON now) and people typing (`t` typing, `k` the typist's name key, `e`
+  the event), which are never stored anywhere else.
+- `changes:ROOM`: a sorted set of the wire JSON, as it is now, of each message of the room
+  that changed since it was stored (edited, reacted to, deleted: a tombstone), scored by
+  its id; reads of `messages:ROOM` take a message from here when it is here. A deleted
+  message's entry is deleted from `messages:ROOM` (XDEL: a stream entry cannot be
+  rewritten), so its text is gone, and so are the entries of its earlier changes in
+  `presence:ROOM`; its tombstone here fills the hole. Trimming the stream (retention) takes
+  the changes of what it trimmed along.
+- `reactions:ROOM\\nID`: a hash, "EMOJI\\nKEY" -> 1 for each reaction a person (by name key)
+  gives message ID: one person counts once per emoji.
+- `reads:KEY`: a sorted set, room -> the highest message id the account KEY read there.
 - `names:ROOM`: a hash, name key -> "HOLDER\\nJOIN-ENTRY-ID\\nKIND\\nNAME": who is online;
   HOLDER is the process of a guest's name (KIND g), or `*` for an account's (KIND a),
   whose holders are the set `holders:ROOM\\nKEY`: an account may be in a room from several
@@ -135,9 +148,80 @@ end
 """
 )
 
+# Changed messages (`changes:ROOM`): a message's JSON now, and the pieces of it that a change
+# keeps (its time, its reactions), read from the end, where they are (app/core/messages.py);
+# a change stored and told to every process that reads the room; the changes of what
+# retention trimmed away, let go with it.
+_CHANGES = """
+local function now_of(prefix, room, id)
+  local changed = redis.call('ZRANGEBYSCORE', prefix .. 'changes:' .. room, id, id)
+  if changed[1] then
+    return changed[1]
+  end
+  local entry = redis.call('XRANGE', prefix .. 'messages:' .. room, id .. '-0', id .. '-0')
+  if entry[1] then
+    return entry[1][2][2]
+  end
+  return nil
+end
+
+local function gone(json)
+  return not json or string.find(json, ',"deleted":true,"ts":%d+}$') ~= nil
+end
+
+-- The JSON up to its reactions (without them), its reactions, and its time.
+local function pieces(json)
+  local ts = string.match(json, ',"ts":(%d+)}$')
+  local head = string.sub(json, 1, #json - #ts - 7)
+  local reactions = string.match(head, ',"reactions":{[^{}]*}$') or ''
+  return string.sub(head, 1, #head - #reactions), reactions, ts
+end
+
+local function reactions_key(prefix, room, id)
+  return prefix .. 'reactions:' .. room .. '\\n' .. id
+end
+
+-- The earlier changes of message ID that the (bounded) presence stream still carries, each
+-- with the message's text as it was then: gone too, once it is deleted.
+local function forget_changes(prefix, room, id)
+  local presence = prefix .. 'presence:' .. room
+  for _, entry in ipairs(redis.call('XRANGE', presence, '-', '+')) do
+    local fields = entry[2]
+    if fields[4] == 'change' and fields[8] == id then
+      redis.call('XDEL', presence, entry[1])
+    end
+  end
+end
+
+-- Fields of a change's entry, in this order (`forget_changes` reads them by place).
+local function change(prefix, process, room, id, kind, json, presence_maxlen)
+  local changes = prefix .. 'changes:' .. room
+  redis.call('ZREMRANGEBYSCORE', changes, id, id)
+  redis.call('ZADD', changes, id, json)
+  redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
+             'o', process, 't', 'change', 'c', kind, 'i', id, 'j', json)
+end
+
+-- UPTO: a score bound, such as '(42' (below 42) or '41' (up to 41).
+local function trimmed(prefix, room, upto)
+  local changes = prefix .. 'changes:' .. room
+  local old = redis.call('ZRANGEBYSCORE', changes, '-inf', upto, 'WITHSCORES')
+  for i = 2, #old, 2 do
+    redis.call('DEL', reactions_key(prefix, room, old[i]))
+  end
+  redis.call('ZREMRANGEBYSCORE', changes, '-inf', upto)
+end
+
+local function first_id(stream)
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  return first and string.match(first[1], '^(%d+)-')
+end
+"""
+
 WRITE = (
     _NOW
     + _NAMES
+    + _CHANGES
     + """
 -- ARGV: prefix, process, messages kept per room (0: all), presence entries kept per room,
 -- the start and the end of a message's JSON (app/core/messages.py), the epoch the process is
@@ -155,16 +239,23 @@ WRITE = (
 --                                     connection whose token has HASH; NEWHASH is the newer one's
 --   g -                               let go of every name this process holds (a new epoch)
 --   n KIND BODY                       a notice for every process (Backend.notify), in `notices`
+--   e ROOM ID CORE EDITED             edit message ID: CORE is its JSON from the room to the text
+--                                     (wire_core), EDITED the edit's time
+--   d ROOM ID CORE                    delete message ID: CORE as it stays (its text empty)
+--   x ROOM ID KEY EMOJI ORDER         toggle KEY's reaction EMOJI to message ID; ORDER lists the
+--                                     reactions, in their order, one a line
+--   y ROOM KEY EVENT                  someone is typing: EVENT for the room, but KEY's own
 -- Nothing runs, and the error says why, if the epoch is not the process's (STALE_EPOCH) or a
 -- room's last id is below what the process knows of (BEHIND: Redis came back with older data).
 -- Returns {ts, one result per operation}: a message's id; the name's join entry (its id in
 -- `presence:ROOM`; an account's that another process holds too: the entry of its first
 -- join), or 0, for a claim; 1 or 0 for a release or new token; {the name as it is known,
--- its join entry}, or 0, for a take-over; 1 for the rest.
+-- its join entry}, or 0, for a take-over; a changed message's JSON now, or 0 if it is
+-- deleted or gone, for a change; 1 for the rest.
 local prefix, process = ARGV[1], ARGV[2]
 local maxlen, presence_maxlen = tonumber(ARGV[3]), ARGV[4]
 local json_head, json_end, epoch = ARGV[5], ARGV[6], ARGV[7]
-local FIRST, STEP = 8, {m = 4, c = 8, r = 4, t = 4, o = 5, g = 2, n = 3}
+local FIRST, STEP = 8, {m = 4, c = 8, r = 4, t = 4, o = 5, g = 2, n = 3, e = 5, d = 4, x = 6, y = 4}
 if redis.call('GET', prefix .. 'epoch') ~= epoch then
   return redis.error_reply('STALE_EPOCH the chat is no longer in epoch ' .. epoch)
 end
@@ -189,7 +280,12 @@ while i <= #ARGV do
     local json = json_head .. id .. ARGV[i + 2] .. ts .. json_end
     local stream = prefix .. 'messages:' .. room
     if maxlen > 0 then
+      -- Trimming may take messages that changed: their changes go with them.
+      local first = redis.call('EXISTS', prefix .. 'changes:' .. room) == 1 and first_id(stream)
       redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id .. '-0', 'j', json, 'E', epoch)
+      if first and first_id(stream) ~= first then
+        trimmed(prefix, room, '(' .. first_id(stream))
+      end
     else
       redis.call('XADD', stream, id .. '-0', 'j', json, 'E', epoch)
     end
@@ -264,6 +360,51 @@ while i <= #ARGV do
     -- ROOM here is the notice's kind; its body follows.
     redis.call('XADD', prefix .. 'notices', 'MAXLEN', '~', 1000, '*', 'o', process, 'k', room, 'b', ARGV[i + 2])
     results[#results + 1] = 1
+  elseif op == 'e' or op == 'd' or op == 'x' then
+    local id = ARGV[i + 2]
+    local now = now_of(prefix, room, id)
+    if gone(now) then
+      results[#results + 1] = 0
+    else
+      local head, reactions, stamp = pieces(now)
+      local json, kind
+      if op == 'e' then
+        kind = 'edit'
+        local edited = ',"edited_ts":' .. ARGV[i + 4]
+        json = json_head .. id .. ARGV[i + 3] .. edited .. reactions .. ',"ts":' .. stamp .. json_end
+      elseif op == 'd' then
+        kind = 'delete'
+        json = json_head .. id .. ARGV[i + 3] .. ',"deleted":true,"ts":' .. stamp .. json_end
+        redis.call('XDEL', prefix .. 'messages:' .. room, id .. '-0')
+        redis.call('DEL', reactions_key(prefix, room, id))
+        forget_changes(prefix, room, id)
+      else
+        kind = 'reactions'
+        local given, field = reactions_key(prefix, room, id), ARGV[i + 4] .. '\\n' .. ARGV[i + 3]
+        if redis.call('HDEL', given, field) == 0 then
+          redis.call('HSET', given, field, 1)
+        end
+        local counts = {}
+        for _, each in ipairs(redis.call('HKEYS', given)) do
+          local emoji = string.match(each, '^(.-)\\n')
+          counts[emoji] = (counts[emoji] or 0) + 1
+        end
+        local parts = {}
+        for emoji in string.gmatch(ARGV[i + 5], '[^\\n]+') do
+          if counts[emoji] then
+            parts[#parts + 1] = '"' .. emoji .. '":' .. counts[emoji]
+          end
+        end
+        reactions = #parts > 0 and ',"reactions":{' .. table.concat(parts, ',') .. '}' or ''
+        json = head .. reactions .. ',"ts":' .. stamp .. json_end
+      end
+      change(prefix, process, room, id, kind, json, presence_maxlen)
+      results[#results + 1] = json
+    end
+  elseif op == 'y' then
+    redis.call('XADD', prefix .. 'presence:' .. room, 'MAXLEN', '~', presence_maxlen, '*',
+               'o', process, 't', 'typing', 'k', ARGV[i + 2], 'e', ARGV[i + 3])
+    results[#results + 1] = 1
   end
   i = i + STEP[op]
 end
@@ -290,11 +431,14 @@ return {absent, redis.call('GET', prefix .. 'epoch')}
 """
 )
 
-EXPIRE = """
+EXPIRE = (
+    _CHANGES
+    + """
 -- ARGV: prefix, room, cutoff (ms on Redis's clock), entries to look at. Trims the room's
 -- oldest messages stamped before the cutoff, at most that many; ids follow time, so they
 -- are the first ones of the stream. `ids` keeps the last id given out, so ids keep
--- increasing even when every message goes. Returns {messages deleted, 1 if more may be due}.
+-- increasing even when every message goes. The changes of the trimmed messages go too (a
+-- tombstone goes with the messages around it). Returns {messages deleted, 1 if more may be due}.
 local stream = ARGV[1] .. 'messages:' .. ARGV[2]
 local cutoff, count = tonumber(ARGV[3]), tonumber(ARGV[4])
 local entries = redis.call('XRANGE', stream, '-', '+', 'COUNT', count)
@@ -311,8 +455,10 @@ if old == 0 then
 end
 local last = string.match(entries[old][1], '^(%d+)-')
 redis.call('XTRIM', stream, 'MINID', last .. '-1')
+trimmed(ARGV[1], ARGV[2], last)
 return {old, old == count and 1 or 0}
 """
+)
 
 SWITCH = """
 -- ARGV: prefix, the epoch the process is in, a new epoch, 1 if Redis lost data of the one it is in.

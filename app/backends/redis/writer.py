@@ -26,6 +26,7 @@ from app.core.messages import WIRE_END, WIRE_HEAD, Message, wire_form
 logger = logging.getLogger("chatroom.redis")
 
 OPS_PER_SCRIPT = 200
+CHANGES = ("e", "d", "x")  # the WRITE script's changes of stored messages: edit, delete, react
 
 Args = tuple[bytes | str, ...]  # one operation of the WRITE script: its kind, then its arguments
 
@@ -162,6 +163,9 @@ class Writer:
                     results.append(result if isinstance(result, bytes) else None)  # its join entry
                 elif op.args[0] == "o":
                     results.append((result[0].decode(), result[1]) if isinstance(result, list) else None)
+                elif op.args[0] in CHANGES:  # the message as it is now, or None: deleted or gone
+                    room, number = str(op.args[1]), int(op.args[2])
+                    results.append(Message.from_json(room, number, result) if isinstance(result, bytes) else None)
                 else:
                     results.append(bool(result))
         return results

@@ -31,13 +31,20 @@ from app.backends.base import (
     Subscriber,
     TransferStore,
 )
+from app.backends.changes import ChangeStore
+from app.backends.reads import ReadStore
 from app.backends.sqlite.accounts import SQLiteAccounts
+from app.backends.sqlite.changes import SQLiteChanges
 from app.backends.sqlite.direct import SQLiteDirect
 from app.backends.sqlite.files import connect, lock_exclusively, path_from_url, transaction
+from app.backends.sqlite.index import Index
 from app.backends.sqlite.moderation import SQLiteModeration
 from app.backends.sqlite.notices import Notices
+from app.backends.sqlite.reads import SQLiteReads
 from app.backends.sqlite.retention import RETENTION_INTERVAL, Retention
+from app.backends.sqlite.rows import SELECT, message_of
 from app.backends.sqlite.schema import migrate
+from app.backends.sqlite.scrub import Scrub
 from app.backends.sqlite.transfer import SQLiteTransfer
 from app.core.messages import Message, now_ms
 from app.settings import Settings
@@ -46,13 +53,14 @@ logger = logging.getLogger("chatroom.sqlite")
 
 CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoints, when something was written
 
-Row = tuple[int, str, str, int, int]  # id, name, text, ts, guest
+Row = tuple[Any, ...]  # a message as rows.SELECT reads it
 
 
 class SQLiteBackend(Backend):
     def __init__(self, url: str, settings: Settings) -> None:
         self.path = path_from_url(url)
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="chatroom-sqlite")
+        self.scrub = Scrub(self._writer_db)
         super().__init__(url, settings)
         self._write_db: sqlite3.Connection | None = None
         self._read_db: sqlite3.Connection | None = None
@@ -64,6 +72,7 @@ class SQLiteBackend(Backend):
         self._written = False  # since the last checkpoint
         self._background: list[asyncio.Task[None]] = []
         self.retention = Retention(self._writer_db, self._wrote)
+        self.index = Index(self._writer_db, self._wrote)
         self.notices = Notices(self._read, self._reader_db, self._writer_db)
 
     # Life cycle
@@ -78,8 +87,10 @@ class SQLiteBackend(Backend):
         except BaseException:
             await self.stop()
             raise
+        self.index.catch_up()
         loop = asyncio.get_running_loop()
         self._background.append(loop.create_task(self._checkpoint_forever()))
+        self._background.append(loop.create_task(self.index.run_forever()))
         self._background.append(loop.create_task(self.notices.poll_forever(self._notice_from_elsewhere)))
         if self.settings.retention_messages or self.settings.retention_days:
             self._background.append(loop.create_task(self._enforce_retention_forever()))
@@ -117,6 +128,17 @@ class SQLiteBackend(Backend):
     def _account_store(self) -> AccountStore:
         return SQLiteAccounts(self._read, self._reader_db, self._writer_db)
 
+    def _change_store(self) -> ChangeStore:
+        return SQLiteChanges(self._read, self._reader_db, self._writer_db, self.deliver_change, self._deleted)
+
+    def _read_store(self) -> ReadStore:
+        return SQLiteReads(self._read, self._reader_db, self._writer_db)
+
+    def _deleted(self) -> None:
+        """A message was deleted: its text goes from the search index and the log file too."""
+        self._written = True
+        self.scrub.due = True
+
     def _moderation_store(self) -> ModerationStore:
         return SQLiteModeration(self._read, self._reader_db, self._writer_db)
 
@@ -152,6 +174,9 @@ class SQLiteBackend(Backend):
         db.execute("PRAGMA synchronous = NORMAL")
         # Checkpoints fsync: `_checkpoint_forever` runs them on the worker thread instead.
         db.execute("PRAGMA wal_autocheckpoint = 0")
+        # What is deleted (a deleted message's text, its words in the search index) is
+        # overwritten with zeros, not merely let go: it cannot be read back from the file.
+        db.execute("PRAGMA secure_delete = ON")
         before = migrate(db)
         if before:
             logger.info("migrated %s from schema version %d", self.path, before)
@@ -170,16 +195,31 @@ class SQLiteBackend(Backend):
     async def _checkpoint_forever(self) -> None:
         while True:
             await asyncio.sleep(CHECKPOINT_INTERVAL)
-            if self._written:
-                self._written = False
-                try:
-                    await self._read(self._checkpoint)
-                except sqlite3.Error:
-                    logger.exception("checkpoint of %s failed", self.path)
+            await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """Checkpoint what was written since the last time. After a deletion, first merge the
+        search index (the deleted words go), then truncate the log, which holds older copies
+        of the pages."""
+        if not self._written:
+            return
+        self._written = False
+        truncate = False
+        try:
+            if self.scrub.due:
+                truncate = await self.scrub.run()
+            await self._read(self._truncate if truncate else self._checkpoint)
+        except sqlite3.Error:
+            logger.exception("checkpoint of %s failed", self.path)
 
     def _checkpoint(self) -> None:
         assert self._read_db is not None
         self._read_db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _truncate(self) -> None:
+        """A checkpoint that empties the log, once no reader needs what is in it."""
+        assert self._read_db is not None
+        self._read_db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # Rooms
 
@@ -187,7 +227,7 @@ class SQLiteBackend(Backend):
         last_id, rows = await self._read(self._latest, room, self.settings.welcome_history)
         self._last_ids.setdefault(room, last_id)  # ours is ahead if we wrote since
         self._subscribed.add(room)
-        return [_message(room, row) for row in reversed(rows)]
+        return [message_of(room, row) for row in reversed(rows)]
 
     async def unsubscribe(self, room: str) -> None:
         self._subscribed.discard(room)
@@ -198,9 +238,7 @@ class SQLiteBackend(Backend):
     def _latest(self, room: str, limit: int) -> tuple[int, list[Row]]:
         assert self._read_db is not None
         found = self._read_db.execute("SELECT last_id FROM rooms WHERE name = ?", (room,)).fetchone()
-        rows = self._read_db.execute(
-            "SELECT id, name, text, ts, guest FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?", (room, limit)
-        ).fetchall()
+        rows = self._read_db.execute(f"{SELECT} WHERE room = ? ORDER BY id DESC LIMIT ?", (room, limit)).fetchall()
         return max(found[0] if found else 0, rows[0][0] if rows else 0), rows
 
     # Writing
@@ -233,8 +271,9 @@ class SQLiteBackend(Backend):
                 stored.set_exception(BackendError(f"Could not store the message: {exc}"))
             return
         self._written = True
-        subscriber, subscribed = self.subscriber, self._subscribed
+        subscriber, subscribed, due = self.subscriber, self._subscribed, self.index.due
         for message, stored in batch:
+            due[message.room] = message.id  # for the search index's next pass
             stored.set_result(message)
             if subscriber is not None and message.room in subscribed:
                 subscriber.deliver(message.room, message.json, message)
@@ -254,16 +293,16 @@ class SQLiteBackend(Backend):
 
     async def history(self, room: str, before: int | None, limit: int) -> tuple[list[Message], bool]:
         rows, more = await self._read(self._before, room, before, limit)
-        return [_message(room, row) for row in reversed(rows)], more
+        return [message_of(room, row) for row in reversed(rows)], more
 
     async def since(self, room: str, after: int, upto: int, limit: int) -> tuple[list[Message], bool]:
         rows, gap = await self._read(self._after, room, after, upto, limit)
-        return [_message(room, row) for row in reversed(rows)], gap
+        return [message_of(room, row) for row in reversed(rows)], gap
 
     def _before(self, room: str, before: int | None, limit: int) -> tuple[list[Row], bool]:
         assert self._read_db is not None
         rows = self._read_db.execute(
-            "SELECT id, name, text, ts, guest FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            f"{SELECT} WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
             (room, before if before is not None else 2**63 - 1, limit + 1),
         ).fetchall()
         return rows[:limit], len(rows) > limit
@@ -271,8 +310,7 @@ class SQLiteBackend(Backend):
     def _after(self, room: str, after: int, upto: int, limit: int) -> tuple[list[Row], bool]:
         assert self._read_db is not None
         rows = self._read_db.execute(
-            "SELECT id, name, text, ts, guest FROM messages "
-            "WHERE room = ? AND id > ? AND id <= ? ORDER BY id DESC LIMIT ?",
+            f"{SELECT} WHERE room = ? AND id > ? AND id <= ? ORDER BY id DESC LIMIT ?",
             (room, after, upto, limit + 1),
         ).fetchall()
         return rows[:limit], len(rows) > limit
@@ -305,8 +343,3 @@ class SQLiteBackend(Backend):
 
     def _wrote(self) -> None:
         self._written = True
-
-
-def _message(room: str, row: Row) -> Message:
-    id, name, text, ts, guest = row
-    return Message(room, id, name, text, ts, bool(guest))

@@ -15,7 +15,7 @@ from app.backends.sqlite.files import transaction
 from app.core.messages import now_ms
 
 # The rooms that have messages, one index seek each (a plain DISTINCT would read every row).
-_EVERY_ROOM = (
+EVERY_ROOM = (
     "WITH RECURSIVE rooms(name) AS (SELECT min(room) FROM messages UNION ALL "
     "SELECT (SELECT min(room) FROM messages WHERE room > rooms.name) FROM rooms WHERE name IS NOT NULL) "
     "SELECT name FROM rooms WHERE name IS NOT NULL"
@@ -33,7 +33,7 @@ class Retention:
         """Delete all but the latest `keep` messages of each room (0: keep all), and those older
         than `days` (0: keep all); returns how many messages went."""
         cutoff = now_ms() - int(days * 86_400_000) if days else None
-        rooms = [room for (room,) in self._db().execute(_EVERY_ROOM).fetchall()]
+        rooms = [room for (room,) in self._db().execute(EVERY_ROOM).fetchall()]
         deleted = 0
         for room in rooms:
             while True:

@@ -139,7 +139,57 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (owner, blocked)
     ) WITHOUT ROWID;
     """,
+    # 6: what happens to messages afterwards (app/core/changes.py): an edit's time, a
+    # tombstone's mark (its text emptied, overwritten: `secure_delete`), the reactions'
+    # counts as the wire has them, and who gave each (by name key); how far each account
+    # read in each room. `search` is a full-text index of what messages say now; contentless,
+    # so it keeps no copy of any text. Its rowid is the room's number times 2^40 plus the
+    # message id, so that a room's matches newest first are one range of it (ids from 2^40
+    # on are not indexed). New messages are indexed in batches, off the commits
+    # (sqlite/index.py), up to each room's `indexed`; triggers keep what is indexed in step
+    # with edits, deletions and retention.
+    """
+    ALTER TABLE messages ADD COLUMN edited_ts INTEGER;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN reactions TEXT;
+    CREATE TABLE reactions (
+        room TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        emoji TEXT NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (room, id, emoji, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE reads (
+        key TEXT NOT NULL,
+        room TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (key, room)
+    ) WITHOUT ROWID;
+    CREATE TABLE search_rooms (
+        number INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        indexed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE VIRTUAL TABLE search USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2');
+    CREATE TRIGGER search_update AFTER UPDATE OF text, deleted ON messages BEGIN
+        INSERT INTO search (search, rowid, text)
+            SELECT 'delete', number * 1099511627776 + OLD.id, OLD.text FROM search_rooms
+            WHERE name = OLD.room AND OLD.id <= indexed AND OLD.id < 1099511627776 AND OLD.deleted = 0;
+        INSERT INTO search (rowid, text)
+            SELECT number * 1099511627776 + NEW.id, NEW.text FROM search_rooms
+            WHERE name = NEW.room AND NEW.id <= indexed AND NEW.id < 1099511627776 AND NEW.deleted = 0;
+    END;
+    CREATE TRIGGER search_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO search (search, rowid, text)
+            SELECT 'delete', number * 1099511627776 + OLD.id, OLD.text FROM search_rooms
+            WHERE name = OLD.room AND OLD.id <= indexed AND OLD.id < 1099511627776 AND OLD.deleted = 0;
+        DELETE FROM reactions WHERE room = OLD.room AND id = OLD.id;
+    END;
+    """,
 ]
+
+# Search's rowids (migration 6): a room's number times this, plus the message id.
+SEARCH_SPAN = 2**40
 
 VERSION = len(MIGRATIONS)
 

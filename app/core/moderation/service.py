@@ -30,7 +30,7 @@ from app.backends.base import BackendError
 from app.core.hub import Refused
 from app.core.identity import Identity
 from app.core.limits import TokenBucket
-from app.core.messages import now_ms
+from app.core.messages import Message, now_ms
 from app.core.moderation.commands import Order, moderation_event, standing_event
 from app.core.moderation.ranks import NEEDS, Action, Rank, may, rank_of, role_name
 from app.core.moderation.records import (
@@ -68,16 +68,9 @@ MAX_MODERATORS = 100  # per room
 MAX_INVITED = 1000  # accounts invited to a room
 AUDIT_PAGE, MAX_AUDIT_PAGE = 50, 200
 
-DeleteMessage = Callable[[str, int], Awaitable[None]]
-
-
-class DeletionUnavailable(Exception):
-    """Messages cannot be deleted (yet): the store has no way to."""
-
-
-async def deletions_unavailable(room: str, id: int) -> None:
-    """The `delete_message` of `install` until the store can delete messages: it cannot."""
-    raise DeletionUnavailable("Deleting messages is not possible on this server yet")
+# Deletes a message from the store (its text gone, a tombstone in its place) and tells
+# everyone online (the `delete` event); False if it was deleted or gone already.
+DeleteMessage = Callable[[Message], Awaitable[bool]]
 
 
 class Forbidden(Exception):
@@ -195,7 +188,7 @@ def apply_changes(state: RoomState, changes: list[dict[str, Any]]) -> RoomState:
 class Moderation:
     """Roles, sanctions, doors and topics of every room, for the hub of this process."""
 
-    def __init__(self, hub: Hub, delete_message: DeleteMessage = deletions_unavailable) -> None:
+    def __init__(self, hub: Hub, delete_message: DeleteMessage) -> None:
         self.hub = hub
         self.store: ModerationStore = hub.backend.moderation
         self._delete_message = delete_message
@@ -218,6 +211,7 @@ class Moderation:
         hub.connected.append(self._connected)
         hub.disconnected.append(self._disconnected)
         hub.notices[NOTICE] = lambda fields: self._notice(NOTICE, fields)
+        hub.may_read.append(self.may_read)
 
     async def stop(self) -> None:
         """Cancel the timers of mutes, and wait for what is being stored."""
@@ -412,6 +406,13 @@ class Moderation:
         rules = self._rules_here(room)
         return not rules.members_only or (identity is not None and _member_of(rules, identity))
 
+    async def may_read(self, room: str, identity: Identity | None) -> bool:
+        """Whether `identity` (None: a guest) may read `room` from outside it (search): not a
+        room for members only, unless a member of it asks."""
+        found = self.hub.rooms.get(room)
+        rules = self._state(found).rules if found is not None else await self.store.rules(room)
+        return not rules.members_only or (identity is not None and _member_of(rules, identity))
+
     async def audit_page(
         self, identity: Identity, room: str, before: int | None, limit: int = AUDIT_PAGE
     ) -> tuple[list[AuditEntry], bool]:
@@ -445,7 +446,7 @@ class Moderation:
         if action is Action.CLAIM:
             return await self._claim(session, rules)
         if action is Action.DELETE:
-            return await self._delete(session, order, rank)
+            return await self._delete(session, order, rank, rules)
         if rank < NEEDS[action]:
             raise _forbidden(f"Only {_who_may(NEEDS[action])} may {action.value} here")
         if order.everywhere and rank < Rank.ADMIN:
@@ -502,6 +503,14 @@ class Moderation:
         if user is None:
             return None
         return _Target(key, user.name, guest=False, admin=user.admin, here=here is not None)
+
+    async def _author_rank(self, message: Message, rules: RoomRules) -> Rank:
+        """The rank here of who wrote `message`: a guest's is a member's; an account's, its role."""
+        if message.guest:
+            return Rank.MEMBER
+        key = name_key(message.name)
+        user = await self.hub.backend.accounts.user(key)
+        return rank_of(key, True, user is not None and user.admin, rules)
 
     def _tell(self, room: Room, event: dict[str, Any] | None = None, **fields: Any) -> None:
         """Tell every process (this one first) of what was done in `room` (see the module's docstring)."""
@@ -683,22 +692,23 @@ class Moderation:
         changes = [{"role": Role.INVITED.value, "person": _person_fields(person), "granted": granted}]
         self._tell(room, event, changes=changes)
 
-    async def _delete(self, session: Session, order: Order, rank: Rank) -> None:
-        actor, room = session.identity, session.room
-        if not actor.account:
-            raise _forbidden("Guests cannot delete messages")
+    async def _delete(self, session: Session, order: Order, rank: Rank, rules: RoomRules) -> None:
+        room = session.room
         found, _ = await self.hub.backend.history(room.name, min(order.id + 1, MAX_ID), 1)
-        message = found[0] if found and found[0].id == order.id else None
+        message = found[0] if found and found[0].id == order.id and not found[0].deleted else None
         if message is None:
             raise _Refusal(ErrorCode.NOT_FOUND, f"There is no message {order.id} in this room")
-        own = not message.guest and name_key(message.name) == actor.key
-        if rank < Rank.MODERATOR and not own:
-            raise _forbidden("Only moderators may delete the messages of others")
+        # Whose own it is, the hub's rules say (app/core/changes.py: an account's messages are
+        # its own; a guest's, while it keeps its name). Anyone else's: a moderator's to delete,
+        # as for any action on a person, if the author ranks lower.
+        if not any(rule(session, message) for rule in self.hub.may_delete):
+            if rank < Rank.MODERATOR:
+                raise _forbidden("Only its author and moderators may delete a message")
+            if await self._author_rank(message, rules) >= rank:
+                raise _forbidden(f"{message.name} ranks as high as you here, or higher: only someone above may do that")
         self._take_turn(session)
-        try:
-            await self._delete_message(room.name, order.id)
-        except DeletionUnavailable as exc:
-            raise _Refusal(ErrorCode.UNAVAILABLE, str(exc)) from None
+        if not await self._delete_message(message):
+            raise _Refusal(ErrorCode.NOT_FOUND, "That message is gone")
         now = await self._record(session, Action.DELETE, message.name, detail=f"message {order.id}")
         event = moderation_event(room.name, Action.DELETE, session.name, now, name=message.name, id=order.id)
         self._tell(room, event)
@@ -786,10 +796,9 @@ def _who_may(rank: Rank) -> str:
     return {Rank.MODERATOR: "moderators", Rank.OWNER: "the room's owner", Rank.ADMIN: "admins"}.get(rank, "members")
 
 
-def install(hub: Hub, delete_message: DeleteMessage = deletions_unavailable) -> Moderation:
-    """Plug moderation into `hub`. `delete_message(room, id)` removes a message's text from the
-    store and tells everyone online (the `delete` event); until the store can do that, the
-    default answers every deletion with `unavailable`."""
+def install(hub: Hub, delete_message: DeleteMessage) -> Moderation:
+    """Plug moderation into `hub`. `delete_message(message)` removes a message's text from the
+    store and tells everyone online (the `delete` event): app/core/changes.py's."""
     moderation = Moderation(hub, delete_message)
     moderation.install()
     return moderation
