@@ -212,7 +212,7 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
     quiet = command("export", backend=url)
     assert quiet.stderr.decode().splitlines() == [
         "Exported 3,000 messages, 1 room, 0 accounts, 0 direct messages, 0 conversations, 0 buddies, 0 blocks, "
-        "0 bans or mutes, 0 audit entries"
+        "0 read positions, 0 bans or mutes, 0 audit entries"
     ]
     controller, terminal = pty.openpty()
     with (tmp_path / "out.jsonl").open("wb") as out:
