@@ -30,7 +30,14 @@ if TYPE_CHECKING:
     from app.core.direct import DirectHandler, DirectMessage, Party, Snapshot
     from app.core.messages import Message
     from app.core.moderation.records import AuditEntry, Kind, Person, Role, RoomRules, Sanction, Topic
-    from app.core.transfer.format import StoredBlock, StoredBuddy, StoredConversation, StoredRoom
+    from app.core.transfer.format import (
+        StoredBlock,
+        StoredBuddy,
+        StoredConversation,
+        StoredMessage,
+        StoredRead,
+        StoredRoom,
+    )
     from app.core.users import SignIn, User
     from app.settings import Settings
 
@@ -336,9 +343,10 @@ class StoreSnapshot(ABC):
         """Every room that has messages, a last id or rules, by name, with how many messages it holds."""
 
     @abstractmethod
-    def messages(self, room: str, after: int = 0) -> AsyncIterator[list[Message]]:
+    def messages(self, room: str, after: int = 0) -> AsyncIterator[list[StoredMessage]]:
         """The room's messages with ids above `after`, up to its last id in the snapshot,
-        in pages, oldest first."""
+        in pages, oldest first: each as it was at that moment (edited, a tombstone, its
+        reactions, with who gave them)."""
 
     @abstractmethod
     async def users(self) -> list[User]:
@@ -378,15 +386,21 @@ class StoreSnapshot(ABC):
     async def blocks(self) -> list[StoredBlock]:
         """Every entry of every block list, by owner and key."""
 
+    @abstractmethod
+    async def reads(self) -> list[StoredRead]:
+        """Every read position, by account key and room."""
+
 
 class Loader(ABC):
     """Writes what `chatroom import` found missing from a store, with the ids it had
     (app/core/transfer/load.py decides what that is; this only writes it)."""
 
     @abstractmethod
-    async def messages(self, room: str, messages: list[Message]) -> None:
+    async def messages(self, room: str, messages: list[StoredMessage]) -> None:
         """Append `messages` (of `room`, ids increasing, all above the room's last id) with
-        their ids, names, texts, times; the room's last id follows them."""
+        their ids, names, texts, times, edits, tombstones and reactions (who gave each, so
+        that a person counts once); the room's last id follows them. Search finds them as
+        they are (never a tombstone)."""
 
     @abstractmethod
     async def room(self, room: str, last_id: int, rules: RoomRules | None) -> None:
@@ -427,6 +441,10 @@ class Loader(ABC):
     @abstractmethod
     async def blocks(self, blocks: list[StoredBlock]) -> None:
         """Put the blocks on their owners' lists (none of them is there)."""
+
+    @abstractmethod
+    async def reads(self, reads: list[StoredRead]) -> None:
+        """Raise each account's read position in its room to at least the one given."""
 
 
 class TransferStore(ABC):

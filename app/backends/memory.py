@@ -78,14 +78,14 @@ class MemoryChanges(ChangeStore):
 
 class MemoryReads(ReadStore):
     def __init__(self) -> None:
-        self._positions: dict[tuple[str, str], int] = {}
+        self.positions: dict[tuple[str, str], int] = {}  # (account, room) -> the highest id read
 
     async def position(self, key: str, room: str) -> int | None:
-        return self._positions.get((key, room))
+        return self.positions.get((key, room))
 
     async def mark(self, key: str, room: str, id: int) -> None:
-        if id > self._positions.get((key, room), 0):
-            self._positions[(key, room)] = id
+        if id > self.positions.get((key, room), 0):
+            self.positions[(key, room)] = id
 
 
 class MemoryAccounts(AccountStore):
@@ -243,7 +243,8 @@ class MemoryBackend(Backend):
     def _stores(self) -> MemoryStores:
         assert isinstance(self.moderation, MemoryModeration)
         assert isinstance(self.direct, MemoryDirect)
-        return MemoryStores(self.logs, self.log, self.accounts, self.moderation, self.direct.book)
+        assert isinstance(self.reads, MemoryReads)
+        return MemoryStores(self.logs, self.log, self.accounts, self.moderation, self.direct.book, self.reads.positions)
 
     def log(self, room: str) -> RoomLog:
         """The room's log, made empty the first time."""

@@ -13,7 +13,16 @@ from app.backends.memory_moderation import MemoryModeration
 from app.core.direct import Conversation, DirectMessage, Party, conversation_of
 from app.core.messages import Message
 from app.core.moderation.records import AuditEntry, RoomRules, Sanction
-from app.core.transfer.format import Listed, StoredBlock, StoredBuddy, StoredConversation, StoredRoom
+from app.core.transfer.format import (
+    Listed,
+    StoredBlock,
+    StoredBuddy,
+    StoredConversation,
+    StoredMessage,
+    StoredRead,
+    StoredRoom,
+    reactors,
+)
 from app.core.users import User
 
 PAGE = 1000
@@ -69,8 +78,10 @@ class MemoryStores:
         accounts: AccountStore,
         moderation: MemoryModeration,
         direct: DirectBook,
+        reads: dict[tuple[str, str], int],
     ) -> None:
         self.direct = direct
+        self.reads = reads  # (account, room) -> the highest id read there
         self.logs = logs
         self.log = log  # the room's log, made the first time
         self.accounts = accounts
@@ -120,10 +131,11 @@ class _MemorySnapshot(StoreSnapshot):
         if log is not None:
             yield from (message for message in list(log.messages) if after < message.id <= upto)
 
-    async def messages(self, room: str, after: int = 0) -> AsyncIterator[list[Message]]:
-        page: list[Message] = []
+    async def messages(self, room: str, after: int = 0) -> AsyncIterator[list[StoredMessage]]:
+        page: list[StoredMessage] = []
+        given = self._backend.logs[room].reactions if room in self._backend.logs else {}
         for message in self._kept(room, after):
-            page.append(message)
+            page.append(StoredMessage(message, reactors(given.get(message.id, {}))))
             if len(page) == PAGE:
                 yield page
                 page = []
@@ -191,16 +203,21 @@ class _MemorySnapshot(StoreSnapshot):
         ]
         return sorted(listed, key=_by_owner)
 
+    async def reads(self) -> list[StoredRead]:
+        return [StoredRead(key, room, id) for (key, room), id in sorted(self._backend.reads.items())]
+
 
 class _MemoryLoader(Loader):
     def __init__(self, backend: MemoryStores) -> None:
         self._backend = backend
 
-    async def messages(self, room: str, messages: list[Message]) -> None:
+    async def messages(self, room: str, messages: list[StoredMessage]) -> None:
         log = self._backend.log(room)
-        for message in messages:
-            log.messages.append(message)
-            log.last_id = max(log.last_id, message.id)
+        for stored in messages:
+            log.messages.append(stored.message)
+            log.last_id = max(log.last_id, stored.id)
+            if stored.reactions:
+                log.reactions[stored.id] = {emoji: set(keys) for emoji, keys in stored.reactions}
 
     async def room(self, room: str, last_id: int, rules: RoomRules | None) -> None:
         log = self._backend.log(room)
@@ -248,6 +265,11 @@ class _MemoryLoader(Loader):
     async def blocks(self, blocks: list[StoredBlock]) -> None:
         for block in blocks:
             self._backend.direct.blocks_of.setdefault(block.owner, {})[block.other.key] = block.other.name
+
+    async def reads(self, reads: list[StoredRead]) -> None:
+        positions = self._backend.reads
+        for read in reads:
+            positions[read.key, read.room] = max(positions.get((read.key, read.room), 0), read.id)
 
 
 def _by_owner(listed: Listed) -> tuple[str, str]:

@@ -25,7 +25,14 @@ from app.core.moderation.records import (
     Topic,
     account_target,
 )
-from app.core.transfer.format import StoredBlock, StoredBuddy, StoredConversation, StoredRoom
+from app.core.transfer.format import (
+    StoredBlock,
+    StoredBuddy,
+    StoredConversation,
+    StoredMessage,
+    StoredRead,
+    StoredRoom,
+)
 from app.core.users import User
 from app.settings import Settings
 from tests.support.subscriber import Delivered
@@ -100,12 +107,16 @@ async def publish(backend: Backend, room: str, count: int) -> list[Message]:
     return [await future for future in futures]
 
 
-async def every_message(snapshot: StoreSnapshot, room: str, after: int = 0) -> list[Message]:
-    found: list[Message] = []
+async def every_stored(snapshot: StoreSnapshot, room: str, after: int = 0) -> list[StoredMessage]:
+    found: list[StoredMessage] = []
     async for page in snapshot.messages(room, after):
         assert 0 < len(page) <= 1000
         found.extend(page)
     return found
+
+
+async def every_message(snapshot: StoreSnapshot, room: str, after: int = 0) -> list[Message]:
+    return [stored.message for stored in await every_stored(snapshot, room, after)]
 
 
 async def every_dm(snapshot: StoreSnapshot, conversation: str, after: int = 0) -> list[DirectMessage]:
@@ -215,7 +226,10 @@ async def test_what_a_loader_writes_of_conversations_keeps_its_ids_and_they_go_o
 
 async def test_what_a_loader_writes_keeps_its_ids_and_the_store_goes_on_after_them(stores: Stores) -> None:
     alone = await stores.alone()
-    messages = [Message("lobby", id, "Ann", f"m{id}", NOW + id, guest=id == 7) for id in (3, 4, 7, *range(10, 1510))]
+    messages = [
+        StoredMessage(Message("lobby", id, "Ann", f"m{id}", NOW + id, guest=id == 7))
+        for id in (3, 4, 7, *range(10, 1510))
+    ]
     guest_ban = Sanction("lobby", Kind.BAN, "g:" + "ab" * 32, "guest-1", "guest-1", "Ann", "", NOW, None)
     entries = [AuditEntry(5, NOW, "lobby", "Ann", "ban", "guest-1"), AuditEntry(9, NOW, "den", "Ann", "claim")]
     async with alone.transfer.loading() as loader:
@@ -229,12 +243,13 @@ async def test_what_a_loader_writes_keeps_its_ids_and_the_store_goes_on_after_th
         await loader.secret(b"k" * 32)
     await stores.stop(alone)
     server = await stores.server()
-    assert await server.subscribe("lobby") == messages[-server.settings.welcome_history :]
+    plain = [stored.message for stored in messages]
+    assert await server.subscribe("lobby") == plain[-server.settings.welcome_history :]
     page, more = await server.history("lobby", 10, 10)
-    assert page == messages[:3]
+    assert page == plain[:3]
     assert not more
     missed, gap = await server.since("lobby", 1500, 1600, 100)
-    assert missed == messages[-9:]
+    assert missed == plain[-9:]
     assert not gap
     assert (await server.publish("lobby", "Ann", "next")).id == 1601
     assert await server.moderation.rules("lobby") == RULES
@@ -257,3 +272,65 @@ async def test_an_import_refuses_to_run_beside_a_server(stores: Stores) -> None:
     async with alone.transfer.loading() as loader:
         await loader.users([ANN])
     assert await alone.accounts.user("ann") == ANN
+
+
+THUMBS, HEART = "👍", "❤️"
+
+
+async def test_a_snapshot_holds_edits_tombstones_reactions_and_read_positions(stores: Stores) -> None:
+    server = await stores.server()
+    first, edited, deleted, reacted, *_ = await publish(server, "lobby", 1200)
+    await server.changes.edit(edited, "edited text", NOW)
+    await server.changes.delete(deleted)
+    await server.changes.react("lobby", reacted.id, "bob", THUMBS)
+    await server.changes.react("lobby", reacted.id, "ann", THUMBS)
+    await server.changes.react("lobby", reacted.id, "ann", HEART)
+    await server.changes.react("lobby", first.id, "cy", HEART)
+    await server.changes.react("lobby", first.id, "cy", HEART)  # taken back: none left
+    await server.reads.mark("ann", "lobby", 3)
+    await server.reads.mark("bob", "den", 1)
+    async with server.transfer.snapshot() as snapshot:
+        stored = await every_stored(snapshot, "lobby")
+        assert [message.id for message in stored] == list(range(1, 1201))  # the tombstone in its place
+        assert stored[0] == StoredMessage(first)
+        assert stored[1].message == edited.edited("edited text", NOW)
+        assert stored[1].message.edited_ts == NOW
+        assert stored[2] == StoredMessage(deleted.tombstone())
+        assert stored[2].message.deleted
+        assert stored[2].message.text == ""
+        assert stored[3].reactions == ((THUMBS, ("ann", "bob")), (HEART, ("ann",)))
+        assert stored[3].message.reactions == {THUMBS: 2, HEART: 1}
+        assert [message.id for message in await every_stored(snapshot, "lobby", after=2)] == list(range(3, 1201))
+        assert await snapshot.reads() == [StoredRead("ann", "lobby", 3), StoredRead("bob", "den", 1)]
+
+
+async def test_what_a_loader_writes_of_room_life_is_as_it_was(stores: Stores) -> None:
+    alone = await stores.alone()
+    plain = Message("lobby", 1, "Ann", "plain", NOW)
+    edited = Message("lobby", 2, "Ann", "edited text", NOW + 2, edited_ts=NOW + 9)
+    tombstone = Message("lobby", 3, "guest-1", "", NOW + 3, guest=True, deleted=True)
+    reacted = Message("lobby", 4, "Bob", "reacted to", NOW + 4, reactions={THUMBS: 2})
+    messages = [
+        StoredMessage(plain),
+        StoredMessage(edited),
+        StoredMessage(tombstone),
+        StoredMessage(reacted, ((THUMBS, ("ann", "bob")),)),
+    ]
+    async with alone.transfer.loading() as loader:
+        await loader.messages("lobby", messages)
+        await loader.room("lobby", 4, None)
+        await loader.users([ANN])
+        await loader.reads([StoredRead("ann", "lobby", 2)])
+    await stores.stop(alone)
+    server = await stores.server()
+    assert await server.subscribe("lobby") == [plain, edited, tombstone, reacted]
+    assert (await server.history("lobby", None, 10))[0] == [plain, edited, tombstone, reacted]
+    assert await server.changes.message("lobby", 3) == tombstone
+    assert await server.changes.edit(tombstone, "back", NOW) is None  # a tombstone stays one
+    assert await server.reads.position("ann", "lobby") == 2
+    # Who reacted came along: Ann's reaction goes, Cy's comes, Bob's stays.
+    assert (await server.changes.react("lobby", 4, "ann", THUMBS)).reactions == {THUMBS: 1}  # type: ignore[union-attr]
+    assert (await server.changes.react("lobby", 4, "cy", THUMBS)).reactions == {THUMBS: 2}  # type: ignore[union-attr]
+    async with server.transfer.snapshot() as snapshot:
+        assert (await every_stored(snapshot, "lobby"))[3].reactions == ((THUMBS, ("bob", "cy")),)
+    assert (await server.publish("lobby", "Ann", "next")).id == 5

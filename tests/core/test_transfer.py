@@ -17,7 +17,7 @@ from app.backends.base import Backend
 from app.core.direct import Party
 from app.core.messages import Message
 from app.core.transfer.export import export
-from app.core.transfer.format import VERSION, Header, Unreadable
+from app.core.transfer.format import VERSION, Header, StoredMessage, Unreadable
 from app.core.transfer.load import Conflict, check, load
 from app.settings import Settings
 
@@ -34,7 +34,9 @@ async def fill(backend: Backend, room: str, count: int) -> None:
     async with backend.transfer.loading() as loader:
         for start in range(1, count + 1, 1000):
             ids = range(start, min(start + 1000, count + 1))
-            await loader.messages(room, [Message(room, id, "Ann", f"message {id} " * 8, NOW + id) for id in ids])
+            await loader.messages(
+                room, [StoredMessage(Message(room, id, "Ann", f"message {id} " * 8, NOW + id)) for id in ids]
+            )
         await loader.room(room, count, None)
 
 
@@ -82,8 +84,8 @@ def room(last_id: int) -> bytes:
 ROOM = room(5)
 
 
-def message(id: int, text: str = "hi", room: str = "lobby") -> bytes:
-    return record(kind="message", room=room, id=id, name="Ann", text=text, ts=NOW, guest=False)
+def message(id: int, text: str = "hi", room: str = "lobby", **life: object) -> bytes:
+    return record(kind="message", room=room, id=id, name="Ann", text=text, ts=NOW, guest=False, **life)
 
 
 def end(count: int) -> bytes:
@@ -137,6 +139,19 @@ def dm(id: int, text: str = "hi", sender: str = "Ann", to: str = "Bob") -> bytes
         (HEADER + USERS + CONVERSATION.replace(b'"key":"bob"', b'"key":"bo"') + end(3), 4, "its name's key"),
         (HEADER + USERS + record(kind="buddy", owner="cy", key="ann", name="Ann") + end(3), 4, "no account"),
         (HEADER + USERS + record(kind="block", owner="ann", key="bob", name="B\nob") + end(3), 4, "not a name"),
+        (HEADER + ROOM + message(1, "still here", deleted=True) + end(2), 3, "deleted, but the record keeps"),
+        (HEADER + ROOM + message(1, "", deleted=True, reactions={"👍": ["bob"]}) + end(2), 3, "deleted, but"),
+        (HEADER + ROOM + message(1, deleted=1) + end(2), 3, "'deleted' to be true or false"),
+        (HEADER + ROOM + message(1, edited_ts="soon") + end(2), 3, "'edited_ts' to be an integer"),
+        (HEADER + ROOM + message(1, reactions={"👍": 2}) + end(2), 3, "'reactions' to be an object of reactions"),
+        (HEADER + ROOM + message(1, reactions=["👍"]) + end(2), 3, "'reactions' to be an object"),
+        (HEADER + ROOM + message(1, reactions={"👍": []}) + end(2), 3, "'reactions' to be an object"),
+        (HEADER + ROOM + message(1, reactions={"🍕": ["bob"]}) + end(2), 3, "not a reaction chatroom gives"),
+        (HEADER + ROOM + message(1, reactions={"👍": ["bob", "bob"]}) + end(2), 3, "a person counts once"),
+        (HEADER + ROOM + message(1, reactions={"👍": ["b\nob"]}) + end(2), 3, "not a name"),
+        (HEADER + USERS + record(kind="read", key="cy", room="lobby", id=1) + end(3), 4, "no account of it before"),
+        (HEADER + USERS + record(kind="read", key="ann", room="lobby", id=0) + end(3), 4, "at least 1"),
+        (HEADER + USERS + (record(kind="read", key="ann", room="lobby", id=1) * 2) + end(4), 5, "a second time"),
     ],
 )
 async def test_a_bad_line_is_named_by_its_number_and_nothing_is_written(
@@ -147,6 +162,58 @@ async def test_a_bad_line_is_named_by_its_number_and_nothing_is_written(
     assert refused.value.line == line
     assert reason in str(refused.value)
     assert await memory.history("lobby", None, 10) == ([], False)
+
+
+async def test_room_life_moves_and_a_target_ahead_is_kept_as_it_is(memory: Backend) -> None:
+    life = (
+        HEADER
+        + USERS
+        + room(4)
+        + message(1)
+        + message(2, "edited", edited_ts=NOW + 5)
+        + message(3, "", deleted=True)
+        + message(4, reactions={"👍": ["bob", "ann"]})
+        + record(kind="read", key="ann", room="lobby", id=2)
+        + end(8)
+    )
+    assert "4 messages, 1 room, 2 accounts" in await imported(memory, life)
+    history = (await memory.history("lobby", None, 10))[0]
+    assert [(m.text, m.edited_ts, m.deleted, m.reactions) for m in history] == [
+        ("hi", None, False, {}),
+        ("edited", NOW + 5, False, {}),
+        ("", None, True, {}),
+        ("hi", None, False, {"👍": 2}),
+    ]
+    assert await memory.reads.position("ann", "lobby") == 2
+    again = await imported(memory, life)
+    assert again.startswith("0 messages")  # idempotent
+    # The target goes on: an edit, a deletion, a read further on. The same file still fits.
+    await memory.changes.edit(history[1], "edited again", NOW + 9)
+    await memory.changes.delete(history[0])
+    await memory.reads.mark("ann", "lobby", 4)
+    assert (await imported(memory, life)).startswith("0 messages")
+    assert [m.text for m in (await memory.history("lobby", None, 10))[0]] == ["", "edited again", "", "hi"]
+    assert await memory.reads.position("ann", "lobby") == 4  # read positions only go forward
+    # A file ahead of the target (an edit, a deletion, other reactions) is refused: an import
+    # never changes a message the target holds.
+    for number, ahead in (
+        (4, message(1, "hi again", edited_ts=NOW + 1)),
+        (5, message(2, "", deleted=True)),
+    ):
+        base = [message(1), message(2, "edited", edited_ts=NOW + 5)]
+        base[number - 4] = ahead
+        fresh = create_backend("memory://", Settings(backend_url="memory://"))
+        await imported(fresh, HEADER + room(2) + message(1) + message(2, "edited", edited_ts=NOW + 5) + end(3))
+        with pytest.raises(Conflict) as refused:
+            await imported(fresh, HEADER + room(2) + b"".join(base) + end(3))
+        assert refused.value.line == number - 1
+        assert "changed in the file after the target's copy" in str(refused.value)
+    with pytest.raises(Conflict) as refused:
+        await imported(memory, life.replace(b'["bob","ann"]', b'["cy"]'))
+    assert refused.value.line == 8
+    assert "changed in the file after the target's copy" in str(refused.value)
+    with pytest.raises(Conflict):  # another text, never edited: another chat's history
+        await imported(memory, life.replace(b'"id":4,"name":"Ann","text":"hi"', b'"id":4,"name":"Ann","text":"ho"'))
 
 
 async def test_a_file_of_another_history_conflicts_and_nothing_is_written(memory: Backend) -> None:

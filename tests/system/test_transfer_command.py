@@ -69,7 +69,8 @@ DMS = 4  # direct messages between Ann and Bob
 
 def build(url: str) -> None:
     """A chat with a bit of everything: accounts, an owner, a topic, a banned guest, two rooms;
-    direct messages between two accounts, a buddy and a block."""
+    a message edited, one deleted, one that two accounts reacted to, a read position; direct
+    messages between two accounts, a buddy and a block."""
     with TestClient(app_with(backend_url=url, rate_limit=0, history_limit=10_000)) as client:
         ann, bob = account(client, "Ann"), account(client, "Bob")
         account(client, "Cy")
@@ -77,8 +78,23 @@ def build(url: str) -> None:
             claim(owner)
             act(owner, {"type": "topic", "text": "Be kind"})
             owner.say("hello from Ann")
+            hello = owner.next_of("message")
             troll.say("spam")
             act(owner, {"type": "ban", "name": "troll", "seconds": 3600, "reason": "spam"})
+            owner.say("a typo hre")
+            typo = owner.next_of("message")
+            owner.send({"type": "edit", "id": typo["id"], "text": "the typo fixed"})
+            assert owner.next_of("edit")["id"] == typo["id"]
+            owner.say("the zanzibar plan")
+            secret = owner.next_of("message")
+            owner.send({"type": "delete", "id": secret["id"]})
+            assert owner.next_of("delete")["id"] == secret["id"]
+            with chat(bob) as bob_here:
+                for reacting, emoji in ((owner, "❤️"), (bob_here, "👍"), (owner, "👍")):
+                    reacting.send({"type": "react", "id": hello["id"], "emoji": emoji})
+                    reactions = owner.next_of("reactions")["reactions"]
+                assert reactions == {"👍": 2, "❤️": 1}
+            owner.send({"type": "read", "id": typo["id"]})
             for n in range(DMS):
                 sender, to = (owner, "Bob") if n % 2 == 0 else (friend, "Ann")
                 sender.send({"type": "dm", "to": to, "text": f"direct {n}"})
@@ -106,7 +122,16 @@ def test_a_chat_moves_from_sqlite_to_redis_and_back_message_by_message(tmp_path:
     assert header["format"] == "chatroom-export"
     assert header["backend"] == "sqlite"
     kinds = [record["kind"] for record in records]
-    assert kinds.count("message") == BIG + 2
+    assert kinds.count("message") == BIG + 4
+    said = [record for record in records if record["kind"] == "message" and record["room"] == "lobby"]
+    hello, spam, edited, deleted = said
+    assert hello["reactions"] == {"👍": ["ann", "bob"], "❤️": ["ann"]}  # who, not only how many
+    assert (edited["text"], edited["edited_ts"] >= edited["ts"]) == ("the typo fixed", True)
+    assert (deleted["text"], deleted["deleted"]) == ("", True)
+    assert "zanzibar" not in (tmp_path / "first.jsonl").read_text()
+    assert [record for record in records if record["kind"] == "read"] == [
+        {"kind": "read", "key": "ann", "room": "lobby", "id": edited["id"]}
+    ]
     assert {"secret", "user", "room", "sanction", "audit", "conversation", "buddy", "block"} <= set(kinds)
     assert kinds.count("dm") == DMS
     dms = [
@@ -119,7 +144,8 @@ def test_a_chat_moves_from_sqlite_to_redis_and_back_message_by_message(tmp_path:
     assert next(record for record in records if record["kind"] == "user")["password"].startswith("$argon2id$")
 
     summary = imported(redis_url, tmp_path / "first.jsonl")
-    assert "2,502 messages" in summary
+    assert "2,504 messages" in summary
+    assert "1 read position" in summary
     assert f"{DMS} direct messages, 1 conversation, 1 buddy, 1 block" in summary
     assert "Nothing to import" in imported(redis_url, tmp_path / "first.jsonl")  # idempotent
     from_redis = export(redis_url, tmp_path / "redis.jsonl")
@@ -143,6 +169,21 @@ def test_a_chat_moves_from_sqlite_to_redis_and_back_message_by_message(tmp_path:
             with chat(from_address(client, "192.0.2.7"), "name=newcomer") as lobby:
                 assert lobby.welcome["topic"]["text"] == "Be kind"
                 assert lobby.welcome["owner"] == "Ann"
+            with chat(from_address(client, "192.0.2.8"), "name=looker") as looker:
+                assert looker.welcome["history"][-4:] == [
+                    {**wire(hello), "reactions": {"👍": 2, "❤️": 1}},
+                    wire(spam),
+                    wire(edited),
+                    wire(deleted),
+                ]
+            assert [
+                m["id"] for m in client.get("/api/rooms/lobby/search", params={"q": "fixed"}).json()["messages"]
+            ] == [edited["id"]]
+            assert client.get("/api/rooms/lobby/search", params={"q": "zanzibar"}).json()["messages"] == []
+            with chat(signed_in(client, "Ann")) as ann_here:
+                assert ann_here.welcome["read"] == edited["id"]  # the first unread comes after it
+                ann_here.send({"type": "react", "id": hello["id"], "emoji": "👍"})  # Ann's taken back
+                assert ann_here.next_of("reactions")["reactions"] == {"👍": 1, "❤️": 1}
             assert refusal(client, "name=troll")[0] == 4403  # the guest's ban: its hash and its key moved
             with chat(signed_in(client, "Ann")) as ann:
                 assert [buddy["name"] for buddy in ann.welcome["buddies"]] == ["Bob"]
@@ -212,7 +253,7 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
     quiet = command("export", backend=url)
     assert quiet.stderr.decode().splitlines() == [
         "Exported 3,000 messages, 1 room, 0 accounts, 0 direct messages, 0 conversations, 0 buddies, 0 blocks, "
-        "0 bans or mutes, 0 audit entries"
+        "0 read positions, 0 bans or mutes, 0 audit entries"
     ]
     controller, terminal = pty.openpty()
     with (tmp_path / "out.jsonl").open("wb") as out:

@@ -1,18 +1,25 @@
 """Export and import of the Redis backend (keys in scripts.py's docstring).
 
-The snapshot: one script reads, at one instant, every room's last id (`ids`), the accounts,
+The snapshot: one script reads, at one instant, every room's last id (`ids`), the messages
+that changed since they were stored (`changes:ROOM`: edited, reacted to, tombstones), who
+gave each reaction (`reactions:ROOM\nID`), the accounts, their read positions (`reads:KEY`),
 the rooms' rules, the sanctions, the audit log's last id and the hashing key, and every
 conversation's last id (`dm-ids`), the accounts' lists of conversations, buddies and
 blocks; then each room's stream and each conversation's is read in pages up to the id it
-had at that instant, and the audit log up to its last entry then. So the export is the
+had at that instant, each message taken from the changes of that instant where it is there
+(as history reads do, history.py), and the audit log up to its last entry then. A change
+made later touches only `changes:ROOM`, never the stream's entry, so the export is the
 chat as it was at that instant, except for messages that retention (CHAT_RETENTION_*)
-trims meanwhile, which may be missing from it.
+trims, or a deletion takes out of the stream, meanwhile, which may be missing from it. The
+script's reply holds every changed message of every room: a few hundred bytes each.
 Servers go on meanwhile: a stream read is a range read, and the script takes a few
 milliseconds (it lists the keys of rules, sanctions and lists: a scan of the key space).
 
 An import writes under the chat's epoch (`RedisBackend.open` joins it, or names the first
 one): each page of messages is one script that appends them with their ids (stream id
-`N-0`, their epoch in `E`) and moves the room's last id past them. It refuses to start
+`N-0`, their epoch in `E`), each as it is now (edited, with its reaction counts), with who
+gave its reactions, a tombstone into `changes:ROOM` alone (as a deletion leaves it), and
+moves the room's last id past them. It refuses to start
 while any server's heartbeat is fresh (`nodes`), for a server holds what it read of a room
 and would not see messages put beneath it. Redis has no transaction that large: an import
 that fails midway keeps what it wrote, and running it again adds the rest. Direct messages
@@ -32,12 +39,21 @@ import redis.asyncio as aioredis
 
 from app.backends.base import InUse, Loader, StoreSnapshot, TransferStore
 from app.backends.redis.accounts import USERS_KEY, _user, _user_json
+from app.backends.redis.changes import _reads_key
 from app.backends.redis.commands import PREFIX, Entry, Script, message_id, room_key
 from app.backends.redis.moderation import AUDIT_KEY, SECRET_KEY, _entry, _entry_fields, _sanction, _sanction_json
 from app.core.direct import DirectMessage, Party, conversation_of
 from app.core.messages import Message
 from app.core.moderation.records import AuditEntry, Person, RoomRules, Sanction, Topic
-from app.core.transfer.format import StoredBlock, StoredBuddy, StoredConversation, StoredRoom
+from app.core.transfer.format import (
+    StoredBlock,
+    StoredBuddy,
+    StoredConversation,
+    StoredMessage,
+    StoredRead,
+    StoredRoom,
+    reactors,
+)
 from app.core.users import User
 
 PAGE = 1000  # stream entries read, or messages written, at once
@@ -45,8 +61,10 @@ PAGE = 1000  # stream entries read, or messages written, at once
 # ARGV: prefix. Returns {ids (HGETALL), users (HGETALL), the secret or false, the audit
 # log's last id or false, {room, its rules (HGETALL), its moderators, its invited}...,
 # {scope, its sanctions (HGETALL)}..., {room, its stream's length}..., dm-ids (HGETALL),
-# {conversation, its stream's length}..., and {account, its hash (HGETALL)}... of
-# conversations, buddies and blocks}.
+# {conversation, its stream's length}..., {account, its hash (HGETALL)}... of
+# conversations, buddies and blocks, {room, its changes (ZRANGE WITHSCORES)}...,
+# {ROOM\nID, who reacted (HKEYS: EMOJI\nKEY)}..., {account, its read positions (ZRANGE
+# WITHSCORES)}...}.
 SNAPSHOT = Script("""
 local prefix = ARGV[1]
 local function suffixes(kind)
@@ -86,32 +104,63 @@ local function hashes(kind)
   end
   return found
 end
+local changes = {}
+for i = 1, #ids, 2 do
+  changes[#changes + 1] = {ids[i], redis.call('ZRANGE', prefix .. 'changes:' .. ids[i], 0, -1, 'WITHSCORES')}
+end
+local reactions = {}
+for message in pairs(suffixes('reactions')) do
+  reactions[#reactions + 1] = {message, redis.call('HKEYS', prefix .. 'reactions:' .. message)}
+end
+local reads = {}
+for account in pairs(suffixes('reads')) do
+  reads[#reads + 1] = {account, redis.call('ZRANGE', prefix .. 'reads:' .. account, 0, -1, 'WITHSCORES')}
+end
 return {ids, redis.call('HGETALL', prefix .. 'users'), redis.call('GET', prefix .. 'moderation-secret'),
         redis.call('GET', prefix .. 'audit-ids'), rules, sanctions, lengths, dm_ids, dm_lengths,
-        hashes('conversations'), hashes('buddies'), hashes('blocks')}
+        hashes('conversations'), hashes('buddies'), hashes('blocks'), changes, reactions, reads}
 """)
 
-# ARGV: prefix, epoch, room, messages kept per room (0: all), then each message's id and
-# wire JSON. Appends them under the epoch (refused, STALE_EPOCH, under another) and moves
-# the room's last id to the last of them, if it was below.
+# ARGV: prefix, epoch, room, messages kept per room (0: all), then for each message its id,
+# its wire JSON as it is now, 1 for a tombstone (else 0), how many reactions were given to
+# it and each of them (EMOJI\nKEY). Appends them under the epoch (refused, STALE_EPOCH,
+# under another): a tombstone into `changes:ROOM` only, as a deletion leaves it (its entry
+# gone from the stream), the others into the stream with who reacted; the changes of what
+# trimming takes go with it, as they do when a message is written (scripts.py). Moves the
+# room's last id to the last of them, if it was below. Returns how many it appended.
 APPEND = Script("""
 local prefix, epoch, room, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 if redis.call('GET', prefix .. 'epoch') ~= epoch then
   return redis.error_reply('STALE_EPOCH the chat is no longer in epoch ' .. epoch)
 end
-local stream = prefix .. 'messages:' .. room
-for i = 5, #ARGV, 2 do
-  if maxlen > 0 then
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, ARGV[i] .. '-0', 'j', ARGV[i + 1], 'E', epoch)
+local stream, changes = prefix .. 'messages:' .. room, prefix .. 'changes:' .. room
+local i, count, last = 5, 0, 0
+while i <= #ARGV do
+  local id, json, given = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
+  if ARGV[i + 2] == '1' then
+    redis.call('ZADD', changes, id, json)
+  elseif maxlen > 0 then
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id .. '-0', 'j', json, 'E', epoch)
   else
-    redis.call('XADD', stream, ARGV[i] .. '-0', 'j', ARGV[i + 1], 'E', epoch)
+    redis.call('XADD', stream, id .. '-0', 'j', json, 'E', epoch)
   end
+  for g = 1, given do
+    redis.call('HSET', prefix .. 'reactions:' .. room .. '\\n' .. id, ARGV[i + 3 + g], 1)
+  end
+  count, last, i = count + 1, tonumber(id), i + 4 + given
 end
-local last = tonumber(ARGV[#ARGV - 1])
+local first = maxlen > 0 and redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+if first then
+  local trimmed = redis.call('ZRANGEBYSCORE', changes, '-inf', '(' .. string.match(first[1], '^(%d+)-'), 'WITHSCORES')
+  for t = 2, #trimmed, 2 do
+    redis.call('DEL', prefix .. 'reactions:' .. room .. '\\n' .. trimmed[t])
+  end
+  redis.call('ZREMRANGEBYSCORE', changes, '-inf', '(' .. string.match(first[1], '^(%d+)-'))
+end
 if tonumber(redis.call('HGET', prefix .. 'ids', room) or '0') < last then
-  redis.call('HSET', prefix .. 'ids', room, ARGV[#ARGV - 1])
+  redis.call('HSET', prefix .. 'ids', room, string.format('%d', last))
 end
-return (#ARGV - 4) / 2
+return count
 """)
 
 # ARGV: prefix, room, last id. The room's last id is at least that.
@@ -225,7 +274,28 @@ class RedisTransfer(TransferStore):
 class _RedisSnapshot(StoreSnapshot):
     def __init__(self, redis: Callable[[], aioredis.Redis], reply: list[Any]) -> None:
         self._redis = redis
-        ids, users, secret, audit_last, rules, sanctions, lengths, dm_ids, dm_lengths, *lists = reply
+        ids, users, secret, audit_last, rules, sanctions, lengths, dm_ids, dm_lengths, *lists = reply[:12]
+        changes, reactions, reads = reply[12:]
+        # room -> id -> its JSON then, for the messages that had changed
+        self._changes: dict[str, dict[int, bytes]] = {
+            _text(room): {int(score): json for json, score in zip(found[::2], found[1::2], strict=True)}
+            for room, found in changes
+        }
+        self._reactions: dict[tuple[str, int], dict[str, list[str]]] = {}
+        for message, given in reactions:
+            room, _, id = _text(message).rpartition("\n")
+            who = self._reactions[room, int(id)] = {}
+            for field in given:
+                emoji, _, key = _text(field).partition("\n")
+                who.setdefault(emoji, []).append(key)
+        self._reads = sorted(
+            (
+                StoredRead(_text(account), _text(room), int(score))
+                for account, found in reads
+                for room, score in zip(found[::2], found[1::2], strict=True)
+            ),
+            key=lambda read: (read.key, read.room),
+        )
         self._dm_last = {_text(conversation): int(last) for conversation, last in _pairs(dm_ids).items()}
         self._dm_lengths = {_text(conversation): int(length) for conversation, length in dm_lengths}
         conversations, buddies, blocks = (
@@ -265,9 +335,33 @@ class _RedisSnapshot(StoreSnapshot):
             yield found
             after = message_id(found[-1][0])
 
-    async def messages(self, room: str, after: int = 0) -> AsyncIterator[list[Message]]:
-        async for found in self._pages(room_key(b"messages", room), after, self._last_ids.get(room, 0)):
-            yield [Message.from_json(room, message_id(entry), fields[b"j"]) for entry, fields in found]
+    async def messages(self, room: str, after: int = 0) -> AsyncIterator[list[StoredMessage]]:
+        upto = self._last_ids.get(room, 0)
+        changed = self._changes.get(room, {})
+        # The changes of that instant replace the stream's entries, and tombstones fill the
+        # holes their entries left, page by page: those up to the last entry of each page.
+        waiting = sorted(id for id in changed if after < id <= upto)
+        taken = 0
+        async for found in self._pages(room_key(b"messages", room), after, upto):
+            page = {message_id(entry): fields[b"j"] for entry, fields in found}
+            reach = message_id(found[-1][0])
+            while taken < len(waiting) and waiting[taken] <= reach:
+                page[waiting[taken]] = changed[waiting[taken]]
+                taken += 1
+            for start in range(0, len(page), PAGE):
+                yield self._stored(room, sorted(page.items())[start : start + PAGE])
+        rest = [(id, changed[id]) for id in waiting[taken:]]
+        for start in range(0, len(rest), PAGE):
+            yield self._stored(room, rest[start : start + PAGE])
+
+    def _stored(self, room: str, messages: list[tuple[int, bytes]]) -> list[StoredMessage]:
+        return [
+            StoredMessage(Message.from_json(room, id, json), reactors(self._reactions.get((room, id), {})))
+            for id, json in messages
+        ]
+
+    async def reads(self) -> list[StoredRead]:
+        return self._reads
 
     async def users(self) -> list[User]:
         found = [_user(key, raw) for key, raw in _pairs(self._users).items()]
@@ -332,10 +426,12 @@ class _RedisLoader(Loader):
         self._epoch = epoch
         self._kept_messages = kept_messages
 
-    async def messages(self, room: str, messages: list[Message]) -> None:
-        args = [PREFIX.decode(), self._epoch, room, str(self._kept_messages)]
-        for message in messages:
-            args += [str(message.id), message.json]  # type: ignore[list-item]
+    async def messages(self, room: str, messages: list[StoredMessage]) -> None:
+        args: list[Any] = [PREFIX.decode(), self._epoch, room, str(self._kept_messages)]
+        for stored in messages:
+            given = [f"{emoji}\n{key}" for emoji, keys in stored.reactions for key in keys]
+            args += [str(stored.id), stored.message.json, "1" if stored.message.deleted else "0", str(len(given))]
+            args += given
         await APPEND.run(self._redis, args)
 
     async def room(self, room: str, last_id: int, rules: RoomRules | None) -> None:
@@ -400,4 +496,10 @@ class _RedisLoader(Loader):
         async with self._redis.pipeline(transaction=True) as pipe:
             for block in blocks:
                 pipe.hset(PREFIX + b"blocks:" + block.owner.encode(), block.other.key, block.other.name)
+            await pipe.execute()
+
+    async def reads(self, reads: list[StoredRead]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for read in reads:
+                pipe.zadd(_reads_key(read.key), {read.room: read.id}, gt=True)
             await pipe.execute()

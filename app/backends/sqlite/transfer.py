@@ -1,14 +1,16 @@
 """Export and import of the SQLite database.
 
-The snapshot is one read transaction on a connection of its own (rooms, accounts, direct
-messages and lists alike are read in it): WAL mode lets it see the
+The snapshot is one read transaction on a connection of its own (rooms, messages as they
+are then with who gave their reactions, accounts, read positions, direct messages and lists
+alike are read in it): WAL mode lets it see the
 database as it was when it began, whatever a running server commits meanwhile (the server
 goes on; the log only grows until the export ends, for a checkpoint cannot pass a reader).
 Reads run on a thread of their own, page by page.
 
 An import holds the database's lock, as a server does (one at a time: it refuses while a
 server runs), and writes everything in one transaction: a failure leaves the database as
-it was.
+it was. Imported messages are indexed for search (sqlite/index.py) when a server next
+starts, as whatever was committed but not indexed is; tombstones never are.
 """
 
 from __future__ import annotations
@@ -21,13 +23,24 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from app.backends.base import InUse, Loader, StoreSnapshot, TransferStore
 from app.backends.sqlite.files import connect, lock_exclusively
 from app.backends.sqlite.moderation import rules_of
+from app.backends.sqlite.rows import SELECT, message_of
 from app.core.direct import DirectMessage, Party
-from app.core.messages import Message
 from app.core.moderation.records import AuditEntry, Kind, Role, RoomRules, Sanction
-from app.core.transfer.format import StoredBlock, StoredBuddy, StoredConversation, StoredRoom
+from app.core.transfer.format import (
+    Reactors,
+    StoredBlock,
+    StoredBuddy,
+    StoredConversation,
+    StoredMessage,
+    StoredRead,
+    StoredRoom,
+    reactors,
+)
 from app.core.users import User
 
 PAGE = 1000  # rows a read or a write takes at once
@@ -122,14 +135,27 @@ class _SQLiteSnapshot(StoreSnapshot):
         rooms: list[StoredRoom] = await self.call(self._rooms)
         return rooms
 
-    async def messages(self, room: str, after: int = 0) -> AsyncIterator[list[Message]]:
-        query = "SELECT id, name, text, ts, guest FROM messages WHERE room = ? AND id > ? ORDER BY id LIMIT ?"
+    def _page(self, room: str, after: int) -> list[StoredMessage]:
+        rows = self._select(f"{SELECT} WHERE room = ? AND id > ? ORDER BY id LIMIT ?", room, after, PAGE)
+        if not rows:
+            return []
+        given: dict[int, dict[str, list[str]]] = {}
+        for id, emoji, key in self._select(
+            "SELECT id, emoji, key FROM reactions WHERE room = ? AND id > ? AND id <= ?", room, after, rows[-1][0]
+        ):
+            given.setdefault(id, {}).setdefault(emoji, []).append(key)
+        none: Reactors = ()
+        return [
+            StoredMessage(message_of(room, row), reactors(given[row[0]]) if row[0] in given else none) for row in rows
+        ]
+
+    async def messages(self, room: str, after: int = 0) -> AsyncIterator[list[StoredMessage]]:
         while True:
-            rows = await self.call(self._select, query, room, after, PAGE)
-            if not rows:
+            page: list[StoredMessage] = await self.call(self._page, room, after)
+            if not page:
                 return
-            yield [Message(room, id, name, text, ts, bool(guest)) for id, name, text, ts, guest in rows]
-            after = rows[-1][0]
+            yield page
+            after = page[-1].id
 
     async def users(self) -> list[User]:
         query = "SELECT key, name, password, admin, created FROM users ORDER BY key"
@@ -196,6 +222,10 @@ class _SQLiteSnapshot(StoreSnapshot):
         rows = await self.call(self._select, "SELECT owner, blocked, name FROM blocks ORDER BY owner, blocked")
         return [StoredBlock(owner, Party(key, name)) for owner, key, name in rows]
 
+    async def reads(self) -> list[StoredRead]:
+        rows = await self.call(self._select, "SELECT key, room, id FROM reads ORDER BY key, room")
+        return [StoredRead(key, room, id) for key, room, id in rows]
+
 
 class _SQLiteLoader(Loader):
     """Statements of the import's one transaction, on the event loop's thread (nothing else
@@ -204,10 +234,32 @@ class _SQLiteLoader(Loader):
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
-    async def messages(self, room: str, messages: list[Message]) -> None:
+    async def messages(self, room: str, messages: list[StoredMessage]) -> None:
+        rows = []
+        for stored in messages:
+            message = stored.message
+            counts = message.reactions
+            rows.append(
+                (
+                    room,
+                    message.id,
+                    message.name,
+                    message.text,
+                    message.ts,
+                    message.guest,
+                    message.edited_ts,
+                    int(message.deleted),
+                    orjson.dumps(counts).decode() if counts else None,
+                )
+            )
         self._db.executemany(
-            "INSERT INTO messages (room, id, name, text, ts, guest) VALUES (?, ?, ?, ?, ?, ?)",
-            [(room, message.id, message.name, message.text, message.ts, message.guest) for message in messages],
+            "INSERT INTO messages (room, id, name, text, ts, guest, edited_ts, deleted, reactions) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        self._db.executemany(
+            "INSERT INTO reactions (room, id, emoji, key) VALUES (?, ?, ?, ?)",
+            [(room, stored.id, emoji, key) for stored in messages for emoji, keys in stored.reactions for key in keys],
         )
 
     async def room(self, room: str, last_id: int, rules: RoomRules | None) -> None:
@@ -301,4 +353,11 @@ class _SQLiteLoader(Loader):
         self._db.executemany(
             "INSERT INTO blocks (owner, blocked, name) VALUES (?, ?, ?)",
             [(block.owner, block.other.key, block.other.name) for block in blocks],
+        )
+
+    async def reads(self, reads: list[StoredRead]) -> None:
+        self._db.executemany(
+            "INSERT INTO reads (key, room, id) VALUES (?, ?, ?) "
+            "ON CONFLICT (key, room) DO UPDATE SET id = max(id, excluded.id)",
+            [(read.key, read.room, read.id) for read in reads],
         )

@@ -14,6 +14,7 @@ from app.core.transfer.format import (
     StoredBlock,
     StoredBuddy,
     StoredConversation,
+    StoredRead,
     encode,
 )
 
@@ -40,6 +41,7 @@ class Counts:
     dms: int = 0
     buddies: int = 0
     blocks: int = 0
+    reads: int = 0
     secret: bool = False
 
     def __str__(self) -> str:
@@ -51,6 +53,7 @@ class Counts:
             _count(self.conversations, "conversation"),
             _count(self.buddies, "buddy", "buddies"),
             _count(self.blocks, "block"),
+            _count(self.reads, "read position"),
             _count(self.sanctions, "ban or mute", "bans or mutes"),
             _count(self.audit, "audit entry", "audit entries"),
         ]
@@ -70,6 +73,7 @@ class Counts:
             or self.dms
             or self.buddies
             or self.blocks
+            or self.reads
             or self.secret
         )
 
@@ -86,12 +90,14 @@ async def export(
     progress: Progress | None = None,
 ) -> Counts:
     """Write every record of `snapshot` (of `header.room` alone, if set: its messages, rules,
-    sanctions and audit entries, without accounts, and so without direct messages and lists)
+    sanctions and audit entries, without accounts, and so without direct messages, lists and
+    read positions)
     through `write`; returns what it wrote.
 
     Conversations, buddies and blocks come only with the accounts they belong to: a
     conversation whose accounts are both exported, an entry of an account's list whose owner
-    is (and, for a buddy, the buddy: a block may name an account removed since).
+    is (and, for a buddy, the buddy: a block may name an account removed since), a read
+    position whose account is.
 
     Sanctions that are over at `header.ts` are left out; without `secret`, so are the key of
     guests' address hashes and the sanctions on guests, which are useless without it.
@@ -117,6 +123,7 @@ async def export(
     conversations: list[StoredConversation] = []
     buddies: list[StoredBuddy] = []
     blocks: list[StoredBlock] = []
+    reads: list[StoredRead] = []
     if header.room is None:
         users = await snapshot.users()
         out(list(users))
@@ -131,6 +138,7 @@ async def export(
             buddy for buddy in await snapshot.buddies() if buddy.owner in accounts and buddy.other.key in accounts
         ]
         blocks = [block for block in await snapshot.blocks() if block.owner in accounts]
+        reads = [read for read in await snapshot.reads() if read.key in accounts]
     total = sum(room.messages for room in rooms) + sum(conversation.messages for conversation in conversations)
     done = 0
     for room in rooms:
@@ -153,7 +161,8 @@ async def export(
                 progress(done, total)
     out(list(buddies))
     out(list(blocks))
-    counts.buddies, counts.blocks = len(buddies), len(blocks)
+    out(list(reads))
+    counts.buddies, counts.blocks, counts.reads = len(buddies), len(blocks), len(reads)
     sanctions = [
         sanction
         for sanction in await snapshot.sanctions()

@@ -11,7 +11,11 @@ room exported, or null for the whole chat). Then records, each with a `kind`:
   after, even when retention deleted the last ones), and its rules: `owner` and each of
   `moderators` and `invited` as `{"key", "name"}`, `members_only`, `topic` (`{"text", "by",
   "ts"}` or null). Its messages follow it, ids increasing;
-- `message`: `room`, `id`, `name`, `text`, `ts` (ms), `guest`;
+- `message`: `room`, `id`, `name`, `text`, `ts` (ms), `guest`; and what happened to it
+  since, each only when it did: `edited_ts` (when its text was last edited), `deleted`
+  (true: a tombstone, whose text is gone: `text` is "", and it has no `edited_ts` and no
+  `reactions`), `reactions` (each emoji of REACTIONS given, in their order, with the sorted
+  name keys of who gave it: `{"👍": ["ann", "bob"]}`);
 - `conversation`: the direct messages between two accounts: `accounts`, both of them as
   `{"key", "name"}` (sorted by key; one, twice, for notes to oneself), `last_id` (the last id
   given out in it) and `ts` (the time of its last message). Its messages follow it, ids
@@ -20,6 +24,8 @@ room exported, or null for the whole chat). Then records, each with a `kind`:
   `auto` (an away message's automatic reply);
 - `buddy` and `block`: an entry of an account's buddy list or block list: `owner` (the
   account's key), `key` and `name` of the account on it; the owner's record comes before;
+- `read`: how far an account read in a room: `key` (the account's), `room`, `id` (the
+  highest message id read there); the account's record comes before;
 - `sanction`: a ban or mute: `sanction` (ban or mute), `scope` (a room, or "" for the whole
   server), `target` (`a:KEY` an account, `g:HASH` a guest's address as a keyed hash),
   `name`, `key`, `by`, `reason`, `at`, `until` (ms or null);
@@ -42,7 +48,7 @@ from typing import Any
 import orjson
 
 from app.core.direct import DirectMessage, Party, conversation_of
-from app.core.messages import Message
+from app.core.messages import REACTIONS, Message, ordered
 from app.core.moderation.records import AuditEntry, Kind, Person, RoomRules, Sanction, Topic, iso
 from app.core.names import MAX_RAW_NAME_LENGTH, InvalidName, clean_room, name_key
 from app.core.users import User
@@ -119,6 +125,41 @@ class StoredBlock(Listed):
     __slots__ = ()
 
 
+Reactors = tuple[tuple[str, tuple[str, ...]], ...]  # (emoji, the sorted name keys of who gave it), in REACTIONS' order
+
+
+def reactors(given: dict[str, set[str]] | dict[str, list[str]] | dict[str, tuple[str, ...]]) -> Reactors:
+    """Who gave which reaction, in the one order the file and the comparisons use."""
+    return tuple((emoji, tuple(sorted(given[emoji]))) for emoji in REACTIONS if given.get(emoji))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A room's message as a store holds it: as it is now (its wire form: text, `edited_ts`,
+    `deleted`, reaction counts) and who gave each reaction, so that a person still counts
+    once, and can take theirs back, after an import."""
+
+    message: Message
+    reactions: Reactors = ()
+
+    @property
+    def id(self) -> int:
+        return self.message.id
+
+    @property
+    def room(self) -> str:
+        return self.message.room
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRead:
+    """How far the account of name key `key` read in `room`: the highest id it read there."""
+
+    key: str
+    room: str
+    id: int
+
+
 @dataclass(frozen=True, slots=True)
 class End:
     records: int
@@ -129,11 +170,12 @@ Record = (
     | Secret
     | User
     | StoredRoom
-    | Message
+    | StoredMessage
     | StoredConversation
     | DirectMessage
     | StoredBuddy
     | StoredBlock
+    | StoredRead
     | Sanction
     | AuditEntry
     | End
@@ -146,16 +188,26 @@ def encode(record: Record) -> bytes:
 
 
 def _fields(record: Record) -> dict[str, Any]:
-    if isinstance(record, Message):
-        return {
+    if isinstance(record, StoredMessage):
+        message = record.message
+        fields: dict[str, Any] = {
             "kind": "message",
-            "room": record.room,
-            "id": record.id,
-            "name": record.name,
-            "text": record.text,
-            "ts": record.ts,
-            "guest": record.guest,
+            "room": message.room,
+            "id": message.id,
+            "name": message.name,
+            "text": message.text,
+            "ts": message.ts,
+            "guest": message.guest,
         }
+        if message.edited_ts is not None:
+            fields["edited_ts"] = message.edited_ts
+        if message.deleted:
+            fields["deleted"] = True
+        if record.reactions:
+            fields["reactions"] = {emoji: list(keys) for emoji, keys in record.reactions}
+        return fields
+    if isinstance(record, StoredRead):
+        return {"kind": "read", "key": record.key, "room": record.room, "id": record.id}
     if isinstance(record, DirectMessage):
         return {
             "kind": "dm",
@@ -274,14 +326,9 @@ def decode(line: bytes, number: int) -> Record:
     read = _Fields(fields, number)
     kind = read.text("kind")
     if kind == "message":
-        return Message(
-            read.room(read.text("room")),
-            read.id("id"),
-            read.name(read.text("name")),
-            read.text("text"),
-            read.integer("ts"),
-            read.boolean("guest"),
-        )
+        return read.message()
+    if kind == "read":
+        return StoredRead(read.name(read.text("key")), read.room(read.text("room")), read.id("id"))
     if kind == "dm":
         return DirectMessage.create(
             read.id("id"),
@@ -470,6 +517,35 @@ class _Fields:
         if not isinstance(value, list):
             raise self._wrong(name, "a list")
         return tuple(sorted((self.person(item, name) for item in value), key=lambda person: person.key))
+
+    def message(self) -> StoredMessage:
+        room, id, name = self.room(self.text("room")), self.id("id"), self.name(self.text("name"))
+        text, ts, guest = self.text("text"), self.integer("ts"), self.boolean("guest")
+        edited_ts = self.optional_integer("edited_ts") if "edited_ts" in self.fields else None
+        deleted = self.boolean("deleted") if "deleted" in self.fields else False
+        given = self.reactions() if "reactions" in self.fields else ()
+        if deleted and (text or edited_ts is not None or given):
+            raise Unreadable(
+                self.number, f"message {id} is deleted, but the record keeps its text, an edit or reactions"
+            )
+        counts = ordered({emoji: len(keys) for emoji, keys in given})
+        return StoredMessage(Message(room, id, name, text, ts, guest, edited_ts, deleted, counts), given)
+
+    def reactions(self) -> Reactors:
+        value = self._get("reactions")
+        expected = 'an object of reactions, each with the name keys of who gave it ({"👍": ["ann"]})'
+        if not isinstance(value, dict):
+            raise self._wrong("reactions", expected)
+        for emoji, keys in value.items():
+            if emoji not in REACTIONS:
+                raise Unreadable(self.number, f"{emoji!r} is not a reaction chatroom gives ({' '.join(REACTIONS)})")
+            if not isinstance(keys, list) or not keys or not all(isinstance(key, str) for key in keys):
+                raise self._wrong("reactions", expected)
+            if len(set(keys)) != len(keys):
+                raise Unreadable(self.number, f"someone gave the reaction {emoji} twice: a person counts once")
+            for key in keys:
+                self.name(key)
+        return reactors(value)
 
     def topic(self, value: Any) -> Topic:
         if not isinstance(value, dict):

@@ -4,8 +4,13 @@ The rule for a target that holds data already: an import adds, it never changes 
 removes anything. Whatever the file holds that the target holds too must be the same:
 
 - a room's messages with ids up to the room's last id in the target must be the very
-  messages the target holds under those ids (name, text, time, guest); those it no longer
-  holds (retention deleted them) are skipped; the ones after its last id are added, with
+  messages the target holds under those ids (name, text, time, guest, edit time, tombstone,
+  who gave which reaction), or the target's copy must be ahead of the file's: the same
+  message (name, time, guest) deleted since, or edited since (a later `edited_ts`; its
+  reactions may have changed too), which the import leaves as the target has it. A file's
+  copy ahead of the target's (edited later, deleted, or other reactions alone, which carry
+  no time to tell which is newer) is a conflict: an import never edits, deletes or reacts.
+  Those it no longer holds (retention deleted them) are skipped; the ones after its last id are added, with
   their ids, and the room's last id becomes the file's (if higher);
 - a room's rules (owner, moderators, invited, door, topic) are added where the target has
   none, and must be the same where it has some;
@@ -14,6 +19,8 @@ removes anything. Whatever the file holds that the target holds too must be the 
   target shows; the accounts' lists of conversations show its last message if it is newer;
 - an entry of a buddy list or a block list the target holds must name the same account,
   and no list may end up longer than its limit (MAX_BUDDIES, MAX_BLOCKED);
+- a read position is added where the target has none for that account and room, and
+  raised where the target's is lower: read positions only go forward;
 - an account, a sanction (in force) or an audit entry the target holds must be the same;
 - the key of guests' address hashes replaces the target's unless the target holds
   sanctions on guests made with its own.
@@ -29,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from app.core.direct import MAX_BLOCKED, MAX_BUDDIES, DirectMessage
-from app.core.messages import Message
 from app.core.moderation.records import AuditEntry, RoomRules, Sanction
 from app.core.names import name_key
 from app.core.transfer.export import Counts
@@ -41,6 +47,8 @@ from app.core.transfer.format import (
     StoredBlock,
     StoredBuddy,
     StoredConversation,
+    StoredMessage,
+    StoredRead,
     StoredRoom,
     Unreadable,
     decode,
@@ -60,11 +68,12 @@ FileRecord = (
     | Secret
     | User
     | StoredRoom
-    | Message
+    | StoredMessage
     | StoredConversation
     | DirectMessage
     | StoredBuddy
     | StoredBlock
+    | StoredRead
     | Sanction
     | AuditEntry
 )
@@ -90,10 +99,27 @@ class Plan:
     dm_last: dict[str, int] = field(default_factory=dict)  # conversation -> its last id in the target
     conversations: set[str] = field(default_factory=set)  # those whose last id goes up
     entries: set[Entry] = field(default_factory=set)  # of lists, to add
+    reads: set[tuple[str, str]] = field(default_factory=set)  # (account, room) whose position goes up
     audit_last: int = 0  # the target's last audit entry
     secret: bytes | None = None  # the key to write
     adds: Counts = field(default_factory=Counts)
     skipped: int = 0  # messages the target holds already (or deleted)
+
+
+def _ahead(held: StoredMessage, record: StoredMessage) -> bool:
+    """Whether the target's copy is the file's message, changed since: deleted, or edited later."""
+    now, then = held.message, record.message
+    if (now.name, now.ts, now.guest) != (then.name, then.ts, then.guest) or then.deleted:
+        return False
+    if now.deleted:
+        return True
+    return now.edited_ts is not None and (then.edited_ts is None or now.edited_ts > then.edited_ts)
+
+
+def _unchanged(stored: StoredMessage) -> tuple[object, ...]:
+    """What a message is but for its reactions."""
+    message = stored.message
+    return (message.name, message.ts, message.guest, message.text, message.edited_ts, message.deleted)
 
 
 def _place(sanction: Sanction) -> Place:
@@ -156,6 +182,7 @@ def records(lines: Lines) -> Iterator[tuple[int, FileRecord]]:
     conversation: StoredConversation | None = None
     conversations: set[str] = set()
     entries: set[Entry] = set()
+    reads: set[tuple[str, str]] = set()
     number = 1
     for number, line in numbered:
         record = decode(line, number)
@@ -166,7 +193,7 @@ def records(lines: Lines) -> Iterator[tuple[int, FileRecord]]:
             if next(numbered, None) is not None:
                 raise Unreadable(number + 1, "a line after the end record")
             return
-        if isinstance(record, Message):
+        if isinstance(record, StoredMessage):
             if room is None or record.room != room.name:
                 raise Unreadable(number, f"a message of {record.room!r} outside that room's part of the file")
             if record.id <= last_message:
@@ -220,6 +247,12 @@ def records(lines: Lines) -> Iterator[tuple[int, FileRecord]]:
                 if _entry(record) in entries:
                     raise Unreadable(number, f"{record.other.name!r} on the {what} of {record.owner!r} a second time")
                 entries.add(_entry(record))
+            elif isinstance(record, StoredRead):
+                if record.key not in users:
+                    raise Unreadable(number, f"a read position of {record.key!r}, but no account of it before")
+                if (record.key, record.room) in reads:
+                    raise Unreadable(number, f"the read position of {record.key!r} in {record.room!r} a second time")
+                reads.add((record.key, record.room))
             elif isinstance(record, Sanction):
                 if _place(record) in places:
                     raise Unreadable(number, f"a second {record.kind.value} of {record.name!r} in the same place")
@@ -249,23 +282,30 @@ async def check(lines: Lines, target: StoreSnapshot, now: int) -> Plan:
     held_entries: dict[Entry, Listed] = {
         _entry(listed): listed for listed in [*await target.buddies(), *await target.blocks()]
     }
+    held_reads = {(read.key, read.room): read.id for read in await target.reads()}
     lengths: dict[tuple[bool, str], int] = {}
     for block, owner, _ in held_entries:
         lengths[block, owner] = lengths.get((block, owner), 0) + 1
     dms: _Beside[DirectMessage] | None = None
     conversation = ""
-    beside: _Beside[Message] | None = None
+    beside: _Beside[StoredMessage] | None = None
     audit: _Beside[AuditEntry] | None = None
     room = ""
     for number, record in stream:
-        if isinstance(record, Message):
+        if isinstance(record, StoredMessage):
             if record.id > plan.last_ids[room]:
                 plan.adds.messages += 1
                 continue
             if beside is None:
                 beside = _Beside(target.messages(room, record.id - 1))
             held = await beside.find(record.id)
-            if held is not None and held != record:
+            if held is not None and held != record and not _ahead(held, record):
+                if _ahead(record, held) or _unchanged(held) == _unchanged(record):
+                    raise Conflict(
+                        number,
+                        f"message {record.id} of {room!r} changed in the file after the target's copy "
+                        "(edited, deleted or reacted to): an import does not change a message the target holds",
+                    )
                 raise Conflict(
                     number,
                     f"message {record.id} of {room!r} is not the one the target holds under that id "
@@ -318,6 +358,10 @@ async def check(lines: Lines, target: StoreSnapshot, now: int) -> Plan:
                     plan.adds.buddies += 1
             elif held_listed != record:
                 raise Conflict(number, f"the target has {record.other.key!r} on that list under another name")
+        elif isinstance(record, StoredRead):
+            if record.id > held_reads.get((record.key, record.room), 0):
+                plan.reads.add((record.key, record.room))
+                plan.adds.reads += 1
         elif isinstance(record, StoredRoom):
             room = record.name
             stored = held_rooms.get(room)
@@ -372,8 +416,9 @@ async def check(lines: Lines, target: StoreSnapshot, now: int) -> Plan:
 async def load(lines: Lines, plan: Plan, loader: Loader, position: Callable[[int], None] | None = None) -> Counts:
     """Write what `check` found missing from the target (the same file, read again)."""
     added = Counts()
-    messages: list[Message] = []
+    messages: list[StoredMessage] = []
     users: list[User] = []
+    reads: list[StoredRead] = []
     sanctions: list[Sanction] = []
     entries: list[AuditEntry] = []
     room: StoredRoom | None = None
@@ -405,7 +450,7 @@ async def load(lines: Lines, plan: Plan, loader: Loader, position: Callable[[int
     for number, record in records(lines):
         if position is not None and number % PAGE == 0:
             position(number)
-        if isinstance(record, Message):
+        if isinstance(record, StoredMessage):
             assert room is not None
             if record.id > plan.last_ids[room.name]:
                 messages.append(record)
@@ -429,6 +474,8 @@ async def load(lines: Lines, plan: Plan, loader: Loader, position: Callable[[int
             conversation = record
         elif isinstance(record, Listed) and _entry(record) in plan.entries:
             listed.append(record)
+        elif isinstance(record, StoredRead) and (record.key, record.room) in plan.reads:
+            reads.append(record)
         elif isinstance(record, StoredRoom):
             room = record
         elif isinstance(record, User) and record.key in plan.users:
@@ -451,7 +498,9 @@ async def load(lines: Lines, plan: Plan, loader: Loader, position: Callable[[int
         await loader.buddies(buddies)
     if blocks:
         await loader.blocks(blocks)
-    added.buddies, added.blocks = len(buddies), len(blocks)
+    if reads:
+        await loader.reads(reads)
+    added.buddies, added.blocks, added.reads = len(buddies), len(blocks), len(reads)
     added.conversations = plan.adds.conversations
     if sanctions:
         await loader.sanctions(sanctions)
