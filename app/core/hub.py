@@ -51,7 +51,7 @@ NoticeHandler = Callable[[dict[str, Any]], None]
 MayDelete = Callable[[Session, "Message"], bool]
 # Who may read a room's history from outside it (search): the room's name, and who asks (an
 # account, or None for a guest); every check must say yes.
-MayRead = Callable[[str, "Identity | None"], Awaitable[bool]]
+MayRead = Callable[[str, "Identity | None", "str | None"], Awaitable[bool]]  # room, who (None: a guest), address
 
 
 class Hub:

@@ -73,12 +73,13 @@ class Search:
             return 0.0
         return 1.0 / SEARCH_RATE
 
-    async def may_read(self, room: str, identity: Identity | None) -> bool:
-        """Whether who asks (an account, or None: a guest) may read `room` from outside it."""
+    async def may_read(self, room: str, identity: Identity | None, address: str | None) -> bool:
+        """Whether who asks (an account, or None: a guest) from `address` (its address key;
+        None: a Unix socket's) may read `room` from outside it."""
         if identity is None and not self._settings.guests_allowed:
             return False
         for check in self._hub.may_read:
-            if not await check(room, identity):
+            if not await check(room, identity, address):
                 return False
         return True
 

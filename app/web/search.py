@@ -71,11 +71,12 @@ class SearchRoutes:
         if session_id is not None:
             accounts: Accounts = request.state.accounts
             identity = await accounts.identify(session_id)
-        if not await search.may_read(room, identity):
+        address = address_key(request.client.host) if request.client is not None else None
+        if not await search.may_read(room, identity, address):
             if identity is None:
                 raise Refusal(_error(401, "signed_out", "Sign in to search here"))
             raise Refusal(_error(403, "forbidden", f"You may not read {room!r}"))
-        wait = search.wait(address_key(request.client.host) if request.client is not None else "unix")
+        wait = search.wait(address if address is not None else "unix")
         if wait:
             detail = "Too many searches: try again in a moment"
             raise Refusal(_error(429, "throttled", detail, **{"retry-after": str(math.ceil(wait))}))

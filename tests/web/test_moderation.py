@@ -638,3 +638,21 @@ def test_the_moderation_state_outlives_a_restart(tmp_path: Path) -> None:
             assert moderator.welcome["muted"]["until"] is not None
             moderator.say("still muted")
             assert error(moderator)["code"] == "muted"
+
+
+def test_whoever_is_banned_from_a_room_cannot_search_it_either(client: TestClient) -> None:
+    def searched(browser: TestClient, room: str = "lobby") -> int:
+        return browser.get(f"/api/rooms/{room}/search", params={"q": "spam"}).status_code
+
+    bob, troll = account(client, "Bob"), from_address(client, "192.0.2.1")
+    with chat(account(client, "Ann")) as owner:
+        claim(owner)
+        with chat(troll, "name=troll"):
+            act(owner, {"type": "ban", "name": "troll"})
+        act(owner, {"type": "ban", "name": "bob"})
+        assert searched(bob) == 403  # an account, by its account
+        assert searched(troll) == 401  # a guest, by its address: an account may (as it may come in)
+        assert searched(from_address(client, "192.0.2.2")) == 200
+        assert searched(bob, "den") == 200  # a room's ban is that room's
+        act(owner, {"type": "unban", "name": "bob"})
+        assert searched(bob) == 200

@@ -309,7 +309,7 @@ def test_only_who_may_read_a_room_searches_it(backend_url: str) -> None:
         assert search(client, "den", q="x").status_code == 200
         hub: Hub = client.app_state["hub"]
 
-        async def members_only(room: str, identity: Identity | None) -> bool:
+        async def members_only(room: str, identity: Identity | None, address: str | None) -> bool:
             return room != "secret" or (identity is not None and identity.key == "bob")
 
         hub.may_read.append(members_only)

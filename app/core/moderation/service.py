@@ -406,12 +406,23 @@ class Moderation:
         rules = self._rules_here(room)
         return not rules.members_only or (identity is not None and _member_of(rules, identity))
 
-    async def may_read(self, room: str, identity: Identity | None) -> bool:
-        """Whether `identity` (None: a guest) may read `room` from outside it (search): not a
-        room for members only, unless a member of it asks."""
+    async def may_read(self, room: str, identity: Identity | None, address: str | None) -> bool:
+        """Whether `identity` (None: a guest) from `address` may read `room` from outside it
+        (search): not a room for members only, unless a member of it asks; not whoever is
+        banned from it (an account by its account, a guest by its address)."""
         found = self.hub.rooms.get(room)
         rules = self._state(found).rules if found is not None else await self.store.rules(room)
-        return not rules.members_only or (identity is not None and _member_of(rules, identity))
+        if rules.members_only and not (identity is not None and _member_of(rules, identity)):
+            return False
+        if identity is not None:
+            target = account_target(identity.key)
+        elif address is None:
+            return True  # a Unix socket's: no address to ban
+        else:
+            if self._secret is None:  # no room opened here yet
+                self._secret = await self.store.secret()
+            target = address_target(self._secret, address)
+        return await self.store.sanction([room, SERVER_WIDE], Kind.BAN, [target], now_ms()) is None
 
     async def audit_page(
         self, identity: Identity, room: str, before: int | None, limit: int = AUDIT_PAGE
