@@ -21,6 +21,7 @@ from pathlib import Path
 
 from app.backends import create_backend
 from app.core.messages import Message
+from app.core.transfer.format import StoredMessage
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +42,11 @@ async def build(url: str, count: int) -> None:
                     await loader.messages(
                         room,
                         [
-                            Message(room, id, f"guest-{id % 97:04d}", f"message {id} of {room}: " + "x" * 40, id, True)
+                            StoredMessage(
+                                Message(
+                                    room, id, f"guest-{id % 97:04d}", f"message {id} of {room}: " + "x" * 40, id, True
+                                )
+                            )
                             for id in ids
                         ],
                     )

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from bench.server import free_port
 from tests.support.browser import Tabs, register, say, sign_in, sign_on, texts
@@ -69,7 +69,7 @@ def tabs(browser: Browser, server: Server) -> Iterator[Tabs]:
     assert tabs.errors == []
 
 
-def message(page: Page, text: str) -> object:
+def message(page: Page, text: str) -> Locator:
     return page.locator("#log .message").filter(has_text=text)
 
 
