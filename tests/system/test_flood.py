@@ -67,8 +67,11 @@ async def test_floods_are_limited_or_closed_and_everyone_else_chats_on_time(serv
         closes = {int(key): count for key, count in report[mode]["closes"].items()}
         # The flooder ends its last connection itself (1000). One that goes on sending after
         # the server's close can lose that close frame to the TCP reset its own data causes
-        # (1006): the server closed it all the same.
-        assert set(closes) <= {code, CloseCode.NORMAL, 1006}, (mode, closes)
+        # (1006): the server closed it all the same. And one that comes back while its closed
+        # connections still count (each may take its close to answer) can find its address
+        # at the cap of 100 (4429), as every flooder shares 127.0.0.1.
+        allowed = {code, CloseCode.NORMAL, 1006, CloseCode.TOO_MANY_CONNECTIONS}
+        assert set(closes) <= allowed, (mode, closes)
         assert closes.get(code, 0) > report[mode]["connections"] / 2, (mode, closes)
     # The rate limit's burst (10) per connection, each delivered to the three chatters.
     assert chat.flood_seen <= 10 * report["messages"]["connections"] * 3

@@ -176,10 +176,12 @@ def test_a_chat_moves_from_sqlite_to_redis_and_back_message_by_message(tmp_path:
                     wire(edited),
                     wire(deleted),
                 ]
+            searcher = from_address(client, "192.0.2.9")  # the test client's own address is banned from the lobby
             assert [
-                m["id"] for m in client.get("/api/rooms/lobby/search", params={"q": "fixed"}).json()["messages"]
+                m["id"] for m in searcher.get("/api/rooms/lobby/search", params={"q": "fixed"}).json()["messages"]
             ] == [edited["id"]]
-            assert client.get("/api/rooms/lobby/search", params={"q": "zanzibar"}).json()["messages"] == []
+            assert searcher.get("/api/rooms/lobby/search", params={"q": "zanzibar"}).json()["messages"] == []
+            assert client.get("/api/rooms/lobby/search", params={"q": "fixed"}).status_code == 401  # the ban moved too
             with chat(signed_in(client, "Ann")) as ann_here:
                 assert ann_here.welcome["read"] == edited["id"]  # the first unread comes after it
                 ann_here.send({"type": "react", "id": hello["id"], "emoji": "👍"})  # Ann's taken back
