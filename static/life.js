@@ -82,8 +82,11 @@ export class Life {
         palette.hidden = !palette.hidden;
       }),
     );
-    if (mine && Date.now() - message.ts < this.editWindow) {
-      actions.append(button("Edit", null, () => this.edit(item, message)));
+    const left = this.editWindow - (Date.now() - message.ts);
+    if (mine && left > 0) {
+      const edit = button("Edit", null, () => this.edit(item, message));
+      actions.append(edit);
+      setTimeout(() => edit.remove(), left); // past the window the server would say too_late
     }
     // Drawn on every message, shown (style.css) on one's own and to those who may delete any,
     // whose standing can change while the message is shown.

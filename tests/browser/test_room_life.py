@@ -51,12 +51,13 @@ window.Notification = Watched;
 
 
 @pytest.fixture
-def server(certificates: Certificates, tmp_path: Path) -> Iterator[Server]:
+def server(certificates: Certificates, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
     """A real server whose welcome holds the latest 20 messages (what fills the view: the page
-    loads no older ones by itself), with no rate limit: a test says a lot at once."""
+    loads no older ones by itself), with no rate limit: a test says a lot at once. A test may
+    add settings (parametrized indirectly)."""
     port = free_port()
     command = uvicorn_command(port, certificates.cert, certificates.key)
-    env = {"CHAT_WELCOME_HISTORY": "20", "CHAT_RATE_LIMIT": "0"}
+    env = {"CHAT_WELCOME_HISTORY": "20", "CHAT_RATE_LIMIT": "0", **getattr(request, "param", {})}
     with run_server(command, port, tmp_path, env=env) as server:
         yield server
 
@@ -213,6 +214,16 @@ def test_edits_deletions_and_reactions_reach_the_others(tabs: Tabs) -> None:
     expect(message(ann, "hello").locator(".reaction")).to_have_text("👍 1")
     expect(message(bob, "hello").get_by_role("button", name="Edit", exact=True)).to_have_count(0)  # not bob's
     expect(message(bob, "hello").get_by_role("button", name="Delete what ann wrote")).to_have_count(0)
+
+
+@pytest.mark.parametrize("server", [{"CHAT_EDIT_WINDOW": "4"}], indirect=True)
+def test_the_edit_button_goes_when_the_edit_window_ends(tabs: Tabs) -> None:
+    ann = tabs.open()
+    sign_on(ann, "ann")
+    say(ann, "quick")
+    edit = message(ann, "quick").get_by_role("button", name="Edit", exact=True)
+    expect(edit).to_have_count(1)
+    expect(edit).to_have_count(0, timeout=8000)  # without a reload: the server would answer too_late
 
 
 def test_who_is_typing_shows_under_the_conversation_until_they_send(tabs: Tabs) -> None:
