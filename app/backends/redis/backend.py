@@ -50,6 +50,7 @@ from app.backends.redis.commands import (
     RedisErrors,
     connect,
     message_id,
+    stop_task,
 )
 from app.backends.redis.direct import RedisDirect
 from app.backends.redis.echoes import Echoes
@@ -216,9 +217,7 @@ class RedisBackend(Backend):
         if self._redis is None:
             return  # stopped already, or never started
         for task in (self._expiry, *self._tasks):
-            if task is not None:
-                task.cancel()
-                await asyncio.wait([task])
+            await stop_task(task)
         await self.heartbeat.stop()
         await self.reader.stop()
         await self.writer.stop()

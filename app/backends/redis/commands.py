@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -23,6 +24,16 @@ RETENTION_KEY = PREFIX + b"retention"  # held by the process running this interv
 COMMAND_TIMEOUT = 5.0  # seconds a command may take before Redis counts as unreachable
 CONNECT_TIMEOUT = 2.0
 NO_TOKEN = "-"  # noqa: S105 - the token hash of a name nobody may take over: no SHA-256 digest is this
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel `task` and wait for its end; cancel it again while it lives. A cancellation that
+    meets a timeout of redis-py's at the same instant can come out as the timeout (Python
+    3.11's asyncio.timeout), which a loop that rides out Redis's timeouts takes for one."""
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
+
 
 # Why the WRITE script refused to run (scripts.py): the chat's epoch is not the writer's, or a
 # room's last id went back below what the writer knew (Redis came back with older data).

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 
 from app.backends.redis import scripts
-from app.backends.redis.commands import BEAT, BEHIND, SWITCH, RedisErrors
+from app.backends.redis.commands import BEAT, BEHIND, SWITCH, RedisErrors, stop_task
 from app.backends.redis.presence import RedisPresence
 
 logger = logging.getLogger("chatroom.redis")
@@ -71,9 +71,7 @@ class Heartbeat:
 
     async def stop(self) -> None:
         for task in (self._task, self._settling):
-            if task is not None:
-                task.cancel()
-                await asyncio.wait([task])
+            await stop_task(task)
         self._task = None
 
     @property

@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.typing import KeyT, StreamIdT
 
-from app.backends.redis.commands import COMMAND_TIMEOUT, RedisErrors, message_id, stream_id
+from app.backends.redis.commands import COMMAND_TIMEOUT, RedisErrors, message_id, stop_task, stream_id
 from app.backends.redis.presence import RedisPresence
 from app.backends.redis.rooms import RoomState
 from app.core.messages import Message
@@ -81,9 +81,7 @@ class Reader:
         # cancelled as it times out: the loop must see for itself that it is to stop.
         self._stopping = True
         for task in (self._task, self._unblocker):
-            if task is not None:
-                task.cancel()
-                await asyncio.wait([task])
+            await stop_task(task)
 
     @property
     def blocked(self) -> bool:
