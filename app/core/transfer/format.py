@@ -165,7 +165,8 @@ class End:
     records: int
 
 
-Record = (
+# What a file holds between its header's line and its end record, the header included.
+Content = (
     Header
     | Secret
     | User
@@ -178,8 +179,8 @@ Record = (
     | StoredRead
     | Sanction
     | AuditEntry
-    | End
 )
+Record = Content | End
 
 
 def encode(record: Record) -> bytes:

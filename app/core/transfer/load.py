@@ -40,6 +40,7 @@ from app.core.moderation.records import AuditEntry, RoomRules, Sanction
 from app.core.names import name_key
 from app.core.transfer.export import Counts
 from app.core.transfer.format import (
+    Content,
     End,
     Header,
     Listed,
@@ -63,20 +64,6 @@ PAGE = 1000  # records written at once
 Lines = Iterable[tuple[int, bytes]]  # the file's lines with their numbers, from 1
 Place = tuple[str, str, str]  # a sanction's scope, kind and target
 Entry = tuple[bool, str, str]  # a list's entry: a block (or a buddy), its owner, the key on it
-FileRecord = (
-    Header
-    | Secret
-    | User
-    | StoredRoom
-    | StoredMessage
-    | StoredConversation
-    | DirectMessage
-    | StoredBuddy
-    | StoredBlock
-    | StoredRead
-    | Sanction
-    | AuditEntry
-)
 
 
 class Conflict(Exception):
@@ -164,7 +151,7 @@ class _Beside(Generic[_T]):
             self._page, self._at = following, 0
 
 
-def records(lines: Lines) -> Iterator[tuple[int, FileRecord]]:
+def records(lines: Lines) -> Iterator[tuple[int, Content]]:
     """The file's records after its header (first), up to its end record (last), each checked
     for its place: messages follow their room's record, direct messages their conversation's,
     ids increase, nothing comes twice, what is an account's comes after the account."""
