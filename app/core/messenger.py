@@ -180,7 +180,7 @@ class Messenger:
         hub.connected.append(self.contacts.connected)
         hub.disconnected.append(self.contacts.disconnected)
         hub.welcome_fields.append(self._welcome_fields)
-        hub.notices["away"] = lambda fields: self._notice("away", fields)
+        hub.notices["away"] = self._away_notice
         self.store.listen(self)
 
     async def start(self) -> None:
@@ -219,10 +219,8 @@ class Messenger:
         self._away = dict(away)
         self._away_names = dict(away.values())
 
-    def _notice(self, kind: str, fields: dict[str, Any]) -> None:
+    def _away_notice(self, fields: dict[str, Any]) -> None:
         """An account went away or came back, in some process: tell the rooms it is in here."""
-        if kind != "away":
-            return
         key, name, message = str(fields["key"]), str(fields["name"]), fields.get("message")
         if message is None:
             if self._away.pop(key, None) is None:

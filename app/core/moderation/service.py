@@ -320,8 +320,10 @@ class Moderation:
         self._targets[member] = target
         return target
 
-    def _target_of(self, identity: Identity, address: str | None) -> str | None:
-        if identity.account:
+    def _target_of(self, identity: Identity | None, address: str | None) -> str | None:
+        """What sanctions on someone name: its account, or a guest's (None: a guest from
+        outside the room) address, hashed."""
+        if identity is not None and identity.account:
             return account_target(identity.key)
         if address is None or self._secret is None:
             return None  # a Unix socket's: no address to ban
@@ -378,7 +380,7 @@ class Moderation:
         target = self._target_of(who, address)
         if target is not None:
             try:
-                ban = await self.store.sanction([room.name, SERVER_WIDE], Kind.BAN, [target], now_ms())
+                ban = await self._ban(room.name, target)
             except Exception as exc:
                 logger.exception("could not read the bans of %s", room.name)
                 raise BackendError(f"the bans of {room.name!r} cannot be read: {exc}") from exc
@@ -414,15 +416,14 @@ class Moderation:
         rules = self._state(found).rules if found is not None else await self.store.rules(room)
         if rules.members_only and not (identity is not None and _member_of(rules, identity)):
             return False
-        if identity is not None:
-            target = account_target(identity.key)
-        elif address is None:
-            return True  # a Unix socket's: no address to ban
-        else:
-            if self._secret is None:  # no room opened here yet
-                self._secret = await self.store.secret()
-            target = address_target(self._secret, address)
-        return await self.store.sanction([room, SERVER_WIDE], Kind.BAN, [target], now_ms()) is None
+        if self._secret is None:  # no room opened here yet
+            self._secret = await self.store.secret()
+        target = self._target_of(identity, address)
+        return target is None or await self._ban(room, target) is None
+
+    async def _ban(self, room: str, target: str) -> Sanction | None:
+        """The ban in force on `target` in `room` or server-wide, if there is one."""
+        return await self.store.sanction([room, SERVER_WIDE], Kind.BAN, [target], now_ms())
 
     async def audit_page(
         self, identity: Identity, room: str, before: int | None, limit: int = AUDIT_PAGE
