@@ -1,5 +1,6 @@
 // Changing the password, in a small dialog: the current password and a new one. The server
 // ends every other session of the account; this one stays signed in.
+import { clearFields, markField, say } from "./feedback.js";
 import { reasonOf } from "./accounts.js";
 
 export class PasswordDialog {
@@ -87,22 +88,15 @@ export class PasswordDialog {
   refuse(reason, which) {
     this.clear();
     const field = this.fields[which];
-    this.errors[which].textContent = reason;
-    field.setAttribute("aria-invalid", "true");
-    field.focus();
-    field.select();
+    markField(field, this.errors[which], reason);
   }
 
   say(text, kind = "note") {
-    this.message.textContent = text;
-    this.message.dataset.kind = kind;
+    say(this.message, text, kind);
   }
 
   clear() {
     this.say("");
-    for (const [which, field] of Object.entries(this.fields)) {
-      this.errors[which].textContent = "";
-      field.removeAttribute("aria-invalid");
-    }
+    clearFields(this.fields, this.errors);
   }
 }

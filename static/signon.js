@@ -2,6 +2,7 @@
 // or create an account, and a screen name alone continues as a guest (on a server that has
 // guests); signed in, only the room is asked. The name and room are remembered. What the
 // server refuses is explained beside the field at fault, to try again without reloading.
+import { clearFields, markField, say } from "./feedback.js";
 import { recall, remember } from "./prefs.js";
 
 export const DEFAULT_ROOM = "lobby";
@@ -155,24 +156,17 @@ export class SignOn {
       this.firstToFill().focus();
       return;
     }
-    this.errors[which].textContent = reason;
-    field.setAttribute("aria-invalid", "true");
-    field.focus();
-    field.select();
+    markField(field, this.errors[which], reason);
   }
 
   // A word about the form as a whole: "error" (it did not work) or "note".
   say(text, kind = "note") {
-    this.message.textContent = text;
-    this.message.dataset.kind = kind;
+    say(this.message, text, kind);
   }
 
   clear() {
     this.say("");
-    for (const [which, field] of Object.entries(this.fields)) {
-      this.errors[which].textContent = "";
-      field.removeAttribute("aria-invalid");
-    }
+    clearFields(this.fields, this.errors);
   }
 
   // Where the user goes on: the first empty field shown, or the highlighted button. The
