@@ -25,6 +25,8 @@ REFUSED = (
     r"WebSocket connection to 'wss://127\.0\.0\.1:\d+/ws\?[^']*' failed: "
     r"Error in connection establishment: net::ERR_CONNECTION_REFUSED"
 )
+# The same, for what the reconnecting page asks over HTTP first (whether it is still signed in).
+REFUSED_REQUEST = r"Failed to load resource: net::ERR_CONNECTION_REFUSED"
 # Likewise when the network drops a connection before its handshake is through.
 CUT_OFF = r"WebSocket connection to 'wss://127\.0\.0\.1:\d+/ws\?[^']*' failed: .*"
 
@@ -106,6 +108,7 @@ def chat_across_a_blip(proxy: BlipProxy, ann: Page, bob: Page, back_to: int | No
 
 def test_after_a_blip_the_page_takes_its_name_back_from_its_old_connection_at_once(tabs: Tabs) -> None:
     tabs.tolerate(REFUSED)  # the proxy stops before the page does, which then tries to reconnect
+    tabs.tolerate(REFUSED_REQUEST)
     with BlipProxy(tabs.server.port) as proxy:
         chat_across_a_blip(proxy, tabs.open(origin=proxy.origin), tabs.open())
 
@@ -114,6 +117,7 @@ def test_after_a_blip_onto_another_server_the_page_takes_its_name_over_from_ther
     tabs: Tabs, certificates: Certificates, tmp_path: Path, redis_url: str
 ) -> None:
     tabs.tolerate(REFUSED)  # the servers stop before the pages do, which then try to reconnect
+    tabs.tolerate(REFUSED_REQUEST)
     shared = {"CHAT_BACKEND_URL": redis_url}
     first, second = free_port(), free_port()
     with (
